@@ -1,0 +1,74 @@
+"""Data shipped with causalid.
+
+Sachs et al. (2005) flow cytometry: 11 proteins measured in 9 conditions (environments),
+7,466 cells, with the literature graphs used as ground truth.  See ``sachs/PROVENANCE.md``
+for where every file comes from and its known quirks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from pathlib import Path
+
+import networkx as nx
+import pandas as pd
+
+from causalid.data.container import MultiEnvData, Transform
+from causalid.data.io import load
+from causalid.errors import DataError
+
+SACHS_VARIABLES = ("Raf", "Mek", "Plcg", "PIP2", "PIP3", "Erk", "Akt", "PKA", "PKC", "P38", "Jnk")
+SACHS_GRAPHS = ("bnlearn17", "tetrad20", "cdt18", "gnies_consensus", "gnies_mooij", "gnies_eaton")
+
+
+def _root() -> Path:
+    return Path(str(resources.files("causalid.datasets"))) / "sachs"
+
+
+def sachs_path() -> Path:
+    """Path of the shipped 9-condition CSV (long format, environment column ``condition``)."""
+    return _root() / "sachs2005_9conditions_raw.csv"
+
+
+def verify_sachs() -> None:
+    """Check the shipped files against ``MANIFEST.sha256``; raise :class:`DataError` on mismatch."""
+    root = _root()
+    for line in (root / "MANIFEST.sha256").read_text().splitlines():
+        if not line.strip():
+            continue
+        digest, name = line.split(maxsplit=1)
+        got = hashlib.sha256((root / name.strip()).read_bytes()).hexdigest()
+        if got != digest:
+            raise DataError(f"shipped file '{name.strip()}' is corrupted (sha256 mismatch); reinstall causalid")
+
+
+def load_sachs(transform: Transform = "log") -> MultiEnvData:
+    """The Sachs et al. (2005) data: 9 conditions as environments, 11 proteins.
+
+    ``transform="log"`` (default) takes the natural log of the raw intensities, which are
+    strictly positive and heavily right-skewed.
+    """
+    return load(sachs_path(), env="condition", variables=list(SACHS_VARIABLES), transform=transform)
+
+
+def sachs_conditions() -> pd.DataFrame:
+    """Per-condition description: reagent, nominal intervention target, cell count."""
+    return pd.read_csv(_root() / "conditions.csv")
+
+
+def sachs_graph(name: str = "bnlearn17") -> nx.DiGraph:
+    """A literature graph over :data:`SACHS_VARIABLES` (cause -> effect).
+
+    ``bnlearn17`` is the 17-edge consensus used by most papers; ``tetrad20`` the 20-edge
+    graph; see ``PROVENANCE.md`` for the others.
+    """
+    table = pd.read_csv(_root() / "ground_truth" / "all_graphs_edgelist.csv")
+    known = sorted(table["graph"].unique())
+    if name not in known:
+        raise DataError(f"unknown Sachs graph '{name}'; choose one of {known}")
+    g = nx.DiGraph()
+    g.add_nodes_from(SACHS_VARIABLES)
+    sub = table[table["graph"] == name]
+    g.add_edges_from(zip(sub["cause"], sub["effect"]))
+    return g

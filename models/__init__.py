@@ -1,0 +1,1 @@
+"""Declared generative models (NumPyro programs), installed as ``causalid.models``."""
