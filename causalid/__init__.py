@@ -1,7 +1,17 @@
 """causalid: probabilistic programming for causal and dynamical identification.
 
+Data come in environments (conditions, batches, labs).  Inside an environment samples are
+exchangeable; across environments the mechanisms' parameters change, and that variability
+identifies causal structure.  The front doors:
+
+* :func:`load`, :class:`MultiEnvData` — multi-environment data with clear validation;
+* :func:`discover`, :func:`discover_batch` — causal graphs by the causal de Finetti tests
+  (``method="cdf"``) or the Bayesian exchangeable model (``method="bayes"``);
+* :func:`fit_parameters` — NUTS posterior of a chosen DAG's mechanism parameters;
+* :func:`structure_metrics` and friends — SHD, normalised SHD, precision/recall.
+
 Importing causalid switches JAX to 64-bit floats (``jax_enable_x64``): ranks, condition
-numbers and long likelihood sums need them.  Arrays you pass in float32 are promoted.
+numbers and long likelihood sums need them.  float32 inputs are promoted.
 """
 
 import jax as _jax
@@ -9,15 +19,43 @@ import jax as _jax
 _jax.config.update("jax_enable_x64", True)
 
 from causalid.data import MultiEnvData, load  # noqa: E402
-from causalid.errors import CausalIDError, DataError, IdentifiabilityError  # noqa: E402
+from causalid.errors import CausalIDError, ConvergenceWarning, DataError, IdentifiabilityError  # noqa: E402
+from causalid.identify.metrics import (  # noqa: E402
+    direction_accuracy,
+    edge_precision_recall,
+    normalized_shd,
+    shd,
+    structure_metrics,
+)
+from causalid.infer.discover import diagnose_mechanisms, discover, discover_batch  # noqa: E402
+from causalid.infer.result import StructureResult  # noqa: E402
 
 __version__ = "0.1.0"
 
+
+def fit_parameters(*args, **kwargs):
+    """NUTS posterior of a DAG's mechanism parameters; see :func:`causalid.infer.posterior.fit_parameters`."""
+    from causalid.infer.posterior import fit_parameters as _fit
+
+    return _fit(*args, **kwargs)
+
+
 __all__ = [
     "CausalIDError",
+    "ConvergenceWarning",
     "DataError",
     "IdentifiabilityError",
     "MultiEnvData",
+    "StructureResult",
+    "diagnose_mechanisms",
+    "direction_accuracy",
+    "discover",
+    "discover_batch",
+    "edge_precision_recall",
+    "fit_parameters",
     "load",
+    "normalized_shd",
+    "shd",
+    "structure_metrics",
     "__version__",
 ]
