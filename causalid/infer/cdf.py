@@ -229,33 +229,46 @@ def _two_moments(a: jax.Array) -> jax.Array:
     return jnp.stack([a, a * a - 1.0], axis=-1)
 
 
+#: Tests for which all-zero extra columns in z change nothing (z is standardised, a zero
+#: column stays zero and adds nothing to distances or to the ridge basis), so conditioning
+#: sets can be padded to a few widths and share compiled code.
+PADDABLE_TESTS = ("gcm", "kci", "rff")
+
+
 def _test_fn(test: str, num_levels: int, num_clusters: int, seed: int) -> Callable:
     fn = CI_TESTS[test]
     if test == "gtest":
-        return lambda x, y, z, w, c: fn(x, y, z, num_levels=num_levels, weights=w)
+        return lambda x, y, z, w, c, k: fn(x, y, z, num_levels=num_levels, weights=w)
     if test == "gcm":
         # the data are normal scores: two rows of k standard normals lie sqrt(2k) apart
-        return lambda x, y, z, w, c: fn(_two_moments(x), _two_moments(y), z, cluster=c,
-                                        num_clusters=num_clusters, weights=w,
-                                        bandwidth=float(np.sqrt(2.0 * max(z.shape[1], 1))))
+        return lambda x, y, z, w, c, k: fn(_two_moments(x), _two_moments(y), z, cluster=c,
+                                           num_clusters=num_clusters, weights=w,
+                                           bandwidth=jnp.sqrt(2.0 * jnp.maximum(k, 1)))
     if test == "rff":
         key = jax.random.PRNGKey(seed)
-        return lambda x, y, z, w, c: fn(x, y, z, key, weights=w)
-    return lambda x, y, z, w, c: fn(x, y, z, weights=w)
+        return lambda x, y, z, w, c, k: fn(x, y, z, key, weights=w)
+    return lambda x, y, z, w, c, k: fn(x, y, z, weights=w)
 
 
 @partial(jax.jit, static_argnames=("test", "num_levels", "num_clusters", "seed"))
-def _evaluate_group(rows, weights, cluster, rep, a, b, c, *, test, num_levels, num_clusters, seed):
+def _evaluate_group(rows, weights, cluster, rep, a, b, c, c_used, *, test, num_levels, num_clusters, seed):
     fn = _test_fn(test, num_levels, num_clusters, seed)
 
-    def one(r, a, b, c):
+    def one(r, a, b, c, used):
         x = rows[r]  # (n, 2, d)
         xa = x[:, a[1], a[0]]
         xb = x[:, b[1], b[0]]
-        z = x[:, c[:, 1], c[:, 0]] if c.shape[0] else jnp.zeros((x.shape[0], 0))
-        return fn(xa, xb, z, weights[r], cluster).pvalue
+        z = x[:, c[:, 1], c[:, 0]] * used if c.shape[0] else jnp.zeros((x.shape[0], 0))
+        return fn(xa, xb, z, weights[r], cluster, jnp.sum(used)).pvalue
 
-    return jax.vmap(one)(rep, a, b, c)
+    return jax.vmap(one)(rep, a, b, c, c_used)
+
+
+def _width(k: int, test: str) -> int:
+    """Conditioning-set width after padding: the next power of two for paddable tests."""
+    if k == 0 or test not in PADDABLE_TESTS:
+        return k
+    return 1 << (k - 1).bit_length()
 
 
 def evaluate_queries(
@@ -265,20 +278,26 @@ def evaluate_queries(
     num_levels: int = 2,
     seed: int = 0,
 ) -> np.ndarray:
-    """p-values of ``(replicate, query)`` items, one vmapped call per conditioning size."""
+    """p-values of ``(replicate, query)`` items, one vmapped call per conditioning width."""
     out = np.empty(len(queries))
-    by_size: dict[int, list[int]] = {}
+    by_width: dict[int, list[int]] = {}
     for i, (_, q) in enumerate(queries):
-        by_size.setdefault(len(q[4]), []).append(i)
-    for k, idx in by_size.items():
+        by_width.setdefault(_width(len(q[4]), test), []).append(i)
+    for k, idx in by_width.items():
         q_pad = _bucket(len(idx))
         sel = idx + [idx[0]] * (q_pad - len(idx))
         rep = np.array([queries[i][0] for i in sel], dtype=np.int32)
         a = np.array([queries[i][1][0:2] for i in sel], dtype=np.int32)
         b = np.array([queries[i][1][2:4] for i in sel], dtype=np.int32)
-        c = np.array([queries[i][1][4] for i in sel], dtype=np.int32).reshape(q_pad, k, 2)
+        c = np.zeros((q_pad, k, 2), dtype=np.int32)
+        used = np.zeros((q_pad, k))
+        for row, i in enumerate(sel):
+            cond = queries[i][1][4]
+            if cond:
+                c[row, : len(cond)] = cond
+                used[row, : len(cond)] = 1.0
         p = _evaluate_group(
-            data.rows, data.weights, jnp.asarray(data.cluster), rep, a, b, c,
+            data.rows, data.weights, jnp.asarray(data.cluster), rep, a, b, c, used,
             test=test, num_levels=num_levels, num_clusters=data.num_clusters, seed=seed,
         )
         out[idx] = np.asarray(p)[: len(idx)]
