@@ -498,34 +498,43 @@ class _Prepared(NamedTuple):
     cards: np.ndarray | None
 
 
-def _prepare(values, mask, family: str) -> _Prepared:
+def _prepare(values, mask, family: str, batch: bool = False) -> _Prepared:
+    """Validate and summarise ``values`` (env, sample, var), or (rep, env, sample, var) with
+    ``batch=True`` (then every field gains a leading replicate axis and ``n_envs`` is an array)."""
     if family not in ("linear_gaussian", "binary", "categorical"):
         raise ValueError(
             f"unknown family {family!r}; use 'linear_gaussian', 'binary' or 'categorical'"
         )
     values = np.asarray(values, dtype=np.float64)
     mask = np.asarray(mask, dtype=bool)
-    if values.ndim != 3:
-        raise DataError(f"values has shape {values.shape}; expected (env, sample, var)")
-    if mask.shape != values.shape[:2]:
-        raise DataError(f"mask has shape {mask.shape}; expected {values.shape[:2]} (env, sample)")
+    lead = "(rep, env, sample, var)" if batch else "(env, sample, var)"
+    if values.ndim != 3 + batch:
+        raise DataError(f"values has shape {values.shape}; expected {lead}")
+    if mask.shape != values.shape[:-1]:
+        raise DataError(f"mask has shape {mask.shape}; expected {values.shape[:-1]} {lead[:-5]})")
     real = values[mask]
     if not np.all(np.isfinite(real)):
         raise DataError("values contain NaN or inf in real (unmasked) samples; impute or drop them")
-    n_envs = int(np.sum(mask.any(axis=1)))
-    if n_envs < 2:
+    n_envs = np.sum(mask.any(axis=-1), axis=-1)
+    if np.any(n_envs < 2):
+        where = f" in data set {int(np.argmax(n_envs < 2))}" if batch else ""
         raise DataError(
-            f"{n_envs} non-empty environment(s); the multi-environment score needs at least 2"
+            f"{int(n_envs.min())} non-empty environment(s){where}; "
+            "the multi-environment score needs at least 2"
         )
-    x = np.where(mask[..., None], values, 0.0)
+    n_envs = n_envs if batch else int(n_envs)
+    w = mask[..., None]
+    x = np.where(w, values, 0.0)
     if family == "linear_gaussian":
-        mu, sd = real.mean(axis=0), real.std(axis=0)
+        count = w.sum(axis=(-3, -2), keepdims=True)
+        mu = x.sum(axis=(-3, -2), keepdims=True) / count
+        sd = np.sqrt(np.where(w, (x - mu) ** 2, 0.0).sum(axis=(-3, -2), keepdims=True) / count)
         if np.any(sd <= 0):
-            bad = np.flatnonzero(sd <= 0).tolist()
+            bad = sorted(set(np.nonzero(sd <= 0)[-1].tolist()))
             raise DataError(f"variables {bad} are constant over all samples; drop them")
-        x = np.where(mask[..., None], (x - mu) / sd, 0.0)
-        z = np.concatenate([np.ones(x.shape[:2] + (1,)), x], axis=-1) * mask[..., None]
-        tstats = jnp.asarray(np.einsum("eni,enj->eij", z, z))  # per-environment Gram of (1, x)
+        x = np.where(w, (x - mu) / sd, 0.0)
+        z = np.concatenate([np.ones(x.shape[:-1] + (1,)), x], axis=-1) * w
+        tstats = jnp.asarray(np.einsum("...eni,...enj->...eij", z, z))  # per-env Gram of (1, x)
         return _Prepared(family, n_envs, tstats, None, None, None)
     if np.any(real != np.round(real)) or np.any(real < 0):
         raise DataError(f"family {family!r} needs integer codes 0..L-1 in every real sample")
@@ -534,35 +543,61 @@ def _prepare(values, mask, family: str) -> _Prepared:
         raise DataError(
             "family 'binary' needs values in {0, 1}; use family='categorical' for more levels"
         )
+    # padded entries of x are 0, so the maximum over (env, sample) is that of the real samples
     cards = (
-        np.maximum(real.max(axis=0).astype(np.int64) + 1, 2)
+        np.maximum(x.max(axis=(-3, -2)).astype(np.int64) + 1, 2)
         if top is None
-        else np.full(real.shape[1], 2)
+        else np.full(x.shape[:-3] + x.shape[-1:], 2)
     )
     codes = jnp.asarray(x.astype(np.int32))
     return _Prepared(family, n_envs, None, codes, jnp.asarray(mask, jnp.float64), cards)
 
 
+@partial(jax.jit, static_argnames=("steps",))
+def _lg_local_scores_batch(tstats, child, parents, n_envs, steps: int, lr: float):
+    """:func:`_lg_local_scores` over a leading replicate axis of ``tstats`` and ``n_envs``."""
+    return jax.vmap(lambda t, n: _lg_local_scores(t, child, parents, n, steps, lr))(tstats, n_envs)
+
+
+@partial(jax.jit, static_argnames=("n_configs", "n_levels", "steps", "max_count"))
+def _dm_local_scores_batch(
+    codes, weights, cards, child, parents, level_mask, n_envs,
+    n_configs: int, n_levels: int, steps: int, lr: float, max_count: int | None,
+):  # fmt: skip
+    """:func:`_dm_counts` then :func:`_dm_local_scores` over a leading replicate axis."""
+
+    def one(c, w, k, lm, n):
+        counts = _dm_counts(c, w, k, child, parents, n_configs, n_levels)
+        return _dm_local_scores(counts, lm, n, steps, lr, max_count)
+
+    return jax.vmap(one)(codes, weights, cards, level_mask, n_envs)
+
+
 def _scores(prep: _Prepared, child, parents, eb_steps: int, lr: float) -> LocalScores:
+    """Local scores; with a batched ``prep`` (from ``_prepare(..., batch=True)``) every field
+    gains a leading replicate axis and all replicates are fitted in one vmapped call."""
     child = jnp.asarray(child, jnp.int32)
     parents = jnp.asarray(parents, jnp.int32)
-    n_envs = jnp.asarray(float(prep.n_envs))
+    n_envs = jnp.asarray(prep.n_envs, jnp.float64)
+    batched = n_envs.ndim == 1
     if prep.family == "linear_gaussian":
-        return LocalScores(*_lg_local_scores(prep.tstats, child, parents, n_envs, eb_steps, lr))
+        fn = _lg_local_scores_batch if batched else _lg_local_scores
+        return LocalScores(*fn(prep.tstats, child, parents, n_envs, eb_steps, lr))
     k = parents.shape[1]
-    top = np.sort(prep.cards)[::-1][:k]
-    n_configs, n_levels = int(np.prod(top)), int(prep.cards.max())
-    counts = _dm_counts(
-        prep.codes,
-        prep.weights,
-        jnp.asarray(prep.cards, jnp.int32),
-        child,
-        parents,
-        n_configs,
-        n_levels,
-    )
-    level_mask = jnp.arange(n_levels)[None, :] < jnp.asarray(prep.cards)[child][:, None]
-    max_count = int(prep.weights.sum(axis=1).max())
+    cards = prep.cards.reshape(-1, prep.cards.shape[-1]).max(axis=0)  # common static shapes
+    top = np.sort(cards)[::-1][:k]
+    n_configs, n_levels = int(np.prod(top)), int(cards.max())
+    level_mask = jnp.arange(n_levels) < jnp.asarray(prep.cards)[..., child, None]
+    max_count = int(prep.weights.sum(axis=-1).max())
+    card_arr = jnp.asarray(prep.cards, jnp.int32)
+    if batched:
+        return LocalScores(
+            *_dm_local_scores_batch(
+                prep.codes, prep.weights, card_arr, child, parents, level_mask, n_envs,
+                n_configs, n_levels, eb_steps, lr, max_count,
+            )  # fmt: skip
+        )
+    counts = _dm_counts(prep.codes, prep.weights, card_arr, child, parents, n_configs, n_levels)
     return LocalScores(*_dm_local_scores(counts, level_mask, n_envs, eb_steps, lr, max_count))
 
 
@@ -610,13 +645,15 @@ def local_scores(
 
 
 def _score_table(prep: _Prepared, sets: ParentSets, edge_prior: float, eb_steps: int, lr: float):
-    """Local log posterior table ``(var, P)``: local score plus the log prior of the set size."""
+    """Local log posterior table ``(..., var, P)``: local score plus the log prior of the set
+    size (a leading replicate axis for a batched ``prep``)."""
     d, p, k = sets.parents.shape
     child = np.repeat(np.arange(d), p)
     local = _scores(prep, child, sets.parents.reshape(d * p, k), eb_steps, lr)
     size = sets.size
     log_prior = size * np.log(edge_prior) + (d - 1 - size) * np.log1p(-edge_prior)
-    return np.asarray(local.score).reshape(d, p) + log_prior
+    score = np.asarray(local.score)
+    return score.reshape(score.shape[:-1] + (d, p)) + log_prior
 
 
 # ============================================================================ structure posterior
@@ -707,25 +744,51 @@ def _ranks_to_adj(ranks: np.ndarray, sets: ParentSets) -> np.ndarray:
 
 
 def _exhaustive(table: np.ndarray, sets: ParentSets, top_k: int):
-    d = table.shape[0]
+    """Exact posterior from the table of local scores ``(..., var, P)`` by enumerating every DAG.
+
+    Leading (replicate) axes of ``table`` carry through to every output but the DAG count: the
+    DAG list and their parent-set ranks are shared, so the log posteriors of all replicates
+    are one gather and sum.
+    """
+    d = table.shape[-2]
     dags = enumerate_dags(d)
     ok = np.all(dags.sum(axis=1) <= sets.max_parents, axis=1)
     dags = dags[ok]
-    ranks = dag_ranks(dags, sets)
-    log_score = table[np.arange(d), ranks].sum(axis=1)
-    log_post = log_score - np.logaddexp.reduce(log_score)
+    ranks = dag_ranks(dags, sets)  # (dag, var)
+    log_score = table[..., np.arange(d), ranks].sum(axis=-1)  # (..., dag)
+    log_post = log_score - np.logaddexp.reduce(log_score, axis=-1, keepdims=True)
     prob = np.exp(log_post)
-    edge = np.einsum("g,gij->ij", prob, dags.astype(np.float64))
-    order = np.argsort(-log_score, kind="stable")[:top_k]
+    edge = np.einsum("...g,gij->...ij", prob, dags.astype(np.float64))
+    order = np.argsort(-log_score, axis=-1, kind="stable")[..., :top_k]
+
+    def pick(a):
+        return np.take_along_axis(a, order, axis=-1)
+
     return (
         edge,
-        dags[order[0]],
+        dags[order[..., 0]],
         dags[order],
-        log_post[order],
-        log_score[order],
-        prob[order],
+        pick(log_post),
+        pick(log_score),
+        pick(prob),
         len(dags),
     )
+
+
+def _exhaustive_results(table: np.ndarray, sets: ParentSets, top_k: int):
+    """:func:`_exhaustive` wrapped as one :class:`BayesStructureResult` per leading index of
+    ``table`` ``(rep, var, P)``; a bare ``(var, P)`` table gives a single result."""
+    single = table.ndim == 2
+    tables = table[None] if single else table
+    edge, map_dag, dags, log_post, log_score, prob, n = _exhaustive(tables, sets, top_k)
+    out = [
+        BayesStructureResult(
+            edge[r], map_dag[r], dags[r], log_post[r], log_score[r], prob[r],
+            "exhaustive", None, n, None, tables[r], sets.parents,
+        )  # fmt: skip
+        for r in range(tables.shape[0])
+    ]
+    return out[0] if single else out
 
 
 def _chain_randoms(key, d: int, n_steps: int):
@@ -1057,21 +1120,7 @@ def bayes_structure(
     table = _score_table(prep, sets, edge_prior, eb_steps, eb_lr)
 
     if method == "exhaustive":
-        edge, map_dag, dags, log_post, log_score, freq, n = _exhaustive(table, sets, top_k)
-        return BayesStructureResult(
-            edge,
-            map_dag,
-            dags,
-            log_post,
-            log_score,
-            freq,
-            "exhaustive",
-            None,
-            n,
-            None,
-            table,
-            sets.parents,
-        )
+        return _exhaustive_results(table, sets, top_k)
     if d < 2:
         raise ValueError("MCMC needs at least 2 variables; use method='exhaustive'")
     edge, map_dag, dags, log_post, log_score, freq, n, diag = _mcmc(
@@ -1099,3 +1148,53 @@ def bayes_structure(
         table,
         sets.parents,
     )
+
+
+def bayes_structure_batch(
+    values,
+    mask,
+    family: ScoreFamily = "linear_gaussian",
+    *,
+    max_parents: int | None = None,
+    edge_prior: float = 0.5,
+    eb_steps: int = 500,
+    eb_lr: float = 0.1,
+    top_k: int = 10,
+) -> list[BayesStructureResult]:
+    r"""Exact DAG posteriors of ``R`` replicate data sets at once (``d <= 5`` variables).
+
+    The same model and result as ``bayes_structure(values[r], mask[r], family,
+    method="exhaustive", ...)`` for each ``r``, but the local-score tables of all replicates are
+    fitted in one vmapped, jitted call and the enumeration is one array operation over
+    ``(replicate, DAG)``.
+
+    Parameters
+    ----------
+    values : array, shape (rep, env, sample, var)
+        Zero-padded observations (integer codes for ``binary`` / ``categorical``).
+    mask : array, shape (rep, env, sample), bool
+        Real samples.
+    family, max_parents, edge_prior, eb_steps, eb_lr, top_k
+        As for :func:`bayes_structure` (``max_parents`` defaults to ``d - 1``).
+
+    Returns
+    -------
+    list of BayesStructureResult, one per replicate.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 4:
+        raise DataError(f"values has shape {values.shape}; expected (rep, env, sample, var)")
+    d = values.shape[-1]
+    if d > MAX_EXHAUSTIVE_NODES:
+        raise DataError(
+            f"batch mode supports at most {MAX_EXHAUSTIVE_NODES} variables (exhaustive "
+            f"enumeration), got {d}; loop over causalid.discover for MCMC on each data set"
+        )
+    if not 0.0 < edge_prior < 1.0:
+        raise ValueError(f"edge_prior={edge_prior} must lie strictly between 0 and 1")
+    max_parents = d - 1 if max_parents is None else max_parents
+    max_parents = int(min(max(max_parents, 0), max(d - 1, 0)))
+    prep = _prepare(values, mask, family, batch=True)
+    sets = parent_sets(d, max_parents)
+    table = _score_table(prep, sets, edge_prior, eb_steps, eb_lr)  # (rep, var, P)
+    return _exhaustive_results(table, sets, top_k)

@@ -9,7 +9,7 @@ import numpy as np
 
 from causalid.data.container import MultiEnvData
 from causalid.errors import DataError
-from causalid.infer.bayes import BayesStructureResult, bayes_structure
+from causalid.infer.bayes import BayesStructureResult, bayes_structure, bayes_structure_batch
 from causalid.infer.result import StructureResult
 
 
@@ -63,18 +63,19 @@ def bayes_discover_batch(x: np.ndarray, names, *, max_parents=None, num_steps=No
     """``method="bayes"`` for ``R`` data sets ``(R, E, N, d)``."""
     if unknown:
         raise DataError(f"unknown option(s) for method 'bayes': {sorted(unknown)}")
-    R = x.shape[0]
     discrete = bool(np.all(x == np.round(x)) and x.min() >= 0 and x.max() < 10)
     family = ("binary" if x.max() <= 1 else "categorical") if discrete else "linear_gaussian"
+    if not 0 < edge_prior < 1:
+        raise DataError(f"edge_prior must be in (0, 1); got {edge_prior}")
+    if num_steps is not None and x.shape[-1] <= 5:
+        raise DataError(f"num_steps={num_steps} applies to MCMC only; batch mode with "
+                        f"{x.shape[-1]} variables enumerates every DAG exactly (leave num_steps unset)")
     mask = np.ones(x.shape[:3], dtype=bool)
-    opts = _options(max_parents, num_steps, edge_prior, seed)
-    out = []
-    for r in range(R):
-        t0 = time.perf_counter()
-        post = bayes_structure(x[r], mask[r], family, **opts)
-        out.append(_result(post, list(names), family, max_parents, num_steps, edge_prior, seed,
-                           time.perf_counter() - t0))
-    return out
+    t0 = time.perf_counter()
+    posts = bayes_structure_batch(x, mask, family, max_parents=max_parents, edge_prior=edge_prior)
+    seconds = (time.perf_counter() - t0) / max(len(posts), 1)  # the batch's time, shared out
+    return [_result(post, list(names), family, max_parents, num_steps, edge_prior, seed, seconds)
+            for post in posts]
 
 
 def _result(post: BayesStructureResult, names, family, max_parents, num_steps, edge_prior, seed, seconds):

@@ -23,6 +23,7 @@ from causalid.infer._dags import enumerate_dags, is_acyclic, parent_sets
 from causalid.infer.bayes import (
     NIGHyper,
     bayes_structure,
+    bayes_structure_batch,
     dirichlet_multinomial_log_marginal,
     linear_gaussian_log_marginal,
     local_scores,
@@ -395,3 +396,44 @@ def test_sachs_eleven_proteins_with_order_mcmc():
     truth = nx.to_numpy_array(sachs_graph("bnlearn17"), nodelist=list(SACHS_VARIABLES)) > 0
     skeleton = truth | truth.T
     assert (res.map_dag & skeleton).sum() >= 0.5 * res.map_dag.sum()  # measured: 10 of 12 edges
+
+
+# ------------------------------------------------------------------ batch over replicates
+@pytest.mark.parametrize(("family", "sim"), [("linear_gaussian", sim_linear_gaussian), ("binary", sim_binary)])
+def test_batch_matches_per_replicate(family, sim):
+    rng = np.random.default_rng(11)
+    x = np.stack([sim(rng, 30, 5, adj, "both") for adj in (CHAIN, COLLIDER, CHAIN.T)])
+    mask = np.ones(x.shape[:3], bool)
+    mask[1, :4, 3:] = False  # ragged environments in one replicate only
+    mask[2, -1] = False  # and an empty environment in another
+    x = np.where(mask[..., None], x, 0.0)
+    batch = bayes_structure_batch(x, mask, family, top_k=5)
+    assert len(batch) == 3
+    for r, res in enumerate(batch):
+        ref = bayes_structure(x[r], mask[r], family, method="exhaustive", top_k=5)
+        np.testing.assert_allclose(res.edge_probs, ref.edge_probs, rtol=0, atol=1e-8)
+        np.testing.assert_allclose(res.score_table, ref.score_table, rtol=1e-10, atol=1e-8)
+        np.testing.assert_allclose(res.top_log_post, ref.top_log_post, rtol=0, atol=1e-8)
+        assert np.array_equal(res.map_dag, ref.map_dag) and np.array_equal(res.top_dags, ref.top_dags)
+        assert res.method == "exhaustive" and res.num_dags == ref.num_dags == 25
+
+
+def test_batch_refuses_more_than_five_variables():
+    with pytest.raises(causalid.DataError, match="at most 5 variables"):
+        bayes_structure_batch(np.zeros((2, 3, 4, 6)), np.ones((2, 3, 4), bool))
+
+
+def test_discover_batch_bayes_matches_per_replicate():
+    rng = np.random.default_rng(3)
+    x = np.stack([sim_linear_gaussian(rng, 40, 2, adj, "cause") for adj in (PAIR, PAIR.T, PAIR)])
+    results = causalid.discover_batch(x, method="bayes")
+    assert len(results) == 3
+    for r, res in enumerate(results):
+        ref = bayes_structure(x[r], _full(x[r]), "linear_gaussian")
+        expected = {(f"X{i}", f"X{j}") for i, j in np.argwhere(ref.map_dag)}
+        assert set(res.graph.edges) == expected
+        probs = {(row["source"], row["target"]): row["probability"] for row in res.records}
+        assert abs(probs[("X0", "X1")] - ref.edge_probs[0, 1]) < 1e-8
+    with pytest.raises(causalid.DataError, match="MCMC only"):
+        causalid.discover_batch(x, method="bayes", num_steps=100)
+
