@@ -101,7 +101,7 @@ def test_variables_and_transforms():
     df = _frame().assign(a=lambda d: np.exp(d.a))
     data = MultiEnvData.from_frame(df, env="condition", variables=["a"], transform="log")
     np.testing.assert_allclose(data.blocks()[0][:, 0], np.log(df.a[:5]))
-    with pytest.raises(DataError, match="transform 'log' needs positive values; column 'b'"):
+    with pytest.raises(DataError, match="transform 'log' needs positive values; column 'a' has values <= 0 in environment 'c0'"):
         MultiEnvData.from_frame(_frame(), env="condition", transform="log")
     with pytest.raises(DataError, match=r"variable column\(s\) \['zz'\] not found"):
         MultiEnvData.from_frame(df, env="condition", variables=["zz"])
