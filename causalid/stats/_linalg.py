@@ -271,6 +271,6 @@ def student_t_sf_two_sided(t: Array, df: Array) -> Array:
 
 
 def f_sf(f: Array, d1: Array, d2: Array) -> Array:
-    r"""Survival function of the F(d1, d2) distribution: :math:`I_{d_2/(d_2+d_1 f)}(d_2/2, d_1/2)`."""
+    r"""Survival function of F(d1, d2): :math:`I_{d_2/(d_2+d_1 f)}(d_2/2, d_1/2)`."""
     f = jnp.maximum(f, 0.0)
     return betainc(0.5 * d2, 0.5 * d1, d2 / (d2 + d1 * f))

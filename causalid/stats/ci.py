@@ -19,6 +19,15 @@ Null approximations
               products of residual random features.
 ``gcm``       normal (or Student-t with ``G - 1`` d.o.f. over ``G`` clusters); chi-square /
               Hotelling F for multivariate ``x``, ``y``.
+
+The two gamma approximations match the first two moments of a weighted sum of
+:math:`\chi^2_1` variables.  Their upper tail (small p-values, where decisions are made)
+is calibrated, but their lower tail is heavier than the true null's, so p-values close to
+1 are rarer than uniform (the reference KCI implementation in causal-learn behaves the
+same way).  Do not read large p-values as evidence *for* independence.
+
+No function calls ``jnp.linalg`` / ``jax.scipy.linalg`` (see :mod:`causalid.stats._linalg`):
+on CPU their batched LAPACK kernels can deadlock XLA's thread pool inside ``vmap``.
 """
 
 from __future__ import annotations
@@ -133,7 +142,8 @@ def fisher_z(x, y, z, weights=None) -> CIResult:
     sxy = jnp.sum(res[:, 0] * res[:, 1])
     sxx = jnp.sum(res[:, 0] ** 2)
     syy = jnp.sum(res[:, 1] ** 2)
-    r = sxy / jnp.sqrt(sxx * syy)
+    denom = sxx * syy
+    r = jnp.where(denom > 0, sxy / jnp.sqrt(jnp.where(denom > 0, denom, 1.0)), 0.0)
     r = jnp.clip(r, -1.0 + 1e-15, 1.0 - 1e-15)
     dof = jnp.maximum(jnp.sum(w) - k - 3.0, 0.0)
     stat = jnp.sqrt(dof) * jnp.arctanh(r)
@@ -217,6 +227,15 @@ def g_test(x, y, z, num_levels: int = 2, weights=None) -> CIResult:
 
 
 # ------------------------------------------------------------------------------ KCI
+
+
+def _gamma_result(stat: Array, mean: Array, var: Array) -> CIResult:
+    """Gamma(mean^2/var, var/mean) survival p-value; p = 1 when the null has no spread
+    (a constant variable: nothing can be detected)."""
+    ok = (mean > 0) & (var > 0)
+    mean, var = jnp.where(ok, mean, 1.0), jnp.where(ok, var, 1.0)
+    p = gamma_sf(stat, mean**2 / var, var / mean)
+    return CIResult(jnp.where(ok, stat, 0.0), jnp.where(ok, p, 1.0))
 
 
 def _kci_width(n_eff: Array, small: float, mid: float, large: float) -> Array:
@@ -307,9 +326,7 @@ def kci(x, y, z, weights=None) -> CIResult:
         stat = jnp.sum(prod)
         mean = jnp.sum(jnp.diagonal(kxr) * jnp.diagonal(kyr))
         var = 2.0 * jnp.sum(prod * prod)
-    shape = mean**2 / var
-    scale = var / mean
-    return CIResult(stat, gamma_sf(stat, shape, scale))
+    return _gamma_result(stat, mean, var)
 
 
 # ----------------------------------------------------------------------- KCI (RFF)
@@ -415,9 +432,7 @@ def kci_rff(
     mu = jnp.sum(prods, axis=0) / n_eff
     cen = (prods - mu) * w[:, None]
     sigma = cen.T @ cen / n_eff
-    mean = jnp.trace(sigma)
-    var = 2.0 * jnp.sum(sigma * sigma)
-    return CIResult(stat, gamma_sf(stat, mean**2 / var, var / mean))
+    return _gamma_result(stat, jnp.trace(sigma), 2.0 * jnp.sum(sigma * sigma))
 
 
 # ------------------------------------------------------------------------------ GCM
@@ -447,8 +462,8 @@ def gcm(
 ) -> CIResult:
     r"""Generalised covariance measure (GCM) test of Shah & Peters (2020).
 
-    ``x`` and ``y`` are regressed on ``z`` by weighted ridge regression with an
-    unpenalised intercept on the basis: standardised :math:`z_j`, :math:`z_j^2`,
+    ``x`` and ``y`` (standardised; the test is scale invariant) are regressed on ``z`` by
+    weighted ridge regression with an unpenalised intercept on the basis: standardised :math:`z_j`, :math:`z_j^2`,
     :math:`z_j^3` for every coordinate, and ``num_features`` random Fourier features
     :math:`\cos(z\Omega/\sigma + b)` (median-heuristic :math:`\sigma`, frequencies drawn
     from ``key``, by default a fixed internal key, so the test is deterministic); each
@@ -511,7 +526,10 @@ def gcm(
         basis = _gcm_basis(standardize(zc, w), w, key, num_features, bandwidth)
     else:
         basis = jnp.zeros((n, 0))
-    res = ridge_residuals(basis, jnp.concatenate([xc, yc], axis=1), w, ridge)
+    # the statistic is invariant to rescaling x and y; standardising makes a constant
+    # column exactly zero (then T = 0, p = 1) instead of rounding noise
+    xy = standardize(jnp.concatenate([xc, yc], axis=1), w)
+    res = ridge_residuals(basis, xy, w, ridge)
     rx, ry = res[:, : xc.shape[1]], res[:, xc.shape[1] :]
     prods = (rx[:, :, None] * ry[:, None, :]).reshape(n, -1)  # zero on padding rows
     d = prods.shape[1]
@@ -523,9 +541,10 @@ def gcm(
         cen = (prods - mean) * w[:, None]
         cov = cen.T @ cen / n_eff
         if d == 1:
-            stat = jnp.sqrt(n_eff) * mean[0] / jnp.sqrt(cov[0, 0])
+            sd = jnp.sqrt(cov[0, 0])
+            stat = jnp.where(sd > 0, jnp.sqrt(n_eff) * mean[0] / jnp.where(sd > 0, sd, 1.0), 0.0)
             return CIResult(stat, normal_sf_two_sided(stat))
-        stat = n_eff * mean @ spd_solve(cov, mean)
+        stat = n_eff * mean @ spd_solve(_jittered(cov), mean)
         return CIResult(stat, chi2_sf(stat, float(d)))
 
     if num_clusters is None:
@@ -544,13 +563,20 @@ def gcm(
     # when cluster effects dominate).
     cov = cen.T @ cen / (g - 1.0) * (g / (g - 1.0))
     if d == 1:
-        stat = mean[0] / jnp.sqrt(cov[0, 0] / g)
+        se = jnp.sqrt(cov[0, 0] / g)
+        stat = jnp.where(se > 0, mean[0] / jnp.where(se > 0, se, 1.0), 0.0)
         return CIResult(stat, student_t_sf_two_sided(stat, g - 1.0))
-    t2 = g * mean @ spd_solve(cov, mean)
+    t2 = g * mean @ spd_solve(_jittered(cov), mean)
     d2 = g - d
     fstat = d2 / (d * (g - 1.0)) * t2
     p = jnp.where(d2 > 0, f_sf(fstat, float(d), d2), jnp.nan)
     return CIResult(t2, p)
+
+
+def _jittered(cov: Array) -> Array:
+    """``cov`` plus a negligible ridge, so degenerate (e.g. constant) columns give T = 0."""
+    d = cov.shape[0]
+    return cov + (1e-12 * jnp.trace(cov) / d + 1e-300) * jnp.eye(d)
 
 
 #: The tests by the names used across causalid (see ``causalid._typing.CIMethod``).

@@ -245,6 +245,20 @@ def test_padding_rows_have_no_influence(case):
     np.testing.assert_allclose(float(got.pvalue), float(ref.pvalue), rtol=1e-8, atol=1e-12)
 
 
+def test_constant_variable_gives_pvalue_one():
+    """Nothing can be detected with a constant x: p = 1 (never NaN).  Same shapes and
+    arguments as the reference calls above, so the compiled programs are reused.  (Not for
+    conditional KCI: its x-kernel is built on [x, z/2], which is not constant.)"""
+    rng = np.random.default_rng(7)
+    n = 70
+    z, y = rng.normal(size=(n, 2)), rng.normal(size=n)
+    x = np.full(n, 3.0)
+    c = np.arange(n) % 6
+    for case in ("fisherz", "kci_uncond", "rff_cond_multi_y", "gcm_multi", "gcm_cluster"):
+        res = _PAD_CASES[case][0](x, y, z, c, None)
+        assert float(res.pvalue) == pytest.approx(1.0), case
+
+
 # -------------------------------------------------------------- calibration and power
 
 
