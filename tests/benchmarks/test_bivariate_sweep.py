@@ -24,9 +24,7 @@ def _data(E):
     return np.asarray(x), np.asarray(label)
 
 
-def test_bivariate_sweep_vs_causallearn_kci():
-    peers = pytest.importorskip("tests.benchmarks._peers", reason="run from the repository root")
-    pytest.importorskip("causallearn")
+def test_bivariate_sweep_vs_causallearn_kci(peers):
     truth = {0: {(0, 1)}, 1: {(1, 0)}, 2: set()}
     data = {E: _data(E) for E in ENVS}
 

@@ -21,9 +21,7 @@ from causalid.datasets import load_sachs, sachs_graph
 GRAPHS = ("bnlearn17", "tetrad20")
 
 
-def test_sachs_vs_pc_and_ges():
-    peers = pytest.importorskip("tests.benchmarks._peers", reason="run from the repository root")
-    pytest.importorskip("causallearn")
+def test_sachs_vs_pc_and_ges(peers):
     from causallearn.search.ConstraintBased.PC import pc
     from causallearn.search.ScoreBased.GES import ges
 
