@@ -8,7 +8,6 @@ import time
 
 import jax
 import numpy as np
-import pytest
 
 import causalid
 from causalid.models.exchangeable import scm_bivariate_continuous
