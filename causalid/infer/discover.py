@@ -54,15 +54,15 @@ def discover(
         over DAGs from the marginal likelihood of the exchangeable hierarchical model
         (per-environment mechanism parameters integrated out).
     alpha : float
-        Significance level of the CI tests (``cdf``); posterior-probability threshold
-        ``1 - alpha`` is *not* used by ``bayes``, which reports the MAP DAG.
+        Significance level of the CI tests (``cdf``) and of the mechanism-variability
+        diagnostic; ``bayes`` reports the MAP DAG and posterior edge probabilities.
     ci_test : {"gcm", "kci", "rff", "fisherz", "gtest"}, optional
-        CI test for ``cdf``.  Continuous variables are first replaced by their pooled
-        normal scores (conditional independence is invariant under such per-variable
-        bijections); the GCM tests the first two moments of the scores.  Default ``gtest`` for discrete data and ``gcm`` (generalised
+        CI test for ``cdf``.  Default ``gtest`` for discrete data and ``gcm`` (generalised
         covariance measure, cluster-robust over environments, so it can use every sample)
         for continuous data.  The other tests assume i.i.d. rows and use one pair of samples
-        per environment.
+        per environment.  Except for ``gtest``, variables are first replaced by their pooled
+        normal scores (conditional independence is invariant under such per-variable
+        bijections); the GCM tests the first two moments of the scores.
     rule : {"ordered", "reference"}
         Bivariate decision rule (see :func:`causalid.infer.cdf.bivariate_program`).
     correction : {None, "bonferroni", "holm", "bh"}
