@@ -18,6 +18,32 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
+
+def _models_from_checkout() -> None:
+    """Make ``causalid.models`` importable when running from a source checkout.
+
+    An installed causalid carries ``models/`` as its sub-package ``causalid.models`` (see
+    pyproject.toml); in a checkout the folder sits beside ``causalid/`` instead.
+    """
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if "causalid.models" in sys.modules or importlib.util.find_spec("causalid.models") is not None:
+        return
+    folder = Path(__file__).resolve().parent.parent / "models"
+    if not (folder / "__init__.py").exists():
+        return
+    spec = importlib.util.spec_from_file_location(
+        "causalid.models", folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["causalid.models"] = module
+    spec.loader.exec_module(module)
+
+
+_models_from_checkout()
+
 from causalid.data import MultiEnvData, load  # noqa: E402
 from causalid.errors import CausalIDError, ConvergenceWarning, DataError, IdentifiabilityError  # noqa: E402
 from causalid.identify.metrics import (  # noqa: E402

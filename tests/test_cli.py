@@ -57,3 +57,15 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
     assert message in out.stderr
     assert "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("where", ["checkout", "elsewhere"])
+def test_models_import_from_a_checkout_and_from_an_install(tmp_path, where):
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    cwd = repo if where == "checkout" else tmp_path
+    out = subprocess.run([sys.executable, "-c", "import causalid.models.exchangeable as m; print(m.__name__)"],
+                         capture_output=True, text=True, cwd=cwd)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "causalid.models.exchangeable"
