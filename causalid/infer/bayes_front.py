@@ -58,13 +58,12 @@ def bayes_discover(
     return result
 
 
-def bayes_discover_batch(x: np.ndarray, names, *, max_parents=None, num_steps=None, edge_prior=0.5,
+def bayes_discover_batch(x: np.ndarray, names, kind: str, *, max_parents=None, num_steps=None, edge_prior=0.5,
                          seed=0, **unknown) -> list[StructureResult]:
-    """``method="bayes"`` for ``R`` data sets ``(R, E, N, d)``."""
+    """``method="bayes"`` for ``R`` data sets ``(R, E, N, d)`` of one ``kind`` (continuous, binary, categorical)."""
     if unknown:
         raise DataError(f"unknown option(s) for method 'bayes': {sorted(unknown)}")
-    discrete = bool(np.all(x == np.round(x)) and x.min() >= 0 and x.max() < 10)
-    family = ("binary" if x.max() <= 1 else "categorical") if discrete else "linear_gaussian"
+    family = _family(kind)
     if not 0 < edge_prior < 1:
         raise DataError(f"edge_prior must be in (0, 1); got {edge_prior}")
     if num_steps is not None and x.shape[-1] <= 5:

@@ -131,11 +131,11 @@ def discover_batch(
     if len(names) != d:
         raise DataError(f"got {len(names)} names for {d} variables")
     _check_alpha(alpha)
+    discrete = bool(np.all(x == np.round(x)) and x.min() >= 0 and x.max() < 10)
+    kind = "binary" if discrete and x.max() <= 1 else ("categorical" if discrete else "continuous")
     if method == "cdf":
         if N < 2:
             raise DataError("the causal de Finetti tests need at least 2 samples per environment; got N = 1")
-        discrete = bool(np.all(x == np.round(x)) and x.min() >= 0 and x.max() < 10)
-        kind = "binary" if discrete and x.max() <= 1 else ("categorical" if discrete else "continuous")
         opts = {k: options.pop(k) for k in list(options) if k in
                 ("ci_test", "rule", "correction", "max_pairs", "diagnose", "seed", "progress")}
         if options:
@@ -145,7 +145,7 @@ def discover_batch(
     if method == "bayes":
         from causalid.infer.bayes_front import bayes_discover_batch
 
-        return bayes_discover_batch(x, names, **options)
+        return bayes_discover_batch(x, names, kind, **options)
     raise DataError(f"unknown method {method!r}; choose 'cdf' or 'bayes'")
 
 
