@@ -93,11 +93,17 @@ def _vector(a, name: str, n: int | None = None) -> Array:
     return a
 
 
-def _prepare(x, y, z, weights):
-    """Column blocks ``(n, p)``, ``(n, q)``, ``(n, k)`` and weights ``(n,)``."""
-    xc = as_columns(x, name="x")
-    n = xc.shape[0]
-    yc = as_columns(y, n, "y")
+def _prepare(x, y, z, weights, scalar: bool = False):
+    """Column blocks ``(n, p)``, ``(n, q)``, ``(n, k)`` and weights ``(n,)``; with
+    ``scalar=True`` ``x`` and ``y`` must be single variables and come back as ``(n,)``."""
+    if scalar:
+        xc = _vector(x, "x")
+        n = xc.shape[0]
+        yc = _vector(y, "y", n)
+    else:
+        xc = as_columns(x, name="x")
+        n = xc.shape[0]
+        yc = as_columns(y, n, "y")
     zc = as_columns(z, n, "z")
     return xc, yc, zc, as_weights(weights, n)
 
@@ -132,11 +138,7 @@ def fisher_z(x, y, z, weights=None) -> CIResult:
     CIResult
         ``statistic`` :math:`T` (signed) and the two-sided p-value :math:`2\Phi(-|T|)`.
     """
-    xv = _vector(x, "x")
-    n = xv.shape[0]
-    yv = _vector(y, "y", n)
-    zc = as_columns(z, n, "z")
-    w = as_weights(weights, n)
+    xv, yv, zc, w = _prepare(x, y, z, weights, scalar=True)
     k = zc.shape[1]
     res = weighted_lstsq_residuals(zc, jnp.stack([xv, yv], axis=1), w)
     sxy = jnp.sum(res[:, 0] * res[:, 1])
@@ -193,12 +195,8 @@ def g_test(x, y, z, num_levels: int = 2, weights=None) -> CIResult:
     lv = int(num_levels)
     if lv < 2:
         raise DataError(f"g_test: num_levels must be >= 2, got {num_levels}")
-    xi = _vector(x, "x")
-    n = xi.shape[0]
-    yi = _vector(y, "y", n)
-    zi = as_columns(z, n, "z")
-    w = as_weights(weights, n)
-    k = zi.shape[1]
+    xi, yi, zi, w = _prepare(x, y, z, weights, scalar=True)
+    n, k = zi.shape
     xi, yi, zi = (jnp.round(a).astype(jnp.int32) for a in (xi, yi, zi))
     in_range = (xi >= 0) & (xi < lv) & (yi >= 0) & (yi < lv)
     in_range &= jnp.all((zi >= 0) & (zi < lv), axis=1)
