@@ -1007,6 +1007,14 @@ def _mcmc(table, sets: ParentSets, sampler, key, num_chains, num_warmup, num_sam
     return edge, dags[0], dags, log_post[top], log_score[top], freq[top], len(samples), diag
 
 
+def _check_options(d: int, edge_prior: float, max_parents: int | None, default: int) -> int:
+    """Validate the structure prior and return the parent limit, clipped to ``0 .. d - 1``."""
+    if not 0.0 < edge_prior < 1.0:
+        raise DataError(f"edge_prior={edge_prior} must lie strictly between 0 and 1")
+    max_parents = default if max_parents is None else max_parents
+    return int(min(max(max_parents, 0), max(d - 1, 0)))
+
+
 def bayes_structure(
     values,
     mask,
@@ -1097,8 +1105,6 @@ def bayes_structure(
     """
     values = np.asarray(values, dtype=np.float64)
     d = values.shape[-1]
-    if not 0.0 < edge_prior < 1.0:
-        raise ValueError(f"edge_prior={edge_prior} must lie strictly between 0 and 1")
     if method == "auto":
         method = "exhaustive" if d <= MAX_EXHAUSTIVE_NODES else "mcmc"
     if method not in ("exhaustive", "mcmc"):
@@ -1109,9 +1115,8 @@ def bayes_structure(
         raise ValueError(
             f"exhaustive enumeration supports at most {MAX_EXHAUSTIVE_NODES} variables, got {d}"
         )
-    if max_parents is None:
-        max_parents = d - 1 if method == "exhaustive" else min(3, d - 1)
-    max_parents = int(min(max(max_parents, 0), max(d - 1, 0)))
+    max_parents = _check_options(d, edge_prior, max_parents,
+                                 default=d - 1 if method == "exhaustive" else min(3, d - 1))
     if isinstance(key, (int, np.integer)):
         key = jax.random.key(int(key))
 
@@ -1190,10 +1195,7 @@ def bayes_structure_batch(
             f"batch mode supports at most {MAX_EXHAUSTIVE_NODES} variables (exhaustive "
             f"enumeration), got {d}; loop over causalid.discover for MCMC on each data set"
         )
-    if not 0.0 < edge_prior < 1.0:
-        raise ValueError(f"edge_prior={edge_prior} must lie strictly between 0 and 1")
-    max_parents = d - 1 if max_parents is None else max_parents
-    max_parents = int(min(max(max_parents, 0), max(d - 1, 0)))
+    max_parents = _check_options(d, edge_prior, max_parents, default=d - 1)
     prep = _prepare(values, mask, family, batch=True)
     sets = parent_sets(d, max_parents)
     table = _score_table(prep, sets, edge_prior, eb_steps, eb_lr)  # (rep, var, P)

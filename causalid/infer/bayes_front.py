@@ -39,8 +39,6 @@ def bayes_discover(
 ) -> StructureResult:
     """Posterior over DAGs of the exchangeable hierarchical model (see :mod:`causalid.infer.bayes`)."""
     family = _family(data.kind())
-    if not 0 < edge_prior < 1:
-        raise DataError(f"edge_prior must be in (0, 1); got {edge_prior}")
     if progress:
         import sys
 
@@ -64,8 +62,6 @@ def bayes_discover_batch(x: np.ndarray, names, kind: str, *, max_parents=None, n
     if unknown:
         raise DataError(f"unknown option(s) for method 'bayes': {sorted(unknown)}")
     family = _family(kind)
-    if not 0 < edge_prior < 1:
-        raise DataError(f"edge_prior must be in (0, 1); got {edge_prior}")
     if num_steps is not None and x.shape[-1] <= 5:
         raise DataError(f"num_steps={num_steps} applies to MCMC only; batch mode with "
                         f"{x.shape[-1]} variables enumerates every DAG exactly (leave num_steps unset)")
