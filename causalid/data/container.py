@@ -225,15 +225,8 @@ class MultiEnvData:
         return [self.values[e, : n] for e, n in enumerate(self.counts)]
 
     def kind(self) -> Literal["binary", "categorical", "continuous"]:
-        """``binary`` / ``categorical`` when every variable takes few integer values."""
-        x = self.values[self.mask]
-        if np.all(np.isin(x, (0.0, 1.0))):
-            return "binary"
-        if np.all(x == np.round(x)) and all(
-            np.unique(x[:, j]).size <= _MAX_DISCRETE_LEVELS for j in range(x.shape[1])
-        ):
-            return "categorical"
-        return "continuous"
+        """See :func:`data_kind`."""
+        return data_kind(self.values[self.mask])
 
     def require_samples(self, minimum: int, why: str) -> None:
         """Raise :class:`DataError` naming every environment with fewer than ``minimum`` samples."""
@@ -287,6 +280,17 @@ class MultiEnvData:
 
 
 # ---------------------------------------------------------------------- helpers
+def data_kind(x: np.ndarray) -> Literal["binary", "categorical", "continuous"]:
+    """``binary`` for 0/1 data, ``categorical`` for integer codes ``0..L-1`` with at most
+    10 levels per variable, ``continuous`` otherwise.  ``x`` has variables on its last axis."""
+    x = np.asarray(x, dtype=float).reshape(-1, np.shape(x)[-1])
+    if np.all(np.isin(x, (0.0, 1.0))):
+        return "binary"
+    if np.all(x == np.round(x)) and x.min() >= 0 and x.max() < _MAX_DISCRETE_LEVELS:
+        return "categorical"
+    return "continuous"
+
+
 def _check_names(names, d) -> tuple[str, ...]:
     if names is None:
         return tuple(f"X{i}" for i in range(d))

@@ -9,14 +9,14 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from causalid.data.container import MultiEnvData
+from causalid.data.container import MultiEnvData, data_kind
 from causalid.errors import DataError
 from causalid.infer import cdf
 from causalid.infer.pairs import make_pairs
 from causalid.infer.result import StructureResult
 
 Method = Literal["cdf", "bayes"]
-_CI_TESTS = ("fisherz", "gtest", "kci", "rff", "gcm")
+_CI_TESTS = tuple(cdf.CI_TESTS)
 
 
 def _as_data(data) -> MultiEnvData:
@@ -131,8 +131,7 @@ def discover_batch(
     if len(names) != d:
         raise DataError(f"got {len(names)} names for {d} variables")
     _check_alpha(alpha)
-    discrete = bool(np.all(x == np.round(x)) and x.min() >= 0 and x.max() < 10)
-    kind = "binary" if discrete and x.max() <= 1 else ("categorical" if discrete else "continuous")
+    kind = data_kind(x)
     if method == "cdf":
         if N < 2:
             raise DataError("the causal de Finetti tests need at least 2 samples per environment; got N = 1")

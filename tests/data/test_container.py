@@ -138,3 +138,13 @@ def test_sachs_shipped_and_intact():
     assert sachs_graph("tetrad20").number_of_edges() == 20
     with pytest.raises(DataError, match="unknown Sachs graph"):
         sachs_graph("nope")
+
+
+def test_data_kind_rules():
+    from causalid.data.container import data_kind
+
+    assert data_kind(np.array([[0, 1], [1, 0]])) == "binary"
+    assert data_kind(np.array([[0, 2], [1, 0]])) == "categorical"
+    assert data_kind(np.array([[-1, 0], [1, 0]])) == "continuous"  # not codes 0..L-1
+    assert data_kind(np.array([[0.5, 0], [1, 0]])) == "continuous"
+    assert data_kind(np.arange(24.0).reshape(12, 2)) == "continuous"  # too many levels
