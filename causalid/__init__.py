@@ -8,6 +8,8 @@ identifies causal structure.  The front doors:
 * :func:`discover`, :func:`discover_batch` — causal graphs by the causal de Finetti tests
   (``method="cdf"``) or the Bayesian exchangeable model (``method="bayes"``);
 * :func:`fit_parameters` — NUTS posterior of a chosen DAG's mechanism parameters;
+* :class:`LTIData`, :func:`identify_lti`, :func:`check_lti` — multi-environment LTI systems:
+  identification (closed form, maximum likelihood, NUTS, Markov/ERA) and identifiability;
 * :func:`structure_metrics` and friends — SHD, normalised SHD, precision/recall.
 
 Importing causalid switches JAX to 64-bit floats (``jax_enable_x64``): ranks, condition
@@ -45,6 +47,13 @@ def _models_from_checkout() -> None:
 _models_from_checkout()
 
 from causalid.data import MultiEnvData, load  # noqa: E402
+from causalid.data.lti import LTIData  # noqa: E402
+from causalid.dynamics.system import InputDesign, LTISystem  # noqa: E402
+from causalid.identify.lti import LTIIdentifiabilityReport, check_lti, fisher_information  # noqa: E402
+from causalid.identify.lti_metrics import amari_distance, eigenvalue_error, mcc, relative_error  # noqa: E402
+from causalid.infer.lti import identify_lti  # noqa: E402
+from causalid.infer.lti_result import LTIResult  # noqa: E402
+from causalid.infer.subspace import select_order  # noqa: E402
 from causalid.errors import CausalIDError, ConvergenceWarning, DataError, IdentifiabilityError  # noqa: E402
 from causalid.identify.metrics import (  # noqa: E402
     direction_accuracy,
@@ -67,6 +76,19 @@ def fit_parameters(*args, **kwargs):
 
 
 __all__ = [
+    "InputDesign",
+    "LTIData",
+    "LTIIdentifiabilityReport",
+    "LTIResult",
+    "LTISystem",
+    "amari_distance",
+    "check_lti",
+    "eigenvalue_error",
+    "fisher_information",
+    "identify_lti",
+    "mcc",
+    "relative_error",
+    "select_order",
     "CausalIDError",
     "ConvergenceWarning",
     "DataError",

@@ -421,8 +421,11 @@ def lti_model(
     mean, var = _input_law(config, prior, env_plate, sz, input_mean, input_var)
     if y is None:
         return _simulate_sites(config, sz, env_plate, A, B, C, q, r, mean, var, inputs)
+    # Decide before converting: under a trace (NUTS) jnp.asarray turns even a NumPy array into
+    # a tracer, which would hide that the data are concrete and complete.
+    complete = _is_concrete_without_nan(y)
     y = jnp.asarray(y, jnp.float64)
-    numpyro.factor("y_loglik", _log_likelihood(config, sz, A, B, C, q, r, mean, var, inputs, y))
+    numpyro.factor("y_loglik", _log_likelihood(config, sz, A, B, C, q, r, mean, var, inputs, y, complete))
     return y
 
 
@@ -465,7 +468,7 @@ def _is_concrete_without_nan(y) -> bool:
     return not bool(np.isnan(np.asarray(y)).any())
 
 
-def _log_likelihood(config, sz: _Sizes, A, B, C, q, r, mean, var, inputs, y):
+def _log_likelihood(config, sz: _Sizes, A, B, C, q, r, mean, var, inputs, y, complete: bool):
     """log p(y | parameters), summed over environments and trajectories."""
     noise_free = _is_zero(config.process_noise_var) and _is_zero(config.obs_noise_var)
     if noise_free and (inputs is not None or sz.p > sz.m):
@@ -475,7 +478,7 @@ def _log_likelihood(config, sz: _Sizes, A, B, C, q, r, mean, var, inputs, y):
             "degenerate (the data lie on a subspace); make process_noise_var or obs_noise_var "
             "positive or 'latent'"
         )
-    if noise_free and sz.p == sz.n and _is_concrete_without_nan(y):
+    if noise_free and sz.p == sz.n and complete:
         return _transition_loglik(A, B, C, mean, var, y, config.init_var)
     return _kalman_loglik(config, sz, A, B, C, q, r, mean, var, inputs, y)
 

@@ -39,7 +39,9 @@ class LTIData:
     output_names, input_names, env_names : tuple of str
     """
 
-    def __init__(self, y, inputs, input_mean, input_var, lengths, dt, output_names, input_names, env_names):
+    def __init__(self, y, inputs, input_mean, input_var, lengths, dt, output_names, input_names, env_names,
+                 latent_input_dim: int = 0):
+        self.latent_input_dim = int(latent_input_dim)
         self.y = y
         self.inputs = inputs
         self.input_mean = input_mean
@@ -60,6 +62,7 @@ class LTIData:
         input_var=None,
         dt: float | None = None,
         *,
+        input_dim: int | None = None,
         output_names: Sequence[str] | None = None,
         input_names: Sequence[str] | None = None,
         env_names: Sequence[str] | None = None,
@@ -76,6 +79,10 @@ class LTIData:
             Designed input law of each environment, when the inputs are not recorded.
         dt : float, optional
             Sampling interval in seconds.
+        input_dim : int, optional
+            Number of unrecorded inputs whose law is unknown (means and variances differ
+            by environment but are not given); engines then estimate the law, and B̃ and
+            the sources are identified up to permutation and scale.
 
         Examples
         --------
@@ -147,12 +154,21 @@ class LTIData:
             var = design.var
             mean = None if input_mean is None else design.mean
             input_names = _names(input_names, var.shape[1], "u", "input")
+        latent = 0
         if U is None and var is None:
-            input_names = ()
+            if input_dim is not None:
+                latent = int(input_dim)
+                if latent < 1:
+                    raise DataError(f"input_dim must be a positive number of inputs; got {input_dim}")
+                input_names = _names(input_names, latent, "u", "input")
+            else:
+                input_names = ()
+        elif input_dim is not None and input_dim != (U.shape[-1] if U is not None else var.shape[1]):
+            raise DataError(f"input_dim={input_dim} disagrees with the {U.shape[-1] if U is not None else var.shape[1]} inputs given")
         if dt is not None and not (float(dt) > 0):
             raise DataError(f"dt must be a positive number of seconds; got {dt}")
         return cls(Y, U, mean, var, lengths, None if dt is None else float(dt), output_names,
-                   input_names, env_names)
+                   input_names, env_names, latent)
 
     @classmethod
     def from_frame(
@@ -278,7 +294,7 @@ class LTIData:
             return self.inputs.shape[3]
         if self.input_var is not None:
             return self.input_var.shape[1]
-        return 0
+        return self.latent_input_dim
 
     @property
     def has_measured_inputs(self) -> bool:
@@ -319,7 +335,7 @@ class LTIData:
         pick = lambda a: None if a is None else a[idx]  # noqa: E731
         return LTIData(self.y[idx], pick(self.inputs), pick(self.input_mean), pick(self.input_var),
                        self.lengths[idx], self.dt, self.output_names, self.input_names,
-                       tuple(self.env_names[i] for i in idx))
+                       tuple(self.env_names[i] for i in idx), self.latent_input_dim)
 
     def split_time(self, fraction: float) -> tuple["LTIData", "LTIData"]:
         """Split every trajectory at ``fraction`` of the common length: (earlier part, later part).
@@ -337,7 +353,7 @@ class LTIData:
         def part(sl, L):
             return LTIData(self.y[:, :, sl], None if self.inputs is None else self.inputs[:, :, sl],
                            self.input_mean, self.input_var, np.full_like(self.lengths, L), self.dt,
-                           self.output_names, self.input_names, self.env_names)
+                           self.output_names, self.input_names, self.env_names, self.latent_input_dim)
 
         return part(slice(0, cut), cut), part(slice(cut, None), self.num_steps - cut)
 
@@ -359,6 +375,7 @@ class LTIData:
     def __repr__(self) -> str:
         kind = ("measured inputs " + str(list(self.input_names)) if self.has_measured_inputs
                 else f"designed input law over {self.input_dim} input(s)" if self.input_var is not None
+                else f"{self.latent_input_dim} input(s) with unknown law" if self.latent_input_dim
                 else "no inputs")
         return (f"LTIData({self.num_envs} environment(s) x {self.num_trajectories} trajectory(ies) x "
                 f"{self.num_steps} steps, {self.obs_dim} output(s), {kind}"

@@ -217,7 +217,11 @@ class LTIIdentifiabilityReport:
             raise ValueError(f"on_fail must be 'raise' or 'warn'; got {on_fail!r}")
         if self.identifiable.get(quantity, True):
             return True
-        msg = f"{_LABELS[quantity]} is not identifiable: " + " ".join(self.reasons(quantity))
+        reasons = self.reasons(quantity)
+        too_few = [c.message for c in self.checks if c.name == "num_environments" and c.passed is False]
+        if too_few and quantity in ("B_tilde", "sources"):
+            reasons = too_few        # the other failures follow from having too few environments
+        msg = f"{_LABELS[quantity]} is not identifiable: " + "; also: ".join(reasons)
         if on_fail == "raise":
             raise IdentifiabilityError(msg)
         warnings.warn(msg, IdentifiabilityWarning, stacklevel=2)
