@@ -25,6 +25,8 @@ from typing import Literal, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from causalid._json import plain
 from jax.scipy.linalg import solve_triangular
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -91,28 +93,12 @@ class LTICheck:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "passed": self.passed, "message": self.message,
-                "value": _jsonable(self.value), "affects": list(self.affects)}
+                "value": plain(self.value), "affects": list(self.affects)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LTICheck":
         return cls(d["name"], d.get("passed"), d.get("message", ""), dict(d.get("value") or {}),
                    tuple(d.get("affects") or ()))
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.bool_,)):
-        return bool(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.floating):
-        return float(x)
-    return x
 
 
 @dataclass
@@ -188,7 +174,7 @@ class LTIIdentifiabilityReport:
 
     def to_dict(self) -> dict:
         return {"checks": [c.to_dict() for c in self.checks],
-                "identifiable": dict(self.identifiable), "context": _jsonable(self.context)}
+                "identifiable": dict(self.identifiable), "context": plain(self.context)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LTIIdentifiabilityReport":

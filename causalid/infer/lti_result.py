@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from causalid._json import plain
+
 from causalid.dynamics.system import LTISystem
 from causalid.errors import DataError
 
@@ -202,7 +204,7 @@ class LTIResult:
         d = {"format": _FORMAT, "method": self.method, "coordinates": self.coordinates,
              "log_likelihood": self.log_likelihood, "num_params": self.num_params, "num_obs": self.num_obs,
              "dt": self.dt, "output_names": list(self.output_names), "input_names": list(self.input_names),
-             "env_names": list(self.env_names), "settings": _plain(self.settings), "info": _plain(self.info)}
+             "env_names": list(self.env_names), "settings": plain(self.settings), "info": plain(self.info)}
         for k in _ARRAYS:
             v = getattr(self, k)
             d[k] = None if v is None else np.asarray(v).tolist()
@@ -251,13 +253,3 @@ def _nan_list(a: np.ndarray):
     return np.where(np.isfinite(a), a, None).tolist()
 
 
-def _plain(obj):
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import networkx as nx
 import numpy as np
+
+from causalid._json import plain
 import pandas as pd
 
 from causalid.errors import DataError
@@ -111,11 +113,11 @@ class StructureResult:
             "method": self.method,
             "names": list(self.names),
             "edges_found": [[u, v, _num(s)] for u, v, s in self.graph.edges(data="score")],
-            "edges": _plain(self.records),
-            "settings": _plain(self.settings),
+            "edges": plain(self.records),
+            "settings": plain(self.settings),
             "layers": self.layers,
-            "mechanisms": None if self.mechanisms is None else _plain(self.mechanisms.to_dict(orient="records")),
-            "info": _plain(self.info),
+            "mechanisms": None if self.mechanisms is None else plain(self.mechanisms.to_dict(orient="records")),
+            "info": plain(self.info),
         }
 
     def save(self, path) -> None:
@@ -149,19 +151,6 @@ class StructureResult:
 
         return plot_graph(self.graph, path=path, truth=truth, ax=ax,
                           title=f"causalid {self.method}: {self.graph.number_of_edges()} edges")
-
-
-def _plain(obj):
-    """Numpy scalars and arrays to plain Python, recursively, for exact JSON round trips."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _plain(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
 
 
 def _num(s):
