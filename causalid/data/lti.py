@@ -150,7 +150,10 @@ class LTIData:
                 var = var[:, None]
             if var.shape[0] != E:
                 raise DataError(f"input_var has {var.shape[0]} rows but y has {E} environments")
-            design = InputDesign(None if input_mean is None else np.asarray(input_mean, float).reshape(var.shape), var)
+            mean_arr = None if input_mean is None else np.asarray(input_mean, float)
+            if mean_arr is not None and mean_arr.ndim == 1:
+                mean_arr = mean_arr[:, None]
+            design = InputDesign(mean_arr, var)
             var = design.var
             mean = None if input_mean is None else design.mean
             input_names = _names(input_names, var.shape[1], "u", "input")
@@ -192,11 +195,12 @@ class LTIData:
             environment when omitted.
         time : str, optional
             Column with the time of each row.  Rows are sorted by it inside each recording;
-            the spacing must be regular (it sets ``dt`` unless given).  Without it, row
+            the spacing must be regular (it sets ``dt`` in seconds unless given; datetime
+            columns are converted to seconds).  Without it, row
             order is time order.
         outputs : list of str, optional
-            Output columns (NaN = missing).  By default every numeric column that is not
-            the environment, time, trajectory or an input column.
+            Output columns (NaN = missing).  By default every column that is not the
+            environment, time, trajectory or an input column (all must be numeric).
         inputs : list of str, optional
             Measured input columns.
         trajectory : str, optional
@@ -245,7 +249,10 @@ class LTIData:
                 where = f"environment '{lab}'" + (f", trajectory '{tl}'" if trajectory is not None else "")
                 if time is not None:
                     part = part.sort_values(time, kind="stable")
-                    t = part[time].to_numpy(dtype=float)
+                    if pd.api.types.is_datetime64_any_dtype(part[time]):
+                        t = (part[time] - part[time].iloc[0]).dt.total_seconds().to_numpy()
+                    else:
+                        t = part[time].to_numpy(dtype=float)
                     d = np.diff(t)
                     if (d == 0).any():
                         raise DataError(f"time column '{time}' repeats a value in {where}; each step needs one row")
@@ -331,6 +338,8 @@ class LTIData:
                     raise DataError(f"environment '{e}' not found; available: {list(self.env_names)}")
                 idx.append(self.env_names.index(e))
             else:
+                if not -self.num_envs <= int(e) < self.num_envs:
+                    raise DataError(f"environment index {e} is out of range: there are {self.num_envs} environments")
                 idx.append(int(e))
         pick = lambda a: None if a is None else a[idx]  # noqa: E731
         return LTIData(self.y[idx], pick(self.inputs), pick(self.input_mean), pick(self.input_var),
