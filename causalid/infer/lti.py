@@ -328,7 +328,8 @@ class _Objective:
         self.hess = jax.jit(jax.hessian(fun), static_argnums=static)
 
 
-def _lbfgs(obj: _Objective, theta0, args, max_iters, tol, what, precondition=True, hessian=None, rounds=4):
+def _lbfgs(obj: _Objective, theta0, args, max_iters, tol, what, precondition=True, hessian=None, rounds=4,
+           gauge=None):
     """Minimise ``obj`` with scipy's L-BFGS-B (float64 values, JAX gradients).
 
     With ``precondition`` the problem is rescaled by the Hessian at the current point,
@@ -339,18 +340,25 @@ def _lbfgs(obj: _Objective, theta0, args, max_iters, tol, what, precondition=Tru
     ``hessian`` may supply a cheaper approximation for the first round.  Returns
     (θ̂, scipy result); ``result.converged`` is True when scipy reports success or when
     its line search can make no further progress with a gradient below ``sqrt(tol)``.
+    ``gauge(θ)`` may return directions (columns) along which the objective is invariant —
+    similarity transforms of the state — that are then removed from the search space.
     """
     theta = np.asarray(theta0, float)
     total_iters = 0
     for k in range(rounds if precondition else 1):
-        P = np.eye(theta.size)
+        Z = np.eye(theta.size)
+        if gauge is not None:
+            U, sv, _ = np.linalg.svd(gauge(theta), full_matrices=True)
+            Z = U[:, int((sv > 1e-10 * max(sv.max(), 1e-300)).sum()):]       # complement of the gauge
+        P = Z
         if precondition:
             H = np.asarray(obj.hess(jnp.asarray(theta), *args) if (hessian is None or k > 0) else hessian)
-            lam, V = np.linalg.eigh((H + H.T) / 2)
-            # Floor: flat (gauge) directions — similarity transforms, scale of unknown
-            # variances — must not be blown up into huge steps.
+            Hz = Z.T @ ((H + H.T) / 2) @ Z
+            lam, V = np.linalg.eigh(Hz)
+            # Floor: flat directions — the scale of unknown variances — must not be blown
+            # up into huge steps.
             floor = max(np.abs(lam).max(), 1e-300) * 1e-6
-            P = V / np.sqrt(np.maximum(np.abs(lam), floor))
+            P = Z @ (V / np.sqrt(np.maximum(np.abs(lam), floor)))
 
         def f(phi, theta=theta, P=P):
             v, g = obj.vg(jnp.asarray(theta + P @ phi), *args)
@@ -360,13 +368,15 @@ def _lbfgs(obj: _Objective, theta0, args, max_iters, tol, what, precondition=Tru
             return v, P.T @ np.asarray(g, dtype=np.float64)
 
         res = scipy.optimize.minimize(
-            f, np.zeros(theta.size), jac=True, method="L-BFGS-B",
+            f, np.zeros(P.shape[1]), jac=True, method="L-BFGS-B",
             options={"maxiter": max(max_iters // (rounds if precondition else 1), 1), "gtol": tol,
                      "ftol": 1e-13, "maxcor": 30})
         theta = theta + P @ res.x
         total_iters += res.nit
         res.converged = bool(res.success or ("ABNORMAL" in str(res.message) and np.abs(res.jac).max() < np.sqrt(tol)))
-        if res.converged:
+        # Accept only when a round started from a fresh Hessian finds nothing left to do: a
+        # stale preconditioner can make L-BFGS stop early (e.g. as a noise variance shrinks).
+        if res.converged and (not precondition or res.nit <= 5 or k == rounds - 1):
             break
     res.nit = total_iters
     if not res.converged:
@@ -480,6 +490,8 @@ def _kalman_design(data: LTIData, init: dict, obs_noise, process_noise: bool, ma
     H0 = np.eye(theta0.size)
     H0[:n_base, :n_base] = np.asarray(_DESIGN.hess(jnp.asarray(theta0[:n_base]), st, var, means,
                                                    float(st["n"].sum()), shapes, process_noise))
+    if not np.isfinite(H0).all():
+        H0 = None   # noise-free transition covariance is singular (m < p): use the Kalman Hessian itself
     theta, res = _lbfgs(_DESIGN_KALMAN, theta0, args, max_iters, tol, "identify_lti(method='mle')", hessian=H0)
     theta = jnp.asarray(theta)
     A, B, logvar, c, logq = (None if a is None else np.asarray(a) for a in _unpack(theta[:n_base], shapes))
@@ -539,6 +551,37 @@ def _measured_nll(theta, ys, us, total, layout):
 _MEASURED = _Objective(_measured_nll, static=(4,))
 
 
+def _similarity_directions(theta, layout):
+    """Tangent directions of θ under x → (I + εX) x: dA = XA − AX, dB = XB, dC = −CX, dQ = XQ + QXᵀ, dx0 = X x0."""
+    A, B, C, D, Q, R, x0 = (np.asarray(a) for a in _measured_system(jnp.asarray(theta), layout))
+    n = A.shape[0]
+    sizes = [int(np.prod(s)) for _, s in layout]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    L = np.linalg.cholesky(Q)
+    Linv = np.linalg.inv(L)
+    tril = np.tril_indices(n)
+    cols = []
+    for i in range(n):
+        for j in range(n):
+            X = np.zeros((n, n))
+            X[i, j] = 1.0
+            v = np.zeros(theta.size)
+            v[offsets[0]:offsets[1]] = (X @ A - A @ X).ravel()
+            v[offsets[1]:offsets[2]] = (X @ B).ravel()
+            v[offsets[2]:offsets[3]] = (-C @ X).ravel()
+            dQ = X @ Q + Q @ X.T
+            M = Linv @ dQ @ Linv.T
+            Phi = np.tril(M) - 0.5 * np.diag(np.diag(M))
+            dL = L @ Phi
+            dl = dL[tril].copy()
+            diag = tril[0] == tril[1]
+            dl[diag] = dL[tril][diag] / np.diag(L)                          # log-diagonal entries
+            v[offsets[4]:offsets[5]] = dl
+            v[offsets[6]:offsets[7]] = (x0 @ X.T).ravel()
+            cols.append(v)
+    return np.stack(cols, axis=1)
+
+
 def _kalman_measured(data: LTIData, state_dim: int, feedthrough: bool, max_iters: int, tol: float):
     """Measured inputs, any observation: Kalman likelihood of (A, B, C, D, Q, R, x_0) from an N4SID start.
 
@@ -568,7 +611,8 @@ def _kalman_measured(data: LTIData, state_dim: int, feedthrough: bool, max_iters
                    np.asarray(init["x0"]))
     total = float(np.isfinite(ys).sum())
     args = (jnp.asarray(ys.reshape(K, T, p)), jnp.asarray(us.reshape(K, T, m)), total, layout)
-    theta, res = _lbfgs(_MEASURED, theta0, args, max_iters, tol, "identify_lti(method='mle')")
+    theta, res = _lbfgs(_MEASURED, theta0, args, max_iters, tol, "identify_lti(method='mle')",
+                        gauge=lambda t: _similarity_directions(t, layout))
     A, B, C, D, Q, R, x0 = (np.asarray(a) for a in _measured_system(jnp.asarray(theta), layout))
     B, C, D = B / su, C * sy[:, None], D * sy[:, None] / su
     R = R * np.outer(sy, sy)
@@ -702,7 +746,7 @@ def identify_lti(
     check: bool = True,
     on_unidentifiable: Literal["raise", "warn"] = "raise",
     max_iters: int = 2000,
-    tol: float = 1e-9,
+    tol: float = 1e-7,
     num_warmup: int = 500,
     num_samples: int = 1000,
     num_chains: int = 1,
@@ -808,8 +852,8 @@ def identify_lti(
         if method in ("mle", "bayes") and not noisy and not process_noise and init["B"].shape[1] < p:
             raise DataError(
                 f"{init['B'].shape[1]} input(s) drive {p} outputs with no noise: the transition likelihood is "
-                "degenerate (the data lie on a subspace); pass process_noise=True (--process-noise) or "
-                "obs_noise=... / obs_noise=True, or use method='moment'"
+                "degenerate (noise-free data lie on a subspace); use method='moment' (exact for noise-free "
+                "data), or, if the data are noisy, model the noise with obs_noise=True or process_noise=True"
             )
         if method == "moment":
             out = init

@@ -132,7 +132,7 @@ def _measured_data(seed=0, E=3, T=1500, noise=0.05):
     return LTIData.from_arrays(Y, inputs=U), system
 
 
-def test_measured_inputs_subspace_okid_era_and_mle():
+def test_measured_inputs_subspace_okid_era_and_markov():
     data, system = _measured_data()
     assert select_order(data, max_order=6).order == 3
     sub = n4sid(data, 3)
@@ -141,17 +141,30 @@ def test_measured_inputs_subspace_okid_era_and_mle():
     Y = okid_markov(data, 40, lags=15)
     A, B, C, D, _ = era(Y, 3)
     assert markov_parameter_error(system, causalid.LTISystem(A, B, C, D), 30) < 2e-2
+    markov = identify_lti(data, method="markov", state_dim=3)
+    assert markov.coordinates == "similarity"
+    assert markov_parameter_error(system, markov.system, 30) < 2e-2
+
+
+def test_measured_inputs_mle_on_a_budget_warns_and_still_predicts():
+    """A capped optimiser must say it stopped early; the estimate is still usable."""
+    data, system = _measured_data()
     train, test = data.split_time(0.8)
-    fit = identify_lti(train, method="mle", state_dim=3)
-    assert fit.coordinates == "similarity" and fit.info["converged"]
+    with pytest.warns(causalid.ConvergenceWarning, match="stopped before converging"):
+        fit = identify_lti(train, method="mle", state_dim=3, max_iters=120)
+    assert not fit.info["converged"]
+    assert markov_parameter_error(system, fit.system, 30) < 2e-2
+    pred = fit.predict(test)                               # held-out one-step prediction
+    assert np.mean((pred[:, :, 20:] - test.y[:, :, 20:]) ** 2) < 0.2 * np.var(test.y)
+
+
+@pytest.mark.slow
+def test_measured_inputs_mle_converges():
+    data, system = _measured_data()
+    fit = identify_lti(data, method="mle", state_dim=3)
+    assert fit.info["converged"]
     assert markov_parameter_error(system, fit.system, 30) < 2e-2
     assert causalid.eigenvalue_error(system.A, fit.A) < 2e-2
-    # held-out one-step prediction from the MLE beats predicting the mean
-    pred = fit.predict(test)
-    err = np.mean((pred[:, :, 20:] - test.y[:, :, 20:]) ** 2)
-    assert err < 0.2 * np.var(test.y)
-    markov = identify_lti(data, method="markov", state_dim=3)
-    assert markov_parameter_error(system, markov.system, 30) < 2e-2
 
 
 def test_markov_engine_partial_observation_from_designed_means():
