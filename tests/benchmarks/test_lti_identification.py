@@ -248,7 +248,6 @@ def _check_predictor_against_nfoursid(model, y, u):
     from nfoursid.kalman import Kalman
     from nfoursid.state_space import StateSpace
 
-    p, n = model["C"].shape
     cov = np.block([[model["R"], model["S"].T], [model["S"], model["Q"]]])
     kf = Kalman(StateSpace(model["A"], model["B"], model["C"], model["D"]), cov)
     steps = min(60, len(y))
