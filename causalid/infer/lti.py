@@ -80,14 +80,17 @@ def _within_env_ols(st):
     return A, c
 
 
+def _residual_scatter(st, A, c):
+    """Per-environment Σ_t r_t r_tᵀ of r_t = y_{t+1} − A y_t − c_e, from the sufficient statistics (JAX-traceable)."""
+    n = st["n"][:, None, None]
+    S = st["Sww"] - A @ jnp.swapaxes(st["Swz"], 1, 2) - st["Swz"] @ A.T + A @ st["Szz"] @ A.T
+    rs = st["sw"] - st["sz"] @ A.T                              # Σ r_t before the intercept
+    return S - c[:, :, None] * rs[:, None, :] - rs[:, :, None] * c[:, None, :] + n * c[:, :, None] * c[:, None, :]
+
+
 def _residual_covs(st, A, c):
     """Per-environment residual covariances of y_{t+1} − A y_t − c_e (divided by n_e)."""
-    n = np.maximum(st["n"], 1)
-    Sww, Swz, Szz, sz, sw = st["Sww"], st["Swz"], st["Szz"], st["sz"], st["sw"]
-    R = (Sww - A @ np.swapaxes(Swz, 1, 2) - Swz @ A.T + A @ Szz @ A.T)
-    rs = sw - sz @ A.T                                          # Σ r_t before the intercept
-    R = R - c[:, :, None] * rs[:, None, :] - rs[:, :, None] * c[:, None, :] + n[:, None, None] * c[:, :, None] * c[:, None, :]
-    return R / n[:, None, None]
+    return np.asarray(_residual_scatter(st, A, c)) / np.maximum(st["n"], 1)[:, None, None]
 
 
 # ====================================================================== joint diagonalisation
@@ -186,7 +189,7 @@ def _fix_signs(B, intercepts=None, means=None):
     return B * signs
 
 
-def _sources(data, A, B, D_in=None):
+def _sources(data, A, B):
     """û_t = B̃⁺ (y_{t+1} − Ã y_t) for every environment/trajectory (NaN where unobserved)."""
     y = data.y
     r = y[:, :, 1:] - np.einsum("ij,entj->enti", A, y[:, :, :-1])
@@ -227,7 +230,7 @@ def _smoothed_sources(data, A, B, V, mean, q, r, m0, P0):
 
 
 # ====================================================================== moment engine
-def _moment(data: LTIData, on_unidentifiable):
+def _moment(data: LTIData):
     p = data.obs_dim
     st = pair_statistics(data)
     if data.has_measured_inputs:
@@ -275,7 +278,7 @@ def _moment_measured(data: LTIData):
 
 
 # ====================================================================== MLE, full state, sufficient statistics
-def _design_loglik(theta, st, var, means, shapes, process_noise):
+def _design_loglik(theta, st, var, means, shapes):
     """Exact log-likelihood Σ_e Σ_t log N(y_{t+1}; Ã y_t + c_e, B̃ diag(σ²_e) B̃ᵀ + qI)."""
     A, B, logvar, c, logq = _unpack(theta, shapes)
     E, p = st["sz"].shape
@@ -283,12 +286,10 @@ def _design_loglik(theta, st, var, means, shapes, process_noise):
     if means is not None:
         c = means @ B.T
     cov = jnp.einsum("pj,ej,qj->epq", B, V, B)
-    if process_noise:
+    if logq is not None:                                       # the layout carries q
         cov = cov + jnp.exp(logq) * jnp.eye(p)
     n = st["n"]
-    Rm = (st["Sww"] - A @ jnp.swapaxes(st["Swz"], 1, 2) - st["Swz"] @ A.T + A @ st["Szz"] @ A.T)
-    rs = st["sw"] - st["sz"] @ A.T
-    Rm = Rm - c[:, :, None] * rs[:, None, :] - rs[:, :, None] * c[:, None, :] + n[:, None, None] * c[:, :, None] * c[:, None, :]
+    Rm = _residual_scatter(st, A, c)
     # Loop-based Cholesky: batched LAPACK under jax.hessian's vmap can deadlock XLA's CPU pool.
     L = jax.vmap(_la.cholesky)(cov)
     logdet = 2 * jnp.log(jnp.diagonal(L, axis1=1, axis2=2)).sum(-1)
@@ -385,11 +386,36 @@ def _lbfgs(obj: _Objective, theta0, args, max_iters, tol, what, precondition=Tru
     return theta, res
 
 
-def _design_nll(theta, st, var, means, total, shapes, process_noise):
-    return -_design_loglik(theta, st, var, means, shapes, process_noise) / total
+def _design_nll(theta, st, var, means, total, shapes):
+    return -_design_loglik(theta, st, var, means, shapes) / total
 
 
-_DESIGN = _Objective(_design_nll, static=(5, 6))
+_DESIGN = _Objective(_design_nll, static=(5,))
+
+
+def _design_readout(theta, shapes, var, means, H):
+    """Estimates in the documented coordinates, with standard errors from the Hessian H of −log L.
+
+    Unknown variances: each input scaled to unit geometric-mean variance.  Signs of B̃'s
+    columns: set by the designed means when they are known and non-zero (the likelihood then
+    fixes them), else by the largest-entry-positive convention.  B̃'s standard errors only
+    when the variances are known (otherwise its scale is a gauge).
+    """
+    A, B, logvar, c, logq = (None if a is None else np.asarray(a) for a in _unpack(jnp.asarray(theta), shapes))
+    p, m = B.shape
+    se = np.sqrt(np.clip(np.diag(np.linalg.pinv((H + H.T) / 2)), 0, None))
+    A_se = se[: p * p].reshape(p, p)
+    B_se = se[p * p: p * p + p * m].reshape(p, m) if var is not None else None
+    if var is None:
+        V = np.exp(logvar)
+        scale = np.exp(np.log(V).mean(0))
+        B, V = B * np.sqrt(scale), V / scale
+    else:
+        V = np.asarray(var)
+    if means is None or np.abs(np.asarray(means)).max() == 0:
+        B = _fix_signs(B)
+    mu = np.asarray(means) if means is not None else c @ np.linalg.pinv(B).T
+    return A, B, V, mu, logq, A_se, B_se
 
 
 def _mle_full_state(data: LTIData, init: dict, process_noise: bool, max_iters: int, tol: float):
@@ -404,27 +430,10 @@ def _mle_full_state(data: LTIData, init: dict, process_noise: bool, max_iters: i
                    [] if means is not None else init["input_mean"] @ init["B"].T,
                    [np.log(1e-3 * np.nanvar(data.y))] if process_noise else [])
     total = float(st["n"].sum())
-    args = (st, var, means, total, shapes, process_noise)
+    args = (st, var, means, total, shapes)
     theta, res = _lbfgs(_DESIGN, theta0, args, max_iters, tol, "identify_lti(method='mle')")
     theta = jnp.asarray(theta)
-    A, B, logvar, c, logq = (np.asarray(a) if a is not None else None for a in _unpack(theta, shapes))
-    H = total * np.asarray(_DESIGN.hess(theta, *args))
-    cov = np.linalg.pinv((H + H.T) / 2)
-    se = np.sqrt(np.clip(np.diag(cov), 0, None))
-    A_se = se[: p * p].reshape(p, p)
-    B_se = se[p * p: p * p + p * m].reshape(p, m) if var is not None else None
-    if var is None:
-        V = np.exp(logvar)
-        scale = np.exp(np.log(V).mean(0))                      # unit geometric-mean variance per input
-        B, V = B * np.sqrt(scale), V / scale
-    else:
-        V = np.asarray(var)
-    if means is not None:
-        B = _fix_signs(B, None, None) if np.abs(np.asarray(means)).max() == 0 else B
-        mu = np.asarray(means)
-    else:
-        B = _fix_signs(B)
-        mu = c @ np.linalg.pinv(B).T
+    A, B, V, mu, logq, A_se, B_se = _design_readout(theta, shapes, var, means, total * np.asarray(_DESIGN.hess(theta, *args)))
     ll = -float(res.fun) * total
     k = int(theta.size) - (m if var is None else 0)           # scale gauge of unknown variances
     q = float(np.exp(logq)) if logq is not None else None
@@ -435,7 +444,7 @@ def _mle_full_state(data: LTIData, init: dict, process_noise: bool, max_iters: i
 
 
 # ====================================================================== MLE, Kalman likelihood
-def _design_kalman_nll(theta, y, m0, P0_missing, var, means, fixed_r, total, shapes, process_noise, estimate_r):
+def _design_kalman_nll(theta, y, m0, P0_missing, var, means, fixed_r, total, shapes, estimate_r):
     """−(1/total) Σ_e Σ_i log p(y_{e,i}) with x in observed coordinates (C = I), latent inputs marginalised."""
     from causalid.dynamics.kalman import log_likelihood, make_params
 
@@ -459,7 +468,7 @@ def _design_kalman_nll(theta, y, m0, P0_missing, var, means, fixed_r, total, sha
     return -jax.vmap(env_ll)(Qe, c, m0, P0_missing, y).sum() / total
 
 
-_DESIGN_KALMAN = _Objective(_design_kalman_nll, static=(8, 9, 10))
+_DESIGN_KALMAN = _Objective(_design_kalman_nll, static=(8, 9))
 
 
 def _kalman_design(data: LTIData, init: dict, obs_noise, process_noise: bool, max_iters: int, tol: float):
@@ -483,31 +492,23 @@ def _kalman_design(data: LTIData, init: dict, obs_noise, process_noise: bool, ma
     n_base = theta0.size - (1 if estimate_r else 0)
     total = float(np.isfinite(data.y).sum())
     args = (jnp.asarray(data.y), jnp.asarray(m0), jnp.asarray(P0_missing), var, means, fixed_r, total,
-            shapes, process_noise, estimate_r)
+            shapes, estimate_r)
     # Precondition with the noise-free transition likelihood's Hessian (cheap: sufficient statistics),
     # plus unit curvature for log r.
     st = {k: jnp.asarray(v) for k, v in pair_statistics(data).items()}
     H0 = np.eye(theta0.size)
     H0[:n_base, :n_base] = np.asarray(_DESIGN.hess(jnp.asarray(theta0[:n_base]), st, var, means,
-                                                   float(st["n"].sum()), shapes, process_noise))
+                                                   float(st["n"].sum()), shapes))
     if not np.isfinite(H0).all():
         H0 = None   # noise-free transition covariance is singular (m < p): use the Kalman Hessian itself
     theta, res = _lbfgs(_DESIGN_KALMAN, theta0, args, max_iters, tol, "identify_lti(method='mle')", hessian=H0)
     theta = jnp.asarray(theta)
-    A, B, logvar, c, logq = (None if a is None else np.asarray(a) for a in _unpack(theta[:n_base], shapes))
+    A, B, V, mu, logq, A_se, B_se = _design_readout(theta[:n_base], shapes, var, means,
+                                                    total * np.asarray(_DESIGN_KALMAN.hess(theta, *args)))
     r = float(np.exp(theta[n_base])) if estimate_r else fixed_r
-    H = total * np.asarray(_DESIGN_KALMAN.hess(theta, *args))
-    se = np.sqrt(np.clip(np.diag(np.linalg.pinv((H + H.T) / 2)), 0, None))
-    V = np.asarray(var) if var is not None else np.exp(logvar)
-    if var is None:
-        scale = np.exp(np.log(V).mean(0))
-        B, V = B * np.sqrt(scale), V / scale
-        B = _fix_signs(B)
-    mu = np.asarray(means) if means is not None else c @ np.linalg.pinv(B).T
     q = float(np.exp(logq)) if logq is not None else 0.0
     sources = _smoothed_sources(data, A, B, V, mu, q, r, m0, P0_missing)
-    return dict(A=A, B=B, C=np.eye(p), D=np.zeros((p, m)), A_se=se[: p * p].reshape(p, p),
-                B_se=se[p * p: p * p + p * m].reshape(p, m) if var is not None else None,
+    return dict(A=A, B=B, C=np.eye(p), D=np.zeros((p, m)), A_se=A_se, B_se=B_se,
                 source_var=V, input_mean=mu, R=r * np.eye(p),
                 Q=None if logq is None else float(np.exp(logq)) * np.eye(p),
                 log_likelihood=-float(res.fun) * total, num_params=int(theta.size) - (m if var is None else 0),
@@ -638,8 +639,7 @@ def _markov(data: LTIData, state_dim: int, horizon: int | None):
         how = "step-response"
     A, B, C, D, s = era(Y, n)
     return dict(A=A, B=B, C=C, D=D, coordinates="similarity",
-                info={"markov_from": how, "horizon": K, "hankel_singular_values": s[: 2 * n + 2].tolist()},
-                markov=Y)
+                info={"markov_from": how, "horizon": K, "hankel_singular_values": s[: 2 * n + 2].tolist()})
 
 
 def _step_response_markov(data: LTIData, K: int) -> np.ndarray:
@@ -829,7 +829,6 @@ def identify_lti(
         if state_dim is None:
             raise DataError("method='markov' needs state_dim (the model order); see causalid.select_order")
         out = _markov(data, state_dim, horizon)
-        out.pop("markov")
     elif measured:
         if method == "moment":
             if partial:
@@ -848,7 +847,7 @@ def identify_lti(
                     f"state_dim={state_dim} differs from the {p} outputs (partial observation): use "
                     "method='markov' for designed input laws"
                 )
-        init = _moment(data, on_unidentifiable)
+        init = _moment(data)
         if method in ("mle", "bayes") and not noisy and not process_noise and init["B"].shape[1] < p:
             raise DataError(
                 f"{init['B'].shape[1]} input(s) drive {p} outputs with no noise: the transition likelihood is "
