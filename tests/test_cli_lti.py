@@ -62,6 +62,7 @@ def test_quiet_prints_nothing(simulated, tmp_path, capsys):
 def test_dc_motor_example(tmp_path, capsys):
     out = tmp_path / "motor.json"
     assert main(["identify", "--example", "dc-motor", "--method", "moment", "--out", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().out == ""                       # --quiet prints nothing
     result = causalid.LTIResult.load(out)
     assert result.output_names == ("current", "speed") and result.input_names == ("voltage",)
     assert result.info["comparison"]["eigenvalue_error"] < 0.05

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Generator, Iterable, Sequence
+from typing import Callable, Generator, Sequence
 
 import jax
 import jax.numpy as jnp

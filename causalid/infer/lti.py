@@ -715,6 +715,8 @@ def _bayes(data: LTIData, init: dict, obs_noise, process_noise, num_warmup, num_
     ess = az.ess(idata, var_names=["A", "B"])
     rhat = az.rhat(idata, var_names=["A", "B"]) if num_chains > 1 else None
     ess_min = float(min(ess[v].values.min() for v in ("A", "B")))
+    # "sampling" time includes compiling the sampling loop (numpyro compiles run() anew);
+    # on small problems that dominates, so ess_per_second_sampling is a lower bound.
     info = {"ess_min": ess_min, "ess_per_second_sampling": ess_min / (t2 - t1),
             "ess_per_second": ess_min / elapsed, "seconds_warmup": t1 - t0, "seconds_sampling": t2 - t1,
             "seconds": elapsed, "divergences": int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())}

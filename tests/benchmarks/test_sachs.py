@@ -13,7 +13,6 @@ import time
 
 import networkx as nx
 import numpy as np
-import pytest
 
 import causalid
 from causalid.datasets import load_sachs, sachs_graph

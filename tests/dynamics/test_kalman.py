@@ -94,7 +94,7 @@ def _data(params, seed=0, *, T=T, nans="none"):
 def _dense_joint(params, u, T):
     """NumPy joint Gaussian of (vec x, vec y): means and the full covariance blocks."""
     pr = jax.tree.map(np.asarray, params)
-    n, p, m = pr.A.shape[0], pr.C.shape[0], pr.B.shape[1]
+    n, m = pr.A.shape[0], pr.B.shape[1]
     u = np.zeros((T, m)) if u is None else u
     mx, vx = [pr.m0], [pr.P0]
     for t in range(T - 1):

@@ -7,7 +7,6 @@ in ONE jitted, vmapped call, so one compilation serves both.
 
 from __future__ import annotations
 
-import itertools
 
 import numpy as np
 import pytest
