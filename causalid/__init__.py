@@ -10,6 +10,8 @@ identifies causal structure.  The front doors:
 * :func:`fit_parameters` — NUTS posterior of a chosen DAG's mechanism parameters;
 * :class:`LTIData`, :func:`identify_lti`, :func:`check_lti` — multi-environment LTI systems:
   identification (closed form, maximum likelihood, NUTS, Markov/ERA) and identifiability;
+* :class:`SequenceData`, :func:`fit_hmm`, :func:`compare_mechanisms` — multi-environment hidden
+  Markov models: exact inference, EM / MAP / NUTS fits, which mechanism changed;
 * :func:`structure_metrics` and friends — SHD, normalised SHD, precision/recall.
 
 Importing causalid switches JAX to 64-bit floats (``jax_enable_x64``): ranks, condition
@@ -63,6 +65,9 @@ from causalid.identify.metrics import (  # noqa: E402
     structure_metrics,
 )
 from causalid.infer.discover import diagnose_mechanisms, discover, discover_batch  # noqa: E402
+from causalid.data.sequences import SequenceData  # noqa: E402
+from causalid.infer.hmm import fit_hmm  # noqa: E402
+from causalid.infer.hmm_result import HMMResult  # noqa: E402
 from causalid.infer.result import StructureResult  # noqa: E402
 
 __version__ = "0.1.0"
@@ -76,7 +81,10 @@ def fit_parameters(*args, **kwargs):
 
 
 __all__ = [
+    "HMMResult",
     "InputDesign",
+    "SequenceData",
+    "fit_hmm",
     "LTIData",
     "LTIIdentifiabilityReport",
     "LTIResult",

@@ -1,0 +1,576 @@
+r"""Fitting multi-environment HMMs: EM with vmapped restarts, MAP and NUTS, with label alignment.
+
+The front door is :func:`fit_hmm`.  Engines:
+
+* ``"em"`` — Baum-Welch.  The E-step runs the exact forward-backward pass of
+  :mod:`causalid.dynamics.hmm` on every sequence (``vmap`` over environments and sequences);
+  the M-step pools the expected sufficient statistics over environments for a shared mechanism
+  and keeps them per environment for a varying one.  Missing Gaussian channels enter through
+  their conditional expectations given the observed channels and the state (exact EM for the
+  observed-data likelihood).  ``num_restarts`` random starts run at once (``vmap``), each
+  frozen when its log-likelihood gain drops below ``tol``; the best is kept.
+* ``"map"`` — the maximum a-posteriori point of :func:`causalid.models.hmm.hmm_model` (its
+  hierarchical priors included) by BFGS on the unconstrained parameters, started from EM.
+  Input-driven transitions are fitted this way (``"em"`` has no closed-form M-step for them).
+* ``"nuts"`` — NUTS over the same program, started at the MAP point, returning an arviz
+  InferenceData whose draws are label-aligned to the MAP states.
+
+Label switching never reaches the user: states are matched across environments (when both
+mechanisms vary), restarts and posterior draws by the Hungarian algorithm on the emission
+parameters, then put in a canonical order (increasing first emission mean / rate).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from dataclasses import replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.flatten_util import ravel_pytree
+from scipy.optimize import linear_sum_assignment
+
+from causalid.data.sequences import SequenceData
+from causalid.dynamics.hmm import hmm_smoother
+from causalid.dynamics.kalman import _spd_inv_logdet
+from causalid.errors import ConvergenceWarning, DataError
+from causalid.models.hmm import (
+    HMMConfig,
+    HMMPrior,
+    emission_log_lik,
+    expand_params,
+    hmm_model,
+    sequence_log_likelihoods,
+)
+
+__all__ = ["fit_hmm", "vary_from_shared"]
+
+_EMISSION_KEYS = {"gaussian": ("means", "covs"), "poisson": ("rates",), "categorical": ("probs",)}
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def vary_from_shared(shared) -> tuple:
+    """Which mechanisms vary across environments, from ``fit_hmm``'s ``shared=`` option.
+
+    ``"all"`` (one HMM for every environment), ``"transitions"`` (emissions vary),
+    ``"emissions"`` (transitions vary), ``"none"`` (both vary), or a tuple of the shared
+    mechanism names.
+    """
+    names = ("transitions", "emissions")
+    if isinstance(shared, str):
+        table = {"all": names, "both": names, "none": (), "transitions": ("transitions",),
+                 "emissions": ("emissions",)}
+        if shared not in table:
+            raise DataError(f"shared must be 'all', 'transitions', 'emissions' or 'none'; got {shared!r}")
+        shared = table[shared]
+    shared = tuple(shared)
+    bad = [s for s in shared if s not in names]
+    if bad:
+        raise DataError(f"shared may name only 'transitions' and 'emissions'; got {bad}")
+    return tuple(n for n in names if n not in shared)
+
+
+def _check_values(data: SequenceData, emission: str, num_categories):
+    y = data.y[~np.isnan(data.y)]
+    if emission in ("poisson", "categorical"):
+        bad = (y < 0) | (y != np.round(y))
+        if bad.any():
+            col = int(np.argwhere(((data.y < 0) | (data.y != np.round(data.y))) & ~np.isnan(data.y))[0, -1])
+            raise DataError(f"{emission} emissions need non-negative integers; column '{data.names[col]}' has "
+                            f"{y[bad][0]:g}")
+    if emission == "categorical":
+        top = int(y.max()) + 1 if y.size else 2
+        if num_categories is None:
+            num_categories = max(top, 2)
+        elif top > num_categories:
+            raise DataError(f"num_categories={num_categories} but the data contain symbol {top - 1}")
+    if emission == "gaussian" and y.size and np.nanstd(data.y) == 0:
+        raise DataError("every observed value is the same; a Gaussian HMM cannot be fitted to constant data")
+    return num_categories
+
+
+# --------------------------------------------------------------------------- EM core
+
+
+def _estep(params, y, lengths, config: HMMConfig, partial: bool):
+    """Forward-backward on every sequence: log-lik (E, N), gamma (E, N, T, K), xi (E, N, K, K)."""
+
+    def one(p, y_n, n):
+        ll = emission_log_lik(p, y_n, config, partial)
+        s = hmm_smoother(p["init"], p["trans"], ll, n)
+        return s.log_likelihood, s.smoothed, s.trans_counts
+
+    return jax.vmap(jax.vmap(one, in_axes=(None, 0, 0)))(params, y, lengths)
+
+
+def _pool(x, vary: bool):
+    """Sum statistics over environments for a shared mechanism (kept with a size-E axis)."""
+    return x if vary else jnp.broadcast_to(jnp.sum(x, axis=0, keepdims=True), x.shape)
+
+
+def _gaussian_stats(params, y, gamma, partial: bool):
+    """Expected sufficient statistics (weights, first and second moments) per environment."""
+    obs = ~jnp.isnan(y)
+    y0 = jnp.where(obs, y, 0.0)
+    if not partial:
+        full = jnp.all(obs, axis=-1)  # rows with every channel observed
+        w = gamma * full[..., None]
+        Nk = jnp.einsum("vntk->vk", w)
+        Sy = jnp.einsum("vntk,vntd->vkd", w, y0)
+        Syy = jnp.einsum("vntk,vntd,vnte->vkde", w, y0, y0)
+        return Nk, Sy, Syy
+    means, covs = params["means"], params["covs"]  # (E, K, D), (E, K, D, D)
+    m = obs.astype(y.dtype)
+    any_obs = jnp.any(obs, axis=-1)
+    D = y.shape[-1]
+
+    def row(mu, cov, y_t, m_t):
+        # conditional mean / covariance of the missing channels given the observed ones
+        sw = cov * m_t[:, None] * m_t[None, :] + jnp.diag(1.0 - m_t)
+        iw, _ = _spd_inv_logdet(sw)
+        r = m_t * (y_t - mu)
+        gain = cov @ (m_t[:, None] * iw * m_t[None, :])  # Sigma M Sw^-1 M
+        yhat = m_t * y_t + (1.0 - m_t) * (mu + gain @ r)
+        cc = (cov - gain @ cov) * (1.0 - m_t)[:, None] * (1.0 - m_t)[None, :]
+        return yhat, jnp.outer(yhat, yhat) + cc
+
+    f = jax.vmap(row, in_axes=(0, 0, None, None))  # over states
+    f = jax.vmap(f, in_axes=(None, None, 0, 0))  # over time
+    f = jax.vmap(f, in_axes=(None, None, 0, 0))  # over sequences
+    f = jax.vmap(f, in_axes=(0, 0, 0, 0))  # over environments
+    yhat, second = f(means, covs, y0, m)  # (E, N, T, K, D), (E, N, T, K, D, D)
+    w = gamma * any_obs[..., None]
+    Nk = jnp.einsum("vntk->vk", w)
+    Sy = jnp.einsum("vntk,vntkd->vkd", w, yhat)
+    Syy = jnp.einsum("vntk,vntkde->vkde", w, second)
+    del D
+    return Nk, Sy, Syy
+
+
+def _mstep(params, y, lengths, gamma, xi, config: HMMConfig, partial: bool, min_covar):
+    tv, ev = config.trans_vary, config.emis_vary
+    first = gamma[:, :, 0, :]  # (E, N, K): zero rows for empty sequences
+    init = _pool(jnp.sum(first, axis=1), tv)
+    init = init / jnp.sum(init, axis=-1, keepdims=True)
+    counts = _pool(jnp.sum(xi, axis=1), tv)
+    rows = jnp.sum(counts, axis=-1, keepdims=True)
+    trans = jnp.where(rows > 0, counts / jnp.where(rows > 0, rows, 1.0), params["trans"])
+    new = {"init": init, "trans": trans}
+    obs = ~jnp.isnan(y)
+    y0 = jnp.where(obs, y, 0.0)
+    if config.emission == "gaussian":
+        Nk, Sy, Syy = _gaussian_stats(params, y, gamma, partial)
+        Nk, Sy, Syy = _pool(Nk, ev), _pool(Sy, ev), _pool(Syy, ev)
+        safe = jnp.maximum(Nk, 1e-12)[..., None]
+        mu = Sy / safe
+        cov = Syy / safe[..., None] - mu[..., :, None] * mu[..., None, :]
+        if config.covariance == "diag":
+            cov = cov * jnp.eye(cov.shape[-1])
+        cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2)) + jnp.diag(min_covar)
+        keep = (Nk > 1e-8)[..., None]
+        new["means"] = jnp.where(keep, mu, params["means"])
+        new["covs"] = jnp.where(keep[..., None], cov, params["covs"])
+    elif config.emission == "poisson":
+        w = jnp.einsum("vntk,vntd->vkd", gamma, obs.astype(y.dtype))
+        s = jnp.einsum("vntk,vntd->vkd", gamma, y0)
+        w, s = _pool(w, ev), _pool(s, ev)
+        new["rates"] = jnp.where(w > 1e-8, jnp.maximum(s / jnp.maximum(w, 1e-12), 1e-10), params["rates"])
+    else:
+        C = config.num_categories
+        onehot = jax.nn.one_hot(y0.astype(jnp.int32), C) * obs[..., None]
+        c = _pool(jnp.einsum("vntk,vntdc->vkdc", gamma, onehot), ev)
+        tot = jnp.sum(c, axis=-1, keepdims=True)
+        probs = jnp.maximum(c / jnp.maximum(tot, 1e-12), 1e-12)
+        probs = probs / jnp.sum(probs, axis=-1, keepdims=True)
+        new["probs"] = jnp.where(tot > 1e-8, probs, params["probs"])
+    return new
+
+
+@functools.partial(jax.jit, static_argnames=("config", "partial", "num_iters"))
+def _em_block(params, ll_prev, done, y, lengths, min_covar, tol, *, config, partial, num_iters):
+    """Up to ``num_iters`` EM steps for a batch of restarts (leading axis), freezing converged ones.
+
+    Returns the parameters, the last log-likelihood per restart, the done flags and the
+    per-iteration log-likelihood trace ``(num_iters, R)`` (NaN after convergence).
+    """
+
+    def one_step(p, llp, dn):
+        ll, gamma, xi = _estep(p, y, lengths, config, partial)
+        ll = jnp.sum(ll)
+        newp = _mstep(p, y, lengths, gamma, xi, config, partial, min_covar)
+        finished = dn | (ll - llp < tol)
+        newp = jax.tree.map(lambda a, b: jnp.where(finished, a, b), p, newp)
+        return newp, jnp.where(dn, llp, ll), finished, jnp.where(dn, jnp.nan, ll)
+
+    batched = jax.vmap(one_step)
+
+    def body(carry, _):
+        p, llp, dn = carry
+        p, ll, dn2, rec = batched(p, llp, dn)
+        return (p, ll, dn2), rec
+
+    (params, ll, done), trace = lax.scan(body, (params, ll_prev, done), None, length=num_iters)
+    return params, ll, done, trace
+
+
+# ----------------------------------------------------------------------- initialisation
+
+
+def _initial_params(key, data: SequenceData, config: HMMConfig, R: int) -> dict:
+    """``R`` starting points: restart 0 places states at quantiles of the pooled data, the
+    others at random observed rows (Gaussian / Poisson) or random symbol profiles."""
+    K, D, E = config.num_states, config.obs_dim, config.num_envs
+    rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
+    valid = np.arange(data.num_steps)[None, None, :] < data.lengths[..., None]
+    rows = data.y[valid]  # (rows, D)
+    col_mean = np.nanmean(rows, axis=0)
+    filled = np.where(np.isnan(rows), col_mean, rows)
+    off = 0.1 / max(K - 1, 1)
+    trans = np.full((R, K, K), off) + (0.9 - off) * np.eye(K)
+    if K == 1:
+        trans[:] = 1.0
+    trans[1:] = trans[1:] * rng.uniform(0.7, 1.3, size=(R - 1, K, K))
+    trans /= trans.sum(-1, keepdims=True)
+    init = np.full((R, K), 1.0 / K)
+    out = {"init": init, "trans": trans}
+    order = np.argsort(filled[:, 0], kind="stable")
+    qs = order[((np.arange(K) + 0.5) / K * len(order)).astype(int)]
+    picks = np.stack([qs] + [rng.choice(len(filled), size=K, replace=len(filled) < K) for _ in range(R - 1)])
+    if config.emission == "gaussian":
+        var = np.nanvar(rows, axis=0)
+        var = np.where(var > 0, var, 1.0)
+        cov = np.cov(filled.T).reshape(D, D) if config.covariance == "full" and D > 1 else np.diag(var)
+        cov = cov + 1e-6 * np.diag(var)
+        means = filled[picks]  # (R, K, D)
+        out["means"] = means
+        out["covs"] = np.broadcast_to(cov, (R, K, D, D)).copy()
+    elif config.emission == "poisson":
+        out["rates"] = filled[picks] + 0.1 + 0.1 * np.nanmean(rows, axis=0)
+    else:
+        C = config.num_categories
+        probs = rng.dirichlet(np.ones(C) * 2.0, size=(R, K, D))
+        freq = np.stack([np.bincount(filled[:, d].astype(int), minlength=C)[:C] for d in range(D)]) + 1.0
+        freq = freq / freq.sum(-1, keepdims=True)
+        probs[0] = 0.5 * freq[None] + 0.5 * np.roll(np.eye(C), 0, 0)[np.arange(K) % C][:, None, :]
+        out["probs"] = probs / probs.sum(-1, keepdims=True)
+    return {k: jnp.broadcast_to(jnp.asarray(v)[:, None], (R, E) + np.shape(v)[1:]) for k, v in out.items()}
+
+
+# ---------------------------------------------------------------------------- alignment
+
+
+def _emission_signature(params: dict, emission: str) -> np.ndarray:
+    """Per-state features ``(..., K, F)`` used to match states."""
+    if emission == "gaussian":
+        sd = np.sqrt(np.diagonal(np.asarray(params["covs"]), axis1=-2, axis2=-1))
+        return np.concatenate([np.asarray(params["means"]), np.log(sd)], axis=-1)
+    if emission == "poisson":
+        return np.log(np.asarray(params["rates"]))
+    p = np.asarray(params["probs"])
+    return p.reshape(p.shape[:-2] + (-1,))
+
+
+def match_states(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Permutation ``perm`` with ``other[perm]`` closest to ``reference`` (Hungarian, squared distance).
+
+    Both are ``(K, F)`` state signatures; features are scaled by their spread over states.
+    """
+    scale = np.std(np.concatenate([reference, other]), axis=0) + 1e-12
+    cost = (((reference[:, None, :] - other[None, :, :]) / scale) ** 2).sum(-1)
+    _, perm = linear_sum_assignment(cost)
+    return perm
+
+
+def permute_states(params: dict, perm) -> dict:
+    """Relabel states: new state ``k`` is old state ``perm[k]`` (``perm`` of shape (K,) or (E, K))."""
+    perm = np.asarray(perm)
+    out = {}
+    for k, v in params.items():
+        v = np.asarray(v)
+        if k == "trans_weights":
+            p = perm if perm.ndim == 1 else perm[0]
+            out[k] = v[p][:, :, p]
+            continue
+        if perm.ndim == 1:
+            if k == "init":
+                out[k] = v[:, perm]
+            elif k == "trans":
+                out[k] = v[:, perm][:, :, perm]
+            else:
+                out[k] = v[:, perm]
+        else:
+            e = np.arange(v.shape[0])[:, None]
+            if k == "trans":
+                t = v[e, perm]
+                out[k] = np.take_along_axis(t, perm[:, None, :, ...].repeat(t.shape[1], axis=1), axis=2)
+            else:
+                out[k] = v[e, perm]
+    return out
+
+
+def canonical_order(params: dict, config: HMMConfig) -> dict:
+    """Align per-environment labels (when both mechanisms vary), then sort states by their first
+    emission feature averaged over environments."""
+    params = {k: np.asarray(v) for k, v in params.items()}
+    sig = _emission_signature(params, config.emission)  # (E, K, F)
+    if config.trans_vary and config.emis_vary and config.num_envs > 1:
+        perms = np.stack([match_states(sig[0], sig[e]) for e in range(config.num_envs)])
+        params = permute_states(params, perms)
+        sig = _emission_signature(params, config.emission)
+    if config.emission == "categorical":
+        C = config.num_categories
+        key = (np.asarray(params["probs"])[..., 0, :] * np.arange(C)).sum(-1).mean(0)
+    else:
+        key = sig[..., 0].mean(axis=0)
+    return permute_states(params, np.argsort(key, kind="stable"))
+
+
+# ----------------------------------------------------------------------------- front door
+
+
+def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", covariance: str = "full",
+            method: str = "em", num_restarts: int = 10, max_iters: int = 500, tol: float = 1e-6,
+            key=0, num_categories: int | None = None, min_covar: float = 1e-6,
+            num_warmup: int = 500, num_samples: int = 500, num_chains: int = 2,
+            prior: HMMPrior = HMMPrior(), progress: bool = True):
+    r"""Fit a (multi-environment) HMM; see the module docstring for the engines.
+
+    Parameters
+    ----------
+    data : array, list of sequences, dict, DataFrame, SequenceData or LTIData
+        A ``(T, D)`` / ``(T,)`` array, a list of sequences (one environment), a list of lists or a
+        dict ``{environment: sequences}``, or a data object.  NaN values are missing.
+    num_states : int
+    emission : {"gaussian", "poisson", "categorical"}
+    shared : {"all", "transitions", "emissions", "none"} or tuple
+        Mechanisms shared by all environments (see :func:`vary_from_shared`).
+    covariance : {"full", "diag"}
+        Gaussian emissions.
+    method : {"em", "map", "nuts"}
+    num_restarts : int
+        EM random starts, run at once; the best log-likelihood is kept.
+    max_iters : int
+        EM iterations per restart (``"map"``: BFGS iterations).
+    tol : float
+        EM stops a restart when an iteration gains less than ``tol`` nats (``0``: run all).
+    key : int or PRNGKey
+    num_categories : int, optional
+        Categorical symbols (default: largest symbol + 1).
+    min_covar : float
+        Added to Gaussian covariance diagonals in the M-step, relative to each channel's variance.
+    num_warmup, num_samples, num_chains : int
+        NUTS settings.
+    prior : HMMPrior
+        Priors of ``"map"`` and ``"nuts"``.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    HMMResult
+    """
+    from causalid.infer.hmm_result import HMMResult
+
+    if method not in ("em", "map", "nuts"):
+        raise DataError(f"method must be 'em', 'map' or 'nuts'; got {method!r}")
+    data = SequenceData.coerce(data)
+    if int(num_states) < 1:
+        raise DataError(f"num_states must be at least 1; got {num_states}")
+    if emission not in ("gaussian", "poisson", "categorical"):
+        raise DataError(f"emission must be 'gaussian', 'poisson' or 'categorical'; got {emission!r}")
+    num_categories = _check_values(data, emission, num_categories)
+    vary = vary_from_shared(shared)
+    config = HMMConfig(int(num_states), emission, data.obs_dim, data.num_envs, vary, covariance,
+                       num_categories, len(data.input_names))
+    if isinstance(key, int):
+        key = jax.random.PRNGKey(key)
+    if data.inputs is not None and method == "em":
+        raise DataError("input-driven transitions have no closed-form EM step; use method='map' or 'nuts'")
+    y = jnp.asarray(data.y)
+    lengths = jnp.asarray(data.lengths)
+    var = np.nanvar(data.y.reshape(-1, data.obs_dim), axis=0)
+    mc = jnp.asarray(min_covar * np.where(var > 0, var, 1.0))
+
+    if data.inputs is None:
+        params, ll, trace, restart_ll, n_iter, converged = _fit_em(
+            key, data, config, y, lengths, num_restarts, max_iters, tol, mc, progress)
+    else:
+        params = _inputs_start(key, data, config)
+        ll, trace, restart_ll, n_iter, converged = None, None, None, 0, True
+    posterior = None
+    if method in ("map", "nuts"):
+        params, converged_map = _fit_map(params, data, config, prior, max_iters)
+        converged = converged and converged_map
+    if method == "nuts":
+        params, posterior = _fit_nuts(key, params, data, config, prior, num_warmup, num_samples, num_chains,
+                                      progress)
+    params = {k: np.asarray(v) for k, v in params.items()}
+    ll_seq = np.asarray(sequence_log_likelihoods({k: jnp.asarray(v) for k, v in params.items()}, y, config,
+                                                 lengths, None if data.inputs is None else jnp.asarray(data.inputs)))
+    return HMMResult(
+        params=params, config=config, log_likelihood=float(ll_seq.sum()),
+        num_observations=data.num_observations, method=method, names=data.names, env_names=data.env_names,
+        converged=bool(converged), num_iters=int(n_iter), trace=trace, restart_log_likelihoods=restart_ll,
+        posterior=posterior, settings={"num_restarts": num_restarts, "max_iters": max_iters, "tol": tol,
+                                       "min_covar": min_covar, "shared": list(set(("transitions", "emissions"))
+                                                                               - set(vary))},
+    )
+
+
+def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, progress):
+    from tqdm.auto import tqdm
+
+    R = max(int(R), 1)
+    partial = bool(np.any(np.any(np.isnan(data.y), -1) & ~np.all(np.isnan(data.y), -1)))
+    params = _initial_params(key, data, config, R)
+    ll = jnp.full((R,), -jnp.inf)
+    done = jnp.zeros((R,), bool)
+    block = max(1, min(25, max_iters))
+    traces, it = [], 0
+    bar = tqdm(total=max_iters, desc="EM", disable=not progress, leave=False)
+    while it < max_iters and not bool(jnp.all(done)):
+        n = min(block, max_iters - it)
+        params, ll, done, tr = _em_block(params, ll, done, y, lengths, min_covar, tol,
+                                         config=config, partial=partial, num_iters=n)
+        traces.append(np.asarray(tr))
+        it += n
+        bar.update(n)
+        bar.set_postfix(loglik=f"{float(jnp.max(ll)):.4f}")
+    bar.close()
+    trace = np.concatenate(traces) if traces else np.zeros((0, R))
+    ll = np.asarray(ll)
+    ll = np.where(np.isfinite(ll), ll, -np.inf)
+    best = int(np.argmax(ll))
+    n_iter = int(np.sum(np.isfinite(trace[:, best])))
+    converged = bool(done[best]) or tol <= 0
+    best_params = {k: v[best] for k, v in params.items()}
+    _check_restarts(params, ll, best, config)
+    best_params = canonical_order(best_params, config)
+    return best_params, float(ll[best]), trace[:, best], ll, n_iter, converged
+
+
+def _check_restarts(params, ll, best, config: HMMConfig):
+    """Warn when restarts reach about the best likelihood with different parameters, or when
+    only one restart of several finds the best optimum."""
+    R = len(ll)
+    if R < 2:
+        return
+    close = np.flatnonzero(ll >= ll[best] - max(1e-3, 1e-6 * abs(ll[best])))
+    ref = canonical_order({k: v[best] for k, v in params.items()}, config)
+    sig_ref = _emission_signature(ref, config.emission)
+    for r in close:
+        if r == best:
+            continue
+        other = canonical_order({k: v[r] for k, v in params.items()}, config)
+        gap = np.max(np.abs(_emission_signature(other, config.emission) - sig_ref))
+        if gap > 1e-2 * (1 + np.max(np.abs(sig_ref))):
+            warnings.warn(f"EM restarts disagree: restart {r} reaches the best log-likelihood "
+                          f"({ll[best]:.4f}) with different state parameters; the model may be weakly "
+                          "identified (fewer states, more data)", ConvergenceWarning, stacklevel=3)
+            return
+    if len(close) == 1 and R >= 5:
+        second = np.sort(ll)[-2]
+        warnings.warn(f"only 1 of {R} EM restarts reached the best log-likelihood {ll[best]:.4f} (next best "
+                      f"{second:.4f}); the optimum may not be global: increase num_restarts",
+                      ConvergenceWarning, stacklevel=3)
+
+
+def _inputs_start(key, data, config):
+    R = 1
+    p = _initial_params(key, data, replace(config, input_dim=0), R)
+    p = {k: v[0] for k, v in p.items()}
+    p["trans_weights"] = jnp.zeros((config.num_states, config.input_dim, config.num_states))
+    return p
+
+
+# ------------------------------------------------------------------------------ MAP / NUTS
+
+
+def _model_kwargs(data: SequenceData, config, prior):
+    return dict(config=config, lengths=jnp.asarray(data.lengths), prior=prior,
+                inputs=None if data.inputs is None else jnp.asarray(data.inputs))
+
+
+def _sites_init(params, config):
+    from causalid.models.hmm import _sites_from_params
+
+    return _sites_from_params({k: jnp.asarray(v) for k, v in params.items()}, config)
+
+
+def _fit_map(params, data, config, prior, max_iters):
+    """BFGS on the unconstrained sites of :func:`hmm_model`, started at ``params``."""
+    from jax.scipy.optimize import minimize
+    from numpyro.infer.util import initialize_model
+
+    kwargs = _model_kwargs(data, config, prior)
+    y = jnp.asarray(data.y)
+    info = initialize_model(jax.random.PRNGKey(0), hmm_model, model_args=(y,), model_kwargs=kwargs,
+                            init_strategy=_init_to(_sites_init(params, config)))
+    flat, unravel = ravel_pytree(info.param_info.z)
+    potential = info.potential_fn
+
+    @jax.jit
+    def run(x0):
+        return minimize(lambda x: potential(unravel(x)), x0, method="BFGS", options={"maxiter": max(50, max_iters)})
+
+    res = run(flat)
+    z = unravel(res.x)
+    constrained = info.postprocess_fn(z)
+    out = expand_params(constrained, config)
+    converged = bool(res.success) or bool(jnp.isfinite(res.fun))
+    return canonical_order({k: np.asarray(v) for k, v in out.items()}, config), converged
+
+
+def _init_to(values):
+    from numpyro.infer.initialization import init_to_value
+
+    return init_to_value(values={k: v for k, v in values.items()})
+
+
+def _fit_nuts(key, params, data, config, prior, num_warmup, num_samples, num_chains, progress):
+    import arviz as az
+    from numpyro.infer import MCMC, NUTS
+
+    kwargs = _model_kwargs(data, config, prior)
+    kernel = NUTS(hmm_model, init_strategy=_init_to(_sites_init(params, config)), dense_mass=False,
+                  target_accept_prob=0.85)
+    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                chain_method="vectorized" if num_chains > 1 else "sequential", progress_bar=progress)
+    mcmc.run(key, jnp.asarray(data.y), **kwargs)
+    samples = mcmc.get_samples(group_by_chain=True)
+    # per-draw parameters, aligned to the MAP labels
+    flat = {k: np.asarray(v).reshape((-1,) + np.shape(v)[2:]) for k, v in samples.items()}
+    S = next(iter(flat.values())).shape[0]
+    draws = jax.vmap(lambda s: expand_params(s, config))({k: jnp.asarray(v) for k, v in flat.items()})
+    draws = {k: np.asarray(v) for k, v in draws.items()}
+    ref_sig = _emission_signature(params, config.emission).reshape(config.num_states, -1) if not (
+        config.emis_vary) else _emission_signature(params, config.emission).transpose(1, 0, 2).reshape(
+        config.num_states, -1)
+    aligned = {k: np.empty_like(v) for k, v in draws.items()}
+    for s in range(S):
+        one = {k: v[s] for k, v in draws.items()}
+        sig = _emission_signature(one, config.emission)
+        sig = sig.reshape(config.num_states, -1) if not config.emis_vary else sig.transpose(1, 0, 2).reshape(
+            config.num_states, -1)
+        perm = match_states(ref_sig, sig)
+        one = permute_states(one, perm)
+        for k in aligned:
+            aligned[k][s] = one[k]
+    post = {k: v.reshape((num_chains, num_samples) + v.shape[1:]) for k, v in aligned.items()}
+    idata = az.from_dict(posterior=post, sample_stats={
+        "diverging": np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])})
+    if num_chains > 1:
+        rhat = az.rhat(idata)
+        worst = max(float(np.nanmax(rhat[v].values)) for v in rhat.data_vars)
+        if worst > 1.05:
+            warnings.warn(f"NUTS chains do not mix (largest R-hat {worst:.3f} after label alignment); run more "
+                          "warmup/samples or simplify the model", ConvergenceWarning, stacklevel=3)
+    mean = {k: v.mean(axis=0) for k, v in aligned.items()}
+    mean["init"] = mean["init"] / mean["init"].sum(-1, keepdims=True)
+    mean["trans"] = mean["trans"] / mean["trans"].sum(-1, keepdims=True)
+    return mean, idata

@@ -1,0 +1,225 @@
+"""The result of an HMM fit: parameters, information criteria, decoding, save/load, plots."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from causalid._json import plain
+from causalid.data.sequences import SequenceData
+from causalid.errors import DataError
+from causalid.models.hmm import HMMConfig, emission_log_lik, transition_matrices
+
+_FORMAT = "causalid.HMMResult/1"
+
+
+@dataclass
+class HMMResult:
+    """A fitted (multi-environment) HMM.
+
+    Attributes
+    ----------
+    params : dict of ndarray
+        Per-environment parameters: ``init (E, K)``, ``trans (E, K, K)`` and ``means (E, K, D)`` +
+        ``covs (E, K, D, D)``, ``rates (E, K, D)`` or ``probs (E, K, D, C)``; shared mechanisms
+        repeat over ``E``.  States are in canonical order (increasing first emission mean / rate,
+        averaged over environments) and aligned across environments.  For ``method="nuts"`` these
+        are posterior means of the aligned draws.
+    config : HMMConfig
+    log_likelihood : float
+        :math:`\\log p(y \\mid \\hat\\theta)`, exact (states marginalised).
+    num_observations : int
+        Observed time steps (the ``n`` of BIC).
+    posterior : arviz.InferenceData or None
+        ``method="nuts"``: aligned draws of every parameter.
+    trace : ndarray or None
+        EM log-likelihood per iteration of the best restart.
+    restart_log_likelihoods : ndarray or None
+        Final log-likelihood of every EM restart.
+    """
+
+    params: dict
+    config: HMMConfig
+    log_likelihood: float
+    num_observations: int
+    method: str = "em"
+    names: tuple = ()
+    env_names: tuple = ()
+    converged: bool = True
+    num_iters: int = 0
+    trace: Any = None
+    restart_log_likelihoods: Any = None
+    posterior: Any = None
+    settings: dict = field(default_factory=dict)
+
+    # --------------------------------------------------------------- criteria
+    @property
+    def num_params(self) -> int:
+        return self.config.num_params()
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.log_likelihood + 2.0 * self.num_params
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.log_likelihood + self.num_params * np.log(self.num_observations)
+
+    # --------------------------------------------------------------- decoding
+    def _per_sequence(self, data, fn):
+        data = SequenceData.coerce(data)
+        if data.obs_dim != self.config.obs_dim:
+            raise DataError(f"the data have {data.obs_dim} column(s); the model was fitted to {self.config.obs_dim}")
+        if data.num_envs not in (1, self.config.num_envs):
+            raise DataError(f"the data have {data.num_envs} environments; the model has {self.config.num_envs} "
+                            "(give one environment's sequences, or data with every environment)")
+        out = []
+        for e in range(data.num_envs):
+            p = {k: jnp.asarray(v[e if data.num_envs > 1 else 0]) for k, v in self.params.items()
+                 if k != "trans_weights"}
+            w = self.params.get("trans_weights")
+            seqs = []
+            for n in range(data.y.shape[1]):
+                L = int(data.lengths[e, n])
+                if L == 0:
+                    continue
+                y = jnp.asarray(data.y[e, n, :L])
+                u = None if data.inputs is None else jnp.asarray(data.inputs[e, n, :L])
+                ll = emission_log_lik(p, y, self.config)
+                tr = transition_matrices(p["trans"], None if w is None else jnp.asarray(w), u)
+                seqs.append(fn(p["init"], tr, ll))
+            out.append(seqs)
+        return out[0] if len(out) == 1 and len(out[0]) == 1 else out
+
+    def viterbi(self, data) -> Any:
+        """Most probable state path of each sequence (an int array, or nested lists env → sequence).
+
+        With one environment of data and a multi-environment model, environment 0's parameters
+        are used; pass all environments to decode each with its own parameters.
+        """
+        from causalid.dynamics.hmm import hmm_viterbi
+
+        return self._per_sequence(data, lambda i, t, ll: np.asarray(hmm_viterbi(i, t, ll)[0]))
+
+    def smooth(self, data) -> Any:
+        """Posterior state probabilities :math:`p(z_t \\mid y)` of each sequence, ``(T, K)`` arrays."""
+        from causalid.dynamics.hmm import hmm_smoother
+
+        return self._per_sequence(data, lambda i, t, ll: np.asarray(hmm_smoother(i, t, ll).smoothed))
+
+    def sample_states(self, data, key=0, num_samples: int = 100) -> Any:
+        """Exact posterior draws of the state paths, ``(num_samples, T)`` per sequence."""
+        import jax
+
+        from causalid.dynamics.hmm import hmm_posterior_sample
+
+        k = jax.random.PRNGKey(key) if isinstance(key, int) else key
+        return self._per_sequence(
+            data, lambda i, t, ll: np.asarray(hmm_posterior_sample(k, i, t, ll, num_samples=num_samples)))
+
+    def score(self, data) -> float:
+        """Log-likelihood of (new) data under the fitted parameters."""
+        from causalid.dynamics.hmm import hmm_log_likelihood
+
+        res = self._per_sequence(data, lambda i, t, ll: float(hmm_log_likelihood(i, t, ll)))
+        return float(np.sum(res))
+
+    # --------------------------------------------------------------- tables
+    def summary(self) -> str:
+        c = self.config
+        lines = [
+            f"HMM fit ({self.method}): {c.num_states} states, {c.emission} emissions"
+            + (f" ({c.covariance} covariance)" if c.emission == "gaussian" else "")
+            + f", {c.num_envs} environment(s)",
+            f"varying across environments: {', '.join(c.vary) if c.vary else 'nothing (one HMM)'}",
+            f"log-likelihood {self.log_likelihood:.4f}   AIC {self.aic:.2f}   BIC {self.bic:.2f}   "
+            f"({self.num_params} parameters, {self.num_observations} observed steps)",
+        ]
+        if self.method == "em":
+            lines.append(f"EM: {self.num_iters} iterations, {'converged' if self.converged else 'NOT converged'}")
+        lines.append(self.parameter_table().to_string())
+        return "\n".join(lines)
+
+    def parameter_table(self) -> pd.DataFrame:
+        """Long table of every parameter: columns env, mechanism, name, state, value."""
+        rows = []
+        envs = self.env_names or tuple(str(e) for e in range(self.config.num_envs))
+        for key, v in self.params.items():
+            v = np.asarray(v)
+            if key == "trans_weights":
+                for idx in np.ndindex(v.shape):
+                    rows.append(("all", "transitions", f"trans_weights{list(idx)}", idx[0], v[idx]))
+                continue
+            mech = "transitions" if key in ("init", "trans") else "emissions"
+            vary = self.config.trans_vary if mech == "transitions" else self.config.emis_vary
+            for e in range(v.shape[0] if vary else 1):
+                for idx in np.ndindex(v.shape[1:]):
+                    rows.append((envs[e] if vary else "all", mech, f"{key}{list(idx)}", idx[0], v[(e,) + idx]))
+        return pd.DataFrame(rows, columns=["env", "mechanism", "name", "state", "value"])
+
+    # --------------------------------------------------------------- save / load
+    def to_dict(self) -> dict:
+        c = self.config
+        return plain({
+            "format": _FORMAT,
+            "config": {"num_states": c.num_states, "emission": c.emission, "obs_dim": c.obs_dim,
+                       "num_envs": c.num_envs, "vary": list(c.vary), "covariance": c.covariance,
+                       "num_categories": c.num_categories, "input_dim": c.input_dim},
+            "params": {k: np.asarray(v) for k, v in self.params.items()},
+            "log_likelihood": self.log_likelihood, "num_observations": self.num_observations,
+            "aic": self.aic, "bic": self.bic, "method": self.method, "names": list(self.names),
+            "env_names": list(self.env_names), "converged": self.converged, "num_iters": self.num_iters,
+            "trace": None if self.trace is None else np.asarray(self.trace),
+            "restart_log_likelihoods": None if self.restart_log_likelihoods is None
+            else np.asarray(self.restart_log_likelihoods),
+            "settings": self.settings,
+        })
+
+    def save(self, path) -> None:
+        """Write the result as JSON; a NUTS posterior goes beside it as NetCDF (``<path>.posterior.nc``)."""
+        Path(path).write_text(json.dumps(self.to_dict()))
+        if self.posterior is not None:
+            self.posterior.to_netcdf(str(path) + ".posterior.nc")
+
+    @classmethod
+    def load(cls, path) -> "HMMResult":
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"cannot read an HMM result from '{path}': {exc}") from None
+        if d.get("format") != _FORMAT:
+            raise DataError(f"'{path}' is not a causalid HMM result (format {d.get('format')!r})")
+        c = d["config"]
+        config = HMMConfig(c["num_states"], c["emission"], c["obs_dim"], c["num_envs"], tuple(c["vary"]),
+                           c["covariance"], c["num_categories"], c["input_dim"])
+        posterior = None
+        nc = Path(str(path) + ".posterior.nc")
+        if nc.exists():
+            import arviz as az
+
+            posterior = az.from_netcdf(str(nc))
+        arr = lambda v: None if v is None else np.asarray(v, dtype=float)  # noqa: E731
+        return cls(
+            params={k: np.asarray(v, dtype=float) for k, v in d["params"].items()}, config=config,
+            log_likelihood=d["log_likelihood"], num_observations=d["num_observations"], method=d["method"],
+            names=tuple(d["names"]), env_names=tuple(d["env_names"]), converged=d["converged"],
+            num_iters=d["num_iters"], trace=arr(d["trace"]), restart_log_likelihoods=arr(d["restart_log_likelihoods"]),
+            posterior=posterior, settings=d.get("settings", {}),
+        )
+
+    def plot(self, data, path=None, **kwargs):
+        """Data coloured by Viterbi state, and the state posteriors (see :func:`causalid.plots.plot_hmm_result`)."""
+        from causalid.plots import plot_hmm_result
+
+        return plot_hmm_result(self, data, path=path, **kwargs)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"HMMResult({c.num_states} states, {c.emission}, {c.num_envs} env(s), vary={list(c.vary)}, "
+                f"log_likelihood={self.log_likelihood:.4f}, method={self.method!r})")

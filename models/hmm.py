@@ -1,0 +1,547 @@
+r"""Multi-environment hidden Markov models as one NumPyro program, plus emission densities.
+
+The family (science.md §3): for environment ``e``, sequence ``n`` and time ``t``
+
+.. math::
+
+    z_{e,n,0} \sim \pi_e,\qquad z_{e,n,t} \mid z_{e,n,t-1} = i \sim \Gamma_{e,t}(i, \cdot),\qquad
+    y_{e,n,t} \mid z_{e,n,t} = k \sim F(\psi_{e,k}),
+
+with the **cause mechanism** :math:`\theta_e = (\pi_e, \Gamma_e)` (initial distribution and
+transitions) and the **effect mechanism** :math:`\psi_e` (emissions).  ``vary`` says which of the
+two change across environments; a mechanism that does not vary is one shared site.  Varying
+mechanisms get hierarchical priors around a shared centre, so environments borrow strength.
+
+Emissions ``F`` (``D`` channels per step):
+
+* ``"gaussian"`` — multivariate normal, ``covariance="full"`` or ``"diag"``;
+* ``"poisson"`` — independent Poisson counts per channel;
+* ``"categorical"`` — independent categorical symbols ``0..C-1`` per channel.
+
+With inputs ``u_t`` (``input_dim = m > 0``) the transitions are input-driven,
+:math:`\Gamma_t(i, \cdot) = \operatorname{softmax}(\log\Gamma(i, \cdot) + W_i^\top u_t)`.
+
+One program, :func:`hmm_model`, simulates (``y=None``: parameters from the prior or substituted,
+states drawn by inverse-CDF from ``state_uniform`` sites in a ``lax.scan``) and fits (``y`` given:
+the states are marginalised exactly by the forward algorithm of :mod:`causalid.dynamics.hmm` and
+the log-likelihood enters as ``numpyro.factor("y_loglik", ...)``, so NUTS and SVI see only
+parameters).  Missing observations (NaN, per channel) are marginalised; ragged sequences are
+padded and carry their ``lengths``.
+
+Sites (``E`` environments, ``K`` states, ``D`` channels, ``C`` categories)
+-----------------------------------------------------------------------------
+========================  ================  =======================================================
+site                      shape             notes
+========================  ================  =======================================================
+``init``                  (E, K)            per environment if transitions vary, else (K,)
+``trans``                 (E, K, K)         per environment if transitions vary, else (K, K)
+``trans_center``          (K, K)            hierarchical centre (transitions vary)
+``trans_concentration``   ()                how tightly environments follow the centre
+``means``                 (E, K, D)         gaussian; (K, D) when emissions are shared
+``scales``                (E, K, D)         gaussian standard deviations
+``corr_chol``             (K, D, D)         gaussian, ``covariance="full"`` (shared correlations)
+``rates``                 (E, K, D)         poisson
+``probs``                 (E, K, D, C)      categorical
+``trans_weights``         (K, m, K)         input-driven transitions
+``y_loglik``              factor            fitting
+``state_uniform``, ``y``  (E, N, T[, D])    simulation; ``z`` (deterministic) holds the states
+========================  ================  =======================================================
+
+:func:`expand_params` turns a trace (or a substituted dict) into the uniform per-environment
+parameter dictionary used by the fitting engines and :class:`causalid.HMMResult`: ``init (E, K)``,
+``trans (E, K, K)``, and ``means (E, K, D)`` + ``covs (E, K, D, D)`` / ``rates (E, K, D)`` /
+``probs (E, K, D, C)``, plus ``trans_weights (K, m, K)`` with inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from jax import lax
+from jax.scipy.special import gammaln
+
+from causalid.dynamics.hmm import hmm_log_likelihood
+from causalid.dynamics.kalman import _spd_inv_logdet
+
+Array = jax.Array
+
+EMISSIONS = ("gaussian", "poisson", "categorical")
+MECHANISMS = ("transitions", "emissions")
+
+__all__ = [
+    "EMISSIONS",
+    "HMMConfig",
+    "HMMPrior",
+    "MECHANISMS",
+    "emission_log_lik",
+    "expand_params",
+    "hmm_model",
+    "random_hmm_params",
+    "simulate_hmm",
+    "transition_matrices",
+]
+
+
+@dataclass(frozen=True)
+class HMMConfig:
+    """Static description of a multi-environment HMM.
+
+    Parameters
+    ----------
+    num_states : int
+        ``K``.
+    emission : {"gaussian", "poisson", "categorical"}
+    obs_dim : int
+        ``D`` channels per time step.
+    num_envs : int
+        ``E``.
+    vary : tuple of {"transitions", "emissions"}
+        Mechanisms with per-environment parameters; the others are shared.  ``()`` is a
+        single HMM for all environments; ``("transitions", "emissions")`` separate HMMs tied by
+        the hierarchical prior.
+    covariance : {"full", "diag"}
+        Gaussian emissions only.
+    num_categories : int, optional
+        ``C``; categorical emissions only.
+    input_dim : int
+        ``m`` inputs driving the transitions (0: none).
+    """
+
+    num_states: int
+    emission: str = "gaussian"
+    obs_dim: int = 1
+    num_envs: int = 1
+    vary: tuple = ()
+    covariance: str = "full"
+    num_categories: int | None = None
+    input_dim: int = 0
+
+    def __post_init__(self):
+        if self.emission not in EMISSIONS:
+            raise ValueError(f"emission must be one of {EMISSIONS}; got {self.emission!r}")
+        vary = tuple(sorted(set(self.vary), key=MECHANISMS.index)) if self.vary else ()
+        bad = [v for v in vary if v not in MECHANISMS]
+        if bad:
+            raise ValueError(f"vary may name only {MECHANISMS}; got {bad}")
+        object.__setattr__(self, "vary", vary)
+        if self.covariance not in ("full", "diag"):
+            raise ValueError(f"covariance must be 'full' or 'diag'; got {self.covariance!r}")
+        if self.num_states < 1:
+            raise ValueError(f"num_states must be at least 1; got {self.num_states}")
+        if self.emission == "categorical" and (self.num_categories is None or self.num_categories < 2):
+            raise ValueError("categorical emissions need num_categories >= 2")
+
+    @property
+    def trans_vary(self) -> bool:
+        return "transitions" in self.vary
+
+    @property
+    def emis_vary(self) -> bool:
+        return "emissions" in self.vary
+
+    def num_params(self) -> int:
+        """Free parameters (for AIC/BIC)."""
+        K, D, E = self.num_states, self.obs_dim, self.num_envs
+        cause = (K - 1) + K * (K - 1) + K * self.input_dim * (K - 1)
+        if self.emission == "gaussian":
+            cov = D * (D + 1) // 2 if self.covariance == "full" else D
+            effect = K * (D + cov)
+        elif self.emission == "poisson":
+            effect = K * D
+        else:
+            effect = K * D * (self.num_categories - 1)
+        return cause * (E if self.trans_vary else 1) + effect * (E if self.emis_vary else 1)
+
+
+@dataclass(frozen=True)
+class HMMPrior:
+    """Hyper-parameters of :func:`hmm_model`'s priors (weakly informative on standardised data).
+
+    ``mean_loc``/``mean_scale`` centre the Gaussian means; ``scale_scale`` is the half-normal
+    scale of the emission standard deviations; ``env_scale`` the spread of per-environment means,
+    log-standard-deviations and log-rates around their centre; ``sticky`` the extra Dirichlet
+    mass on self-transitions; ``lkj`` the LKJ concentration of full correlations.
+    """
+
+    mean_loc: float = 0.0
+    mean_scale: float = 3.0
+    scale_scale: float = 2.0
+    rate_loc: float = 0.0
+    rate_scale: float = 2.0
+    env_scale: float = 0.5
+    sticky: float = 1.0
+    lkj: float = 2.0
+    trans_weight_scale: float = 1.0
+    extra: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------ emission densities
+
+
+def emission_log_lik(params: dict, y: Array, config: HMMConfig, partial: bool | None = None) -> Array:
+    r"""Per-state emission log-likelihoods ``(T, K)`` of one sequence ``y`` ``(T, D)``.
+
+    ``params`` holds one environment's emission parameters (``means (K, D)`` + ``covs (K, D,
+    D)``, ``rates (K, D)`` or ``probs (K, D, C)``).  NaN channels are marginalised: a Gaussian
+    row contributes the density of its observed channels (the marginal of the observed block),
+    Poisson and categorical channels are independent so missing ones drop out; a row with no
+    observed channel is zero (uninformative).  ``partial`` (static) says whether some row has
+    some but not all Gaussian channels missing; ``None`` decides it from ``y`` when ``y`` is
+    concrete and assumes so when it is traced.  Only such rows need per-row inverses.
+    """
+    obs = ~jnp.isnan(y)
+    y0 = jnp.where(obs, y, 0.0)
+    if config.emission == "poisson":
+        rates = params["rates"]  # (K, D)
+        terms = y0[:, None, :] * jnp.log(rates)[None] - rates[None] - gammaln(y0 + 1.0)[:, None, :]
+        return jnp.sum(jnp.where(obs[:, None, :], terms, 0.0), axis=-1)
+    if config.emission == "categorical":
+        probs = params["probs"]  # (K, D, C)
+        idx = y0.astype(jnp.int32)  # (T, D)
+        logp = jnp.log(probs)
+        picked = jnp.take_along_axis(logp[None], idx[:, None, :, None], axis=-1)[..., 0]  # (T, K, D)
+        return jnp.sum(jnp.where(obs[:, None, :], picked, 0.0), axis=-1)
+    if partial is None:
+        partial = has_partial_rows(y)
+    return _gaussian_log_lik(params["means"], params["covs"], y0, obs, partial)
+
+
+def has_partial_rows(y) -> bool:
+    """Whether some row of ``y`` (..., D) has some but not all channels missing (True if traced)."""
+    if isinstance(y, jax.core.Tracer):
+        return True
+    a = np.isnan(np.asarray(y))
+    return bool(np.any(np.any(a, -1) & ~np.all(a, -1)))
+
+
+def _gaussian_log_lik(means, covs, y0, obs, partial: bool):
+    """Masked multivariate normal log-densities ``(T, K)``.
+
+    The observed block of row ``t`` has density :math:`\\mathcal N(y_o; \\mu_o, \\Sigma_{oo})`;
+    with the mask matrix :math:`M = \\operatorname{diag}(o)` this is the full-size Gaussian with
+    covariance :math:`M\\Sigma M + (I - M)` evaluated at :math:`M(y - \\mu)`, less the missing
+    channels' :math:`\\log 2\\pi` terms.  Rows without any missing channel use one inverse per
+    state; per-row inverses are computed only where some channel is missing.
+    """
+    D = means.shape[-1]
+    inv, logdet = jax.vmap(_spd_inv_logdet)(covs)  # (K, D, D), (K,)
+    r = y0[:, None, :] - means[None]  # (T, K, D)
+    quad = jnp.sum(r[..., :, None] * r[..., None, :] * inv[None], axis=(-1, -2))  # broadcast: fast on CPU
+    full = -0.5 * (quad + logdet[None] + D * jnp.log(2 * jnp.pi))
+    none_seen = ~jnp.any(obs, axis=1)
+    if not partial:
+        return jnp.where(none_seen[:, None], 0.0, full)
+    some_missing = jnp.any(~obs, axis=1)
+    m = obs.astype(y0.dtype)
+
+    def masked(row_m, row_r):
+        sw = covs * row_m[None, :, None] * row_m[None, None, :] + jnp.diag(1.0 - row_m)[None]
+        iw, ld = jax.vmap(_spd_inv_logdet)(sw)
+        rr = row_r * row_m[None]
+        q = jnp.einsum("kd,kde,ke->k", rr, iw, rr)
+        return -0.5 * (q + ld + jnp.sum(row_m) * jnp.log(2 * jnp.pi))
+
+    return jnp.where(some_missing[:, None], jax.vmap(masked)(m, r), full)
+
+
+def transition_matrices(trans: Array, weights: Array | None, inputs: Array | None) -> Array:
+    r"""Transitions into steps ``1..T-1``: ``(K, K)`` without inputs, else ``(T-1, K, K)``.
+
+    :math:`\Gamma_t(i, \cdot) = \operatorname{softmax}(\log\Gamma(i, \cdot) + W_i^\top u_t)` with
+    ``weights`` ``(K, m, K)`` and ``inputs`` ``(T, m)`` (``u_t`` drives the step into ``t``).
+    """
+    if weights is None or inputs is None:
+        return trans
+    u = jnp.where(jnp.isnan(inputs[1:]), 0.0, inputs[1:])
+    logits = jnp.log(trans)[None] + jnp.einsum("tm,imj->tij", u, weights)
+    return jax.nn.softmax(logits, axis=-1)
+
+
+# ----------------------------------------------------------------------------- the program
+
+
+def _env_axis(x, E, vary):
+    return x if vary else jnp.broadcast_to(x, (E,) + x.shape)
+
+
+def hmm_model(y=None, *, config: HMMConfig, lengths=None, inputs=None, num_sequences: int = 1,
+              num_steps: int | None = None, prior: HMMPrior = HMMPrior()):
+    """The multi-environment HMM (see the module docstring for the sites).
+
+    Parameters
+    ----------
+    y : (E, N, T, D) array, optional
+        Observations (NaN missing / padding).  ``None`` simulates.
+    config : HMMConfig
+    lengths : (E, N) int array, optional
+        Real length of each sequence (default: all ``T``).
+    inputs : (E, N, T, m) array, optional
+        Inputs driving the transitions (``config.input_dim > 0``).
+    num_sequences, num_steps : int
+        Sizes when simulating.
+
+    Returns
+    -------
+    dict
+        The per-environment parameters (:func:`expand_params` of the sampled sites).
+    """
+    K, D, E = config.num_states, config.obs_dim, config.num_envs
+    env = numpyro.plate("env_params", E, dim=-1)
+
+    # cause mechanism: initial distribution and transitions
+    sticky = prior.sticky * jnp.eye(K)
+    if config.trans_vary:
+        center = numpyro.sample("trans_center", dist.Dirichlet(jnp.ones((K, K)) + sticky).to_event(1))
+        conc = numpyro.sample("trans_concentration", dist.Gamma(5.0, 0.1))
+        with env:
+            init = numpyro.sample("init", dist.Dirichlet(jnp.ones(K)))
+            trans = numpyro.sample("trans", dist.Dirichlet(conc * center + 1e-3).to_event(1))
+    else:
+        init = numpyro.sample("init", dist.Dirichlet(jnp.ones(K)))
+        trans = numpyro.sample("trans", dist.Dirichlet(jnp.ones((K, K)) + sticky).to_event(1))
+    weights = None
+    if config.input_dim:
+        weights = numpyro.sample(
+            "trans_weights",
+            dist.Normal(0.0, prior.trans_weight_scale).expand([K, config.input_dim, K]).to_event(3),
+        )
+
+    # effect mechanism: emissions
+    sites = {"init": init, "trans": trans}
+    if weights is not None:
+        sites["trans_weights"] = weights
+    if config.emission == "gaussian":
+        mu = numpyro.sample("mean_center", dist.Normal(prior.mean_loc, prior.mean_scale).expand([K, D]).to_event(2))
+        sd = numpyro.sample("scale_center", dist.HalfNormal(prior.scale_scale).expand([K, D]).to_event(2))
+        sites.update(mean_center=mu, scale_center=sd)
+        if config.emis_vary:
+            with env:
+                sites["means"] = numpyro.sample("means", dist.Normal(mu, prior.env_scale).to_event(2))
+                sites["scales"] = numpyro.sample("scales", dist.LogNormal(jnp.log(sd), prior.env_scale).to_event(2))
+        if config.covariance == "full" and D > 1:
+            sites["corr_chol"] = numpyro.sample("corr_chol", dist.LKJCholesky(D, prior.lkj).expand([K]).to_event(1))
+    elif config.emission == "poisson":
+        lam = numpyro.sample("rate_center", dist.LogNormal(prior.rate_loc, prior.rate_scale).expand([K, D]).to_event(2))
+        sites["rate_center"] = lam
+        if config.emis_vary:
+            with env:
+                sites["rates"] = numpyro.sample("rates", dist.LogNormal(jnp.log(lam), prior.env_scale).to_event(2))
+    else:
+        C = config.num_categories
+        p = numpyro.sample("probs_center", dist.Dirichlet(jnp.ones((K, D, C))).to_event(2))
+        sites["probs_center"] = p
+        if config.emis_vary:
+            kappa = numpyro.sample("probs_concentration", dist.Gamma(5.0, 0.1))
+            with env:
+                sites["probs"] = numpyro.sample("probs", dist.Dirichlet(kappa * p + 1e-3).to_event(2))
+    params = expand_params(sites, config)
+
+    if y is None:
+        _simulate_sites(params, config, lengths, inputs, num_sequences, num_steps)
+    else:
+        numpyro.factor("y_loglik", log_likelihood(params, y, config, lengths, inputs))
+    return params
+
+
+def log_likelihood(params: dict, y: Array, config: HMMConfig, lengths=None, inputs=None,
+                   *, method: str = "auto") -> Array:
+    """Total marginal log-likelihood of ``y`` ``(E, N, T, D)``: forward pass per sequence, ``vmap``-ed."""
+    return jnp.sum(sequence_log_likelihoods(params, y, config, lengths, inputs, method=method))
+
+
+def sequence_log_likelihoods(params: dict, y: Array, config: HMMConfig, lengths=None, inputs=None,
+                             *, method: str = "auto") -> Array:
+    """Log-likelihood of every sequence, ``(E, N)``."""
+    partial = has_partial_rows(y)
+    y = jnp.asarray(y)
+    E, N, T, _ = y.shape
+    if lengths is None:
+        lengths = jnp.full((E, N), T)
+    per_env = {k: v for k, v in params.items() if k != "trans_weights"}
+    weights = params.get("trans_weights")
+
+    def one(p, y_n, n, u_n):
+        ll = emission_log_lik(p, y_n, config, partial)
+        tr = transition_matrices(p["trans"], weights, u_n)
+        return hmm_log_likelihood(p["init"], tr, ll, n, method=method)
+
+    if inputs is None:
+        f = jax.vmap(jax.vmap(lambda p, y_n, n: one(p, y_n, n, None), in_axes=(None, 0, 0)))
+        return f(per_env, y, lengths)
+    f = jax.vmap(jax.vmap(one, in_axes=(None, 0, 0, 0)))
+    return f(per_env, y, lengths, inputs)
+
+
+def _simulate_sites(params, config: HMMConfig, lengths, inputs, N: int, T: int | None):
+    if T is None:
+        raise ValueError("simulation (y=None) needs num_steps")
+    K, D, E = config.num_states, config.obs_dim, config.num_envs
+    with numpyro.plate("env", E, dim=-3), numpyro.plate("sequence", N, dim=-2), numpyro.plate("time", T, dim=-1):
+        u = numpyro.sample("state_uniform", dist.Uniform(0.0, 1.0))  # (E, N, T)
+    weights = params.get("trans_weights")
+
+    def path(init, trans, u_n, x_n):
+        tr = transition_matrices(trans, weights, x_n)
+        tr = jnp.broadcast_to(tr, (T - 1, K, K)) if tr.ndim == 2 else tr
+        z0 = jnp.minimum(jnp.sum(jnp.cumsum(init) < u_n[0]), K - 1)
+
+        def step(z, xs):
+            g, v = xs
+            nz = jnp.minimum(jnp.sum(jnp.cumsum(g[z]) < v), K - 1)
+            return nz, nz
+
+        _, rest = lax.scan(step, z0, (tr, u_n[1:]))
+        return jnp.concatenate([z0[None], rest])
+
+    if inputs is None:
+        z = jax.vmap(jax.vmap(lambda a, b, c: path(a, b, c, None), in_axes=(None, None, 0)))(
+            params["init"], params["trans"], u)
+    else:
+        z = jax.vmap(jax.vmap(path, in_axes=(None, None, 0, 0)))(params["init"], params["trans"], u, inputs)
+    z = numpyro.deterministic("z", z.astype(jnp.int32))
+    e_idx = jnp.arange(E)[:, None, None]
+    with numpyro.plate("env", E, dim=-3), numpyro.plate("sequence", N, dim=-2), numpyro.plate("time", T, dim=-1):
+        if config.emission == "gaussian":
+            numpyro.sample("y", dist.MultivariateNormal(params["means"][e_idx, z], params["covs"][e_idx, z]))
+        elif config.emission == "poisson":
+            numpyro.sample("y", dist.Poisson(params["rates"][e_idx, z]).to_event(1))
+        else:
+            numpyro.sample("y", dist.Categorical(params["probs"][e_idx, z]).to_event(1))
+
+
+def expand_params(sites: dict, config: HMMConfig) -> dict:
+    """Per-environment parameters from the program's site values (a trace, a draw, a MAP point).
+
+    The one place where sites become ``init``, ``trans``, ``means``/``covs``, ``rates`` or
+    ``probs``: :func:`hmm_model` calls it on its own sites, and the engines on fitted ones.
+    ``vmap`` it over draws.
+    """
+    E, D = config.num_envs, config.obs_dim
+    tv, ev = config.trans_vary, config.emis_vary
+    out = {"init": _env_axis(jnp.asarray(sites["init"]), E, tv),
+           "trans": _env_axis(jnp.asarray(sites["trans"]), E, tv)}
+    if config.emission == "gaussian":
+        means = sites["means"] if ev else sites["mean_center"]
+        scales = sites["scales"] if ev else sites["scale_center"]
+        if config.covariance == "full" and D > 1:
+            chol = scales[..., :, None] * sites["corr_chol"]
+            covs = chol @ jnp.swapaxes(chol, -1, -2)
+        else:
+            covs = jnp.eye(D) * (scales**2)[..., None]
+        out["means"], out["covs"] = _env_axis(means, E, ev), _env_axis(covs, E, ev)
+    elif config.emission == "poisson":
+        out["rates"] = _env_axis(sites["rates"] if ev else sites["rate_center"], E, ev)
+    else:
+        out["probs"] = _env_axis(sites["probs"] if ev else sites["probs_center"], E, ev)
+    if "trans_weights" in sites:
+        out["trans_weights"] = jnp.asarray(sites["trans_weights"])
+    return out
+
+
+# ------------------------------------------------------------------------------- simulators
+
+
+def random_hmm_params(key, config: HMMConfig, *, self_prob: float = 0.8, separation: float = 3.0,
+                      env_spread: float = 0.5) -> dict:
+    """A well-separated random multi-environment HMM in the per-environment dictionary form.
+
+    Transitions keep each state with probability about ``self_prob``; Gaussian means are
+    ``separation`` standard deviations apart on average; Poisson rates are spread on a log
+    scale; varying mechanisms are perturbed per environment by ``env_spread`` (transition logits,
+    means in standard deviations, log-rates, category logits).
+    """
+    K, D, E = config.num_states, config.obs_dim, config.num_envs
+    keys = jax.random.split(jnp.asarray(key) if not isinstance(key, int) else jax.random.PRNGKey(key), 8)
+    off = (1.0 - self_prob) / max(K - 1, 1)
+    base = jnp.full((K, K), off) + (self_prob - off) * jnp.eye(K)
+    if K == 1:
+        base = jnp.ones((1, 1))
+    n_tr = E if config.trans_vary else 1
+    logits = jnp.log(base)[None] + env_spread * jax.random.normal(keys[0], (n_tr, K, K))
+    trans = jnp.broadcast_to(jax.nn.softmax(logits, -1), (E, K, K))
+    init = jnp.broadcast_to(jax.nn.softmax(env_spread * jax.random.normal(keys[1], (n_tr, K)), -1), (E, K))
+    params = {"init": init, "trans": trans}
+    n_em = E if config.emis_vary else 1
+    if config.emission == "gaussian":
+        centre = separation * jax.random.normal(keys[2], (1, K, D))
+        means = centre + env_spread * jax.random.normal(keys[3], (n_em, K, D))
+        sd = jnp.exp(0.2 * jax.random.normal(keys[4], (n_em, K, D)))
+        if config.covariance == "full" and D > 1:
+            a = jax.random.normal(keys[5], (1, K, D, D)) * 0.3  # correlations shared, as in the model
+            corr = jnp.eye(D) + a @ jnp.swapaxes(a, -1, -2)
+            d = jnp.sqrt(jnp.diagonal(corr, axis1=-2, axis2=-1))
+            corr = corr / d[..., :, None] / d[..., None, :]
+            covs = sd[..., :, None] * corr * sd[..., None, :]
+        else:
+            covs = jnp.eye(D) * (sd**2)[..., None]
+        params["means"] = jnp.broadcast_to(means, (E, K, D))
+        params["covs"] = jnp.broadcast_to(covs, (E, K, D, D))
+    elif config.emission == "poisson":
+        log_rates = jnp.linspace(0.0, separation * 0.7, K)[None, :, None] + 0.5
+        log_rates = log_rates + env_spread * jax.random.normal(keys[3], (n_em, K, D))
+        params["rates"] = jnp.broadcast_to(jnp.exp(log_rates), (E, K, D))
+    else:
+        C = config.num_categories
+        logits = separation * jax.random.normal(keys[2], (1, K, D, C))
+        logits = logits + env_spread * jax.random.normal(keys[3], (n_em, K, D, C))
+        params["probs"] = jnp.broadcast_to(jax.nn.softmax(logits, -1), (E, K, D, C))
+    if config.input_dim:
+        params["trans_weights"] = jax.random.normal(keys[6], (K, config.input_dim, K))
+    return params
+
+
+def simulate_hmm(key, config: HMMConfig, params: dict, *, num_sequences: int, num_steps: int,
+                 inputs=None) -> dict:
+    """Draw data from :func:`hmm_model` with ``params`` (per-environment form) substituted.
+
+    Returns ``{"y": (E, N, T, D), "z": (E, N, T)}`` as numpy arrays.
+    """
+    key = jax.random.PRNGKey(key) if isinstance(key, int) else key
+    sites = _sites_from_params(params, config)
+    model = numpyro.handlers.substitute(hmm_model, data=sites)
+    tr = numpyro.handlers.trace(numpyro.handlers.seed(model, key)).get_trace(
+        config=config, num_sequences=num_sequences, num_steps=num_steps, inputs=inputs)
+    y = np.asarray(tr["y"]["value"], dtype=float)
+    if y.ndim == 3:
+        y = y[..., None]
+    return {"y": y, "z": np.asarray(tr["z"]["value"])}
+
+
+def _sites_from_params(params: dict, config: HMMConfig) -> dict:
+    """Site values that make :func:`hmm_model` reproduce ``params`` exactly."""
+    take_t = (lambda a: a) if config.trans_vary else (lambda a: a[0])
+    take_e = (lambda a: a) if config.emis_vary else (lambda a: a[0])
+    sites = {"init": take_t(params["init"]), "trans": take_t(params["trans"])}
+    if config.trans_vary:
+        sites["trans_center"] = jnp.mean(params["trans"], axis=0)
+        sites["trans_concentration"] = jnp.asarray(50.0)
+    if "trans_weights" in params:
+        sites["trans_weights"] = params["trans_weights"]
+    if config.emission == "gaussian":
+        covs = params["covs"]
+        sd = jnp.sqrt(jnp.diagonal(covs, axis1=-2, axis2=-1))
+        sites["mean_center"] = jnp.mean(params["means"], axis=0)
+        sites["scale_center"] = jnp.exp(jnp.mean(jnp.log(sd), axis=0))
+        if config.emis_vary:
+            sites["means"], sites["scales"] = params["means"], sd
+        else:
+            sites["mean_center"], sites["scale_center"] = params["means"][0], sd[0]
+        if config.covariance == "full" and config.obs_dim > 1:
+            corr = covs[0] / sd[0][..., :, None] / sd[0][..., None, :]
+            sites["corr_chol"] = jnp.linalg.cholesky(corr)
+    elif config.emission == "poisson":
+        sites["rate_center"] = take_e(params["rates"]) if not config.emis_vary else jnp.exp(
+            jnp.mean(jnp.log(params["rates"]), axis=0))
+        if config.emis_vary:
+            sites["rates"] = params["rates"]
+    else:
+        sites["probs_center"] = take_e(params["probs"]) if not config.emis_vary else jnp.mean(params["probs"], 0)
+        if config.emis_vary:
+            sites["probs"] = params["probs"]
+            sites["probs_concentration"] = jnp.asarray(50.0)
+    return sites
