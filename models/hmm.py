@@ -75,13 +75,14 @@ MECHANISMS = ("transitions", "emissions")
 
 __all__ = [
     "EMISSIONS",
+    "MECHANISMS",
     "HMMConfig",
     "HMMPrior",
-    "MECHANISMS",
     "emission_log_lik",
     "expand_params",
     "hmm_model",
     "random_hmm_params",
+    "simulate_arrays",
     "simulate_hmm",
     "transition_matrices",
 ]
@@ -270,7 +271,7 @@ def _env_axis(x, E, vary):
 
 
 def hmm_model(y=None, *, config: HMMConfig, lengths=None, inputs=None, num_sequences: int = 1,
-              num_steps: int | None = None, prior: HMMPrior = HMMPrior()):
+              num_steps: int | None = None, prior: HMMPrior | None = None):
     """The multi-environment HMM (see the module docstring for the sites).
 
     Parameters
@@ -290,6 +291,7 @@ def hmm_model(y=None, *, config: HMMConfig, lengths=None, inputs=None, num_seque
     dict
         The per-environment parameters (:func:`expand_params` of the sampled sites).
     """
+    prior = HMMPrior() if prior is None else prior
     K, D, E = config.num_states, config.obs_dim, config.num_envs
     env = numpyro.plate("env_params", E, dim=-1)
 
@@ -380,7 +382,7 @@ def sequence_log_likelihoods(params: dict, y: Array, config: HMMConfig, lengths=
 def _simulate_sites(params, config: HMMConfig, lengths, inputs, N: int, T: int | None):
     if T is None:
         raise ValueError("simulation (y=None) needs num_steps")
-    K, D, E = config.num_states, config.obs_dim, config.num_envs
+    K, E = config.num_states, config.num_envs
     with numpyro.plate("env", E, dim=-3), numpyro.plate("sequence", N, dim=-2), numpyro.plate("time", T, dim=-1):
         u = numpyro.sample("state_uniform", dist.Uniform(0.0, 1.0))  # (E, N, T)
     weights = params.get("trans_weights")
@@ -502,14 +504,23 @@ def simulate_hmm(key, config: HMMConfig, params: dict, *, num_sequences: int, nu
     Returns ``{"y": (E, N, T, D), "z": (E, N, T)}`` as numpy arrays.
     """
     key = jax.random.PRNGKey(key) if isinstance(key, int) else key
+    y, z = simulate_arrays(key, config, params, num_sequences=num_sequences, num_steps=num_steps, inputs=inputs)
+    return {"y": np.asarray(y, dtype=float), "z": np.asarray(z)}
+
+
+def simulate_arrays(key, config: HMMConfig, params: dict, *, num_sequences: int, num_steps: int, inputs=None):
+    """:func:`simulate_hmm` as a pure JAX function (jit-able, ``vmap``-able over keys / params).
+
+    Returns ``(y (E, N, T, D) float, z (E, N, T) int)``.
+    """
     sites = _sites_from_params(params, config)
     model = numpyro.handlers.substitute(hmm_model, data=sites)
     tr = numpyro.handlers.trace(numpyro.handlers.seed(model, key)).get_trace(
         config=config, num_sequences=num_sequences, num_steps=num_steps, inputs=inputs)
-    y = np.asarray(tr["y"]["value"], dtype=float)
+    y = jnp.asarray(tr["y"]["value"], dtype=jnp.result_type(float))
     if y.ndim == 3:
         y = y[..., None]
-    return {"y": y, "z": np.asarray(tr["z"]["value"])}
+    return y, tr["z"]["value"]
 
 
 def _sites_from_params(params: dict, config: HMMConfig) -> dict:

@@ -191,31 +191,62 @@ def _mstep(params, y, lengths, gamma, xi, config: HMMConfig, partial: bool, min_
     return new
 
 
-@functools.partial(jax.jit, static_argnames=("config", "partial", "num_iters"))
-def _em_block(params, ll_prev, done, y, lengths, min_covar, tol, *, config, partial, num_iters):
-    """Up to ``num_iters`` EM steps for a batch of restarts (leading axis), freezing converged ones.
+@functools.partial(jax.jit, static_argnames=("config", "partial", "num_iters", "batch_y"))
+def _em_block(params, ll_prev, done, y, lengths, min_covar, tol, *, config, partial, num_iters, batch_y=False):
+    """Up to ``num_iters`` EM steps for a batch of fits (leading axis), freezing converged ones.
 
-    Returns the parameters, the last log-likelihood per restart, the done flags and the
-    per-iteration log-likelihood trace ``(num_iters, R)`` (NaN after convergence).
+    The batch is restarts on one data set (``batch_y=False``) or one fit per data set
+    (``batch_y=True``: ``y`` has the same leading axis, e.g. bootstrap replicates).  Returns the
+    parameters, the last log-likelihood per fit, the done flags and the per-iteration
+    log-likelihood trace ``(num_iters, R)`` (NaN after convergence).
     """
 
-    def one_step(p, llp, dn):
-        ll, gamma, xi = _estep(p, y, lengths, config, partial)
+    def one_step(p, llp, dn, y_r):
+        ll, gamma, xi = _estep(p, y_r, lengths, config, partial)
         ll = jnp.sum(ll)
-        newp = _mstep(p, y, lengths, gamma, xi, config, partial, min_covar)
+        newp = _mstep(p, y_r, lengths, gamma, xi, config, partial, min_covar)
         finished = dn | (ll - llp < tol)
         newp = jax.tree.map(lambda a, b: jnp.where(finished, a, b), p, newp)
         return newp, jnp.where(dn, llp, ll), finished, jnp.where(dn, jnp.nan, ll)
 
-    batched = jax.vmap(one_step)
+    batched = jax.vmap(one_step, in_axes=(0, 0, 0, 0 if batch_y else None))
 
     def body(carry, _):
         p, llp, dn = carry
-        p, ll, dn2, rec = batched(p, llp, dn)
+        p, ll, dn2, rec = batched(p, llp, dn, y)
         return (p, ll, dn2), rec
 
     (params, ll, done), trace = lax.scan(body, (params, ll_prev, done), None, length=num_iters)
     return params, ll, done, trace
+
+
+def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float, min_covar, partial: bool,
+           batch_y: bool = False, progress: bool = False, desc: str = "EM"):
+    """Run EM from a batch of starting points until every fit converges or ``max_iters``.
+
+    Iterations run in jitted blocks of up to 25 (the Python loop is over blocks, for the progress
+    bar and early exit).  Returns ``(params, log_lik (R,), done (R,), trace (iters, R))``; the
+    log-likelihood is the one at the start of each fit's last iteration.
+    """
+    from tqdm.auto import tqdm
+
+    R = jax.tree.leaves(params)[0].shape[0]
+    ll = jnp.full((R,), -jnp.inf)
+    done = jnp.zeros((R,), bool)
+    block = max(1, min(25, max_iters))
+    traces, it = [], 0
+    bar = tqdm(total=max_iters, desc=desc, disable=not progress, leave=False)
+    while it < max_iters and not bool(jnp.all(done)):
+        n = min(block, max_iters - it)
+        params, ll, done, tr = _em_block(params, ll, done, y, lengths, min_covar, tol, config=config,
+                                         partial=partial, num_iters=n, batch_y=batch_y)
+        traces.append(np.asarray(tr))
+        it += n
+        bar.update(n)
+        bar.set_postfix(loglik=f"{float(jnp.max(ll)):.4f}")
+    bar.close()
+    trace = np.concatenate(traces) if traces else np.zeros((0, R))
+    return params, np.asarray(ll), np.asarray(done), trace
 
 
 # ----------------------------------------------------------------------- initialisation
@@ -265,10 +296,15 @@ def _initial_params(key, data: SequenceData, config: HMMConfig, R: int) -> dict:
 
 
 def _emission_signature(params: dict, emission: str) -> np.ndarray:
-    """Per-state features ``(..., K, F)`` used to match states."""
+    """Per-state features ``(..., K, F)`` in comparable units, used to match states.
+
+    Gaussian: means in units of the typical within-state standard deviation of each channel,
+    and log standard deviations; Poisson: log rates; categorical: symbol probabilities.
+    """
     if emission == "gaussian":
         sd = np.sqrt(np.diagonal(np.asarray(params["covs"]), axis1=-2, axis2=-1))
-        return np.concatenate([np.asarray(params["means"]), np.log(sd)], axis=-1)
+        unit = np.sqrt(np.mean(sd**2, axis=tuple(range(sd.ndim - 1))))  # per channel
+        return np.concatenate([np.asarray(params["means"]) / unit, np.log(sd)], axis=-1)
     if emission == "poisson":
         return np.log(np.asarray(params["rates"]))
     p = np.asarray(params["probs"])
@@ -276,12 +312,9 @@ def _emission_signature(params: dict, emission: str) -> np.ndarray:
 
 
 def match_states(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """Permutation ``perm`` with ``other[perm]`` closest to ``reference`` (Hungarian, squared distance).
-
-    Both are ``(K, F)`` state signatures; features are scaled by their spread over states.
-    """
-    scale = np.std(np.concatenate([reference, other]), axis=0) + 1e-12
-    cost = (((reference[:, None, :] - other[None, :, :]) / scale) ** 2).sum(-1)
+    """Permutation ``perm`` with ``other[perm]`` closest to ``reference`` (Hungarian algorithm on
+    squared distances between the ``(K, F)`` state signatures of :func:`_emission_signature`)."""
+    cost = ((reference[:, None, :] - other[None, :, :]) ** 2).sum(-1)
     _, perm = linear_sum_assignment(cost)
     return perm
 
@@ -337,7 +370,7 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
             method: str = "em", num_restarts: int = 10, max_iters: int = 500, tol: float = 1e-6,
             key=0, num_categories: int | None = None, min_covar: float = 1e-6,
             num_warmup: int = 500, num_samples: int = 500, num_chains: int = 2,
-            prior: HMMPrior = HMMPrior(), progress: bool = True):
+            prior: HMMPrior | None = None, progress: bool = True, init_params=None):
     r"""Fit a (multi-environment) HMM; see the module docstring for the engines.
 
     Parameters
@@ -369,6 +402,9 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
         Priors of ``"map"`` and ``"nuts"``.
     progress : bool
         Show a progress bar.
+    init_params : dict or list of dict, optional
+        Extra EM starting points in the per-environment form of :attr:`HMMResult.params`
+        (e.g. a nested model's fit), run besides the ``num_restarts`` random ones.
 
     Returns
     -------
@@ -378,6 +414,7 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
 
     if method not in ("em", "map", "nuts"):
         raise DataError(f"method must be 'em', 'map' or 'nuts'; got {method!r}")
+    prior = HMMPrior() if prior is None else prior
     data = SequenceData.coerce(data)
     if int(num_states) < 1:
         raise DataError(f"num_states must be at least 1; got {num_states}")
@@ -397,11 +434,12 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
     mc = jnp.asarray(min_covar * np.where(var > 0, var, 1.0))
 
     if data.inputs is None:
-        params, ll, trace, restart_ll, n_iter, converged = _fit_em(
-            key, data, config, y, lengths, num_restarts, max_iters, tol, mc, progress)
+        starts = [init_params] if isinstance(init_params, dict) else list(init_params or [])
+        params, _, trace, restart_ll, n_iter, converged = _fit_em(
+            key, data, config, y, lengths, num_restarts, max_iters, tol, mc, progress, starts)
     else:
         params = _inputs_start(key, data, config)
-        ll, trace, restart_ll, n_iter, converged = None, None, None, 0, True
+        trace, restart_ll, n_iter, converged = None, None, 0, True
     posterior = None
     if method in ("map", "nuts"):
         params, converged_map = _fit_map(params, data, config, prior, max_iters)
@@ -417,39 +455,39 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
         num_observations=data.num_observations, method=method, names=data.names, env_names=data.env_names,
         converged=bool(converged), num_iters=int(n_iter), trace=trace, restart_log_likelihoods=restart_ll,
         posterior=posterior, settings={"num_restarts": num_restarts, "max_iters": max_iters, "tol": tol,
-                                       "min_covar": min_covar, "shared": list(set(("transitions", "emissions"))
-                                                                               - set(vary))},
+                                       "min_covar": min_covar, "shared": [m for m in ("transitions", "emissions")
+                                                                           if m not in vary]},
     )
 
 
-def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, progress):
-    from tqdm.auto import tqdm
+def has_partial_rows(data: SequenceData) -> bool:
+    """Whether some observed step has some but not all channels missing (needs the slow path)."""
+    nan = np.isnan(data.y)
+    return bool(np.any(np.any(nan, -1) & ~np.all(nan, -1)))
 
+
+def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, progress, starts=None):
     R = max(int(R), 1)
-    partial = bool(np.any(np.any(np.isnan(data.y), -1) & ~np.all(np.isnan(data.y), -1)))
     params = _initial_params(key, data, config, R)
-    ll = jnp.full((R,), -jnp.inf)
-    done = jnp.zeros((R,), bool)
-    block = max(1, min(25, max_iters))
-    traces, it = [], 0
-    bar = tqdm(total=max_iters, desc="EM", disable=not progress, leave=False)
-    while it < max_iters and not bool(jnp.all(done)):
-        n = min(block, max_iters - it)
-        params, ll, done, tr = _em_block(params, ll, done, y, lengths, min_covar, tol,
-                                         config=config, partial=partial, num_iters=n)
-        traces.append(np.asarray(tr))
-        it += n
-        bar.update(n)
-        bar.set_postfix(loglik=f"{float(jnp.max(ll)):.4f}")
-    bar.close()
-    trace = np.concatenate(traces) if traces else np.zeros((0, R))
-    ll = np.asarray(ll)
+    if starts:
+        extra = {k: jnp.stack([jnp.asarray(s[k]) for s in starts]) for k in params}
+        params = {k: jnp.concatenate([params[k], extra[k]]) for k in params}
+    params, ll, done, trace = run_em(params, y, lengths, config, max_iters=max_iters, tol=tol,
+                                     min_covar=min_covar, partial=has_partial_rows(data), progress=progress)
     ll = np.where(np.isfinite(ll), ll, -np.inf)
     best = int(np.argmax(ll))
     n_iter = int(np.sum(np.isfinite(trace[:, best])))
     converged = bool(done[best]) or tol <= 0
-    best_params = {k: v[best] for k, v in params.items()}
-    _check_restarts(params, ll, best, config)
+    if config.trans_vary and config.emis_vary and config.num_envs > 1:
+        # nothing is shared: every environment is its own problem, so keep each one's best restart
+        per_env = jax.vmap(lambda p: jnp.sum(sequence_log_likelihoods(p, y, config, lengths), axis=1))(params)
+        pick = np.argmax(np.where(np.isfinite(per_env), per_env, -np.inf), axis=0)  # (E,)
+        env = np.arange(config.num_envs)
+        best_params = {k: np.asarray(v)[pick, env] for k, v in params.items()}
+        converged = bool(np.all(np.asarray(done)[pick])) or tol <= 0
+    else:
+        best_params = {k: v[best] for k, v in params.items()}
+        _check_restarts(params, ll, best, config)
     best_params = canonical_order(best_params, config)
     return best_params, float(ll[best]), trace[:, best], ll, n_iter, converged
 
@@ -492,8 +530,8 @@ def _inputs_start(key, data, config):
 
 
 def _model_kwargs(data: SequenceData, config, prior):
-    return dict(config=config, lengths=jnp.asarray(data.lengths), prior=prior,
-                inputs=None if data.inputs is None else jnp.asarray(data.inputs))
+    return {"config": config, "lengths": jnp.asarray(data.lengths), "prior": prior,
+            "inputs": None if data.inputs is None else jnp.asarray(data.inputs)}
 
 
 def _sites_init(params, config):
@@ -559,8 +597,8 @@ def _fit_nuts(key, params, data, config, prior, num_warmup, num_samples, num_cha
             config.num_states, -1)
         perm = match_states(ref_sig, sig)
         one = permute_states(one, perm)
-        for k in aligned:
-            aligned[k][s] = one[k]
+        for k, arr in aligned.items():
+            arr[s] = one[k]
     post = {k: v.reshape((num_chains, num_samples) + v.shape[1:]) for k, v in aligned.items()}
     idata = az.from_dict(posterior=post, sample_stats={
         "diverging": np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])})

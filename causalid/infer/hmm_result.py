@@ -95,7 +95,7 @@ class HMMResult:
                 tr = transition_matrices(p["trans"], None if w is None else jnp.asarray(w), u)
                 seqs.append(fn(p["init"], tr, ll))
             out.append(seqs)
-        return out[0] if len(out) == 1 and len(out[0]) == 1 else out
+        return out[0][0] if len(out) == 1 and len(out[0]) == 1 else out
 
     def viterbi(self, data) -> Any:
         """Most probable state path of each sequence (an int array, or nested lists env → sequence).
@@ -138,8 +138,8 @@ class HMMResult:
             + (f" ({c.covariance} covariance)" if c.emission == "gaussian" else "")
             + f", {c.num_envs} environment(s)",
             f"varying across environments: {', '.join(c.vary) if c.vary else 'nothing (one HMM)'}",
-            f"log-likelihood {self.log_likelihood:.4f}   AIC {self.aic:.2f}   BIC {self.bic:.2f}   "
-            f"({self.num_params} parameters, {self.num_observations} observed steps)",
+            (f"log-likelihood {self.log_likelihood:.4f}   AIC {self.aic:.2f}   BIC {self.bic:.2f}   "
+             f"({self.num_params} parameters, {self.num_observations} observed steps)"),
         ]
         if self.method == "em":
             lines.append(f"EM: {self.num_iters} iterations, {'converged' if self.converged else 'NOT converged'}")
@@ -188,7 +188,7 @@ class HMMResult:
             self.posterior.to_netcdf(str(path) + ".posterior.nc")
 
     @classmethod
-    def load(cls, path) -> "HMMResult":
+    def load(cls, path) -> HMMResult:
         try:
             d = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as exc:
@@ -204,7 +204,7 @@ class HMMResult:
             import arviz as az
 
             posterior = az.from_netcdf(str(nc))
-        arr = lambda v: None if v is None else np.asarray(v, dtype=float)  # noqa: E731
+        arr = lambda v: None if v is None else np.asarray(v, dtype=float)
         return cls(
             params={k: np.asarray(v, dtype=float) for k, v in d["params"].items()}, config=config,
             log_likelihood=d["log_likelihood"], num_observations=d["num_observations"], method=d["method"],

@@ -1,0 +1,143 @@
+"""fit_hmm: EM fixed points, pooling, alignment, missing data and ragged sequences in every engine."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import causalid
+from causalid.errors import DataError
+from causalid.models.hmm import HMMConfig, random_hmm_params, sequence_log_likelihoods, simulate_hmm
+
+
+def _data(config, seed=0, N=2, T=300, **kw):
+    params = random_hmm_params(seed, config, **kw)
+    return params, simulate_hmm(seed + 1, config, params, num_sequences=N, num_steps=T)
+
+
+def _total_loglik(params, data, config):
+    y = jnp.asarray(data.y)
+    return jnp.sum(sequence_log_likelihoods(params, y, config, jnp.asarray(data.lengths)))
+
+
+def test_em_with_missing_channels_reaches_a_stationary_point_of_the_observed_likelihood():
+    """Exact EM for missing data: at convergence the gradient of the observed-data log-likelihood
+    vanishes in the emission parameters, and in the transitions up to the simplex constraint."""
+    config = HMMConfig(2, "gaussian", 2, 1)
+    _, sim = _data(config, seed=3, N=2, T=250, separation=2.5)
+    y = sim["y"][0].copy()
+    rng = np.random.default_rng(0)
+    y[rng.uniform(size=y.shape) < 0.15] = np.nan  # some rows partly, a few wholly missing
+    seqs = [y[0], y[1, :170]]  # ragged
+    res = causalid.fit_hmm(seqs, 2, num_restarts=2, max_iters=1000, tol=1e-9, min_covar=1e-12, progress=False)
+    assert res.converged
+    data = causalid.SequenceData.from_arrays(seqs)
+    params = {k: jnp.asarray(v) for k, v in res.params.items()}
+    grad = jax.grad(_total_loglik)(params, data, res.config)
+    scale = data.num_observations
+    assert np.max(np.abs(grad["means"])) < 1e-4 * scale
+    assert np.max(np.abs(grad["covs"])) < 1e-4 * scale
+    g = np.asarray(grad["trans"][0])
+    # Lagrange condition on each row of the transition matrix: equal partial derivatives
+    assert np.max(np.abs(g - g.mean(axis=1, keepdims=True))) < 1e-4 * scale
+    np.testing.assert_allclose(res.log_likelihood, float(_total_loglik(params, data, res.config)), rtol=1e-12)
+    # EM never decreases the likelihood
+    assert np.all(np.diff(res.trace[np.isfinite(res.trace)]) > -1e-8)
+
+
+def test_poisson_em_fixed_point_and_shared_pooling():
+    config = HMMConfig(2, "poisson", 1, 3, ())
+    _, sim = _data(config, seed=5, N=2, T=200)
+    res = causalid.fit_hmm(list(map(list, sim["y"])), 2, "poisson", num_restarts=3, max_iters=3000, tol=1e-11,
+                           progress=False)
+    # one HMM for every environment: identical parameters across environments
+    for k in ("init", "trans", "rates"):
+        np.testing.assert_allclose(res.params[k], np.broadcast_to(res.params[k][:1], res.params[k].shape))
+    data = causalid.SequenceData.from_arrays(list(map(list, sim["y"])))
+    grad = jax.grad(_total_loglik)({k: jnp.asarray(v) for k, v in res.params.items()}, data, res.config)
+    assert np.max(np.abs(np.sum(grad["rates"], axis=0))) < 1e-4 * data.num_observations
+    assert np.all(np.diff(res.params["rates"][0, :, 0]) > 0)  # canonical order: increasing rate
+
+
+def test_states_aligned_across_environments_when_both_mechanisms_vary():
+    config = HMMConfig(3, "gaussian", 1, 4, ("transitions", "emissions"))
+    truth = random_hmm_params(11, config, env_spread=0.3)
+    shift = np.array([-4.0, 0.0, 4.0])[[2, 0, 1]]  # well separated, listed out of order
+    truth["means"] = jnp.asarray(shift[None, :, None] + 0.3 * np.random.default_rng(0).normal(size=(4, 3, 1)))
+    truth["covs"] = jnp.ones((4, 3, 1, 1))
+    sim = simulate_hmm(12, config, truth, num_sequences=3, num_steps=200)
+    res = causalid.fit_hmm(list(map(list, sim["y"])), 3, shared="none", num_restarts=4, progress=False)
+    order = np.argsort(shift)
+    want = np.asarray(truth["means"])[:, order, 0]
+    # every environment's states in the same (canonical) order, each mean within 5 standard
+    # errors (unit sd / sqrt(visits); a state gets >= 50 of an environment's 600 steps)
+    np.testing.assert_array_less(np.abs(res.params["means"][..., 0] - want), 5 / np.sqrt(50))
+
+
+def test_categorical_em_recovers_symbol_profiles():
+    config = HMMConfig(2, "categorical", 1, 2, ("transitions",), num_categories=4)
+    truth = random_hmm_params(2, config)
+    profiles = np.array([[0.7, 0.1, 0.1, 0.1], [0.05, 0.05, 0.2, 0.7]])
+    truth["probs"] = jnp.asarray(np.broadcast_to(profiles[:, None, :], (2, 2, 1, 4)))
+    sim = simulate_hmm(3, config, truth, num_sequences=3, num_steps=300)
+    res = causalid.fit_hmm(list(map(list, sim["y"])), 2, "categorical", shared="emissions", num_restarts=4,
+                           progress=False)
+    assert res.params["probs"].shape == (2, 2, 1, 4)
+    # canonical order puts the low-symbol state first; the binomial sd of a frequency from
+    # ~800 visits is <= 0.018, so 0.06 is over 3 sd
+    np.testing.assert_allclose(res.params["probs"][0, :, 0], profiles, atol=0.06)
+
+
+@pytest.mark.parametrize("method", ["map", "nuts"])
+def test_map_and_nuts_handle_missing_values_and_ragged_sequences(method):
+    config = HMMConfig(2, "gaussian", 1, 1)
+    truth, sim = _data(config, seed=7, N=2, T=120, separation=4.0)
+    y = sim["y"][0].copy()
+    y[0, 10:15] = np.nan
+    seqs = [y[0], y[1, :60]]
+    kw = {"num_warmup": 150, "num_samples": 150, "num_chains": 1} if method == "nuts" else {}
+    res = causalid.fit_hmm(seqs, 2, method=method, num_restarts=2, progress=False, **kw)
+    em = causalid.fit_hmm(seqs, 2, num_restarts=2, progress=False)
+    np.testing.assert_allclose(res.params["means"], em.params["means"], atol=0.3)
+    assert np.isfinite(res.log_likelihood)
+    if method == "nuts":
+        post = res.posterior.posterior
+        assert post["means"].shape[:2] == (1, 150)
+        lo, hi = np.quantile(post["means"].values[0, :, 0], [0.005, 0.995], axis=0)[..., 0]
+        order = np.argsort(np.asarray(truth["means"])[0, :, 0])
+        m = np.asarray(truth["means"])[0, order, 0]
+        assert np.all((lo <= m) & (m <= hi))
+
+
+def test_viterbi_smooth_score_and_save_load(tmp_path):
+    config = HMMConfig(2, "gaussian", 2, 1)
+    _, sim = _data(config, seed=1, N=1, T=400, separation=5.0)
+    y = sim["y"][0, 0]
+    res = causalid.fit_hmm(y, 2, num_restarts=2, progress=False)
+    path = res.viterbi(y)
+    z = sim["z"][0, 0]
+    acc = max(np.mean(path == z), np.mean(path == 1 - z))
+    assert acc > 0.97
+    post = res.smooth(y)
+    np.testing.assert_allclose(post.sum(axis=1), 1.0, atol=1e-12)
+    assert abs(res.score(y) - res.log_likelihood) < 1e-8 * abs(res.log_likelihood)
+    res.save(tmp_path / "fit.json")
+    back = causalid.HMMResult.load(tmp_path / "fit.json")
+    for k, v in res.params.items():
+        np.testing.assert_array_equal(back.params[k], v)
+    assert back.bic == res.bic and back.config == res.config
+    assert "2 states" in res.summary()
+
+
+def test_bad_input_is_named():
+    y = np.array([0.0, 1.0, 2.0, -1.0, 3.0])
+    with pytest.raises(DataError, match="non-negative integers"):
+        causalid.fit_hmm(y, 2, "poisson", progress=False)
+    with pytest.raises(DataError, match="method must be"):
+        causalid.fit_hmm(y, 2, method="gibbs", progress=False)
+    with pytest.raises(DataError, match="shared must be"):
+        causalid.fit_hmm(y, 2, shared="sometimes", progress=False)
+    with pytest.raises(DataError, match="constant"):
+        causalid.fit_hmm(np.ones(10), 2, progress=False)
+    with pytest.raises(DataError, match="infinite value at step 1"):
+        causalid.fit_hmm(np.array([0.0, np.inf, 1.0]), 2, progress=False)
