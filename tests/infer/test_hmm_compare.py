@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from causalid.models.hmm import HMMConfig, random_hmm_params, simulate_hmm
 
 import causalid
 from causalid.infer.hmm_compare import MechanismReport, compare_mechanisms
-from causalid.models.hmm import HMMConfig, random_hmm_params, simulate_hmm
 
 
 @pytest.mark.parametrize("K, published", [(2, 341.87870), pytest.param(3, 328.52748, marks=pytest.mark.slow)])

@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from causalid.models.hmm import HMMConfig, random_hmm_params, sequence_log_likelihoods, simulate_hmm
 
 import causalid
 from causalid.errors import DataError
-from causalid.models.hmm import HMMConfig, random_hmm_params, sequence_log_likelihoods, simulate_hmm
 
 
 def _data(config, seed=0, N=2, T=300, **kw):
