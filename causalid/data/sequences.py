@@ -9,7 +9,7 @@ grid: only the order of the rows matters.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,7 +44,7 @@ class SequenceData:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_arrays(cls, y, *, names=None, env_names=None, inputs=None, input_names=None) -> "SequenceData":
+    def from_arrays(cls, y, *, names=None, env_names=None, inputs=None, input_names=None) -> SequenceData:
         """Build from arrays.
 
         ``y`` may be a ``(T,)`` or ``(T, D)`` array (one sequence), a list of such arrays (one
@@ -92,7 +92,7 @@ class SequenceData:
     @classmethod
     def from_frame(cls, df: pd.DataFrame, env: str | None = None, time: str | None = None,
                    columns: Sequence[str] | None = None, *, sequence: str | None = None,
-                   inputs: Sequence[str] | None = None) -> "SequenceData":
+                   inputs: Sequence[str] | None = None) -> SequenceData:
         """Build from a long table, one row per time step.
 
         Parameters
@@ -157,7 +157,7 @@ class SequenceData:
                                inputs=u_blocks if inputs else None, input_names=inputs or None)
 
     @classmethod
-    def coerce(cls, data) -> "SequenceData":
+    def coerce(cls, data) -> SequenceData:
         """A :class:`SequenceData` from anything :func:`causalid.fit_hmm` accepts."""
         if isinstance(data, SequenceData):
             return data
@@ -195,7 +195,7 @@ class SequenceData:
         valid = np.arange(self.num_steps)[None, None, :] < self.lengths[..., None]
         return bool(np.isnan(self.y[valid]).any())
 
-    def subset_envs(self, envs) -> "SequenceData":
+    def subset_envs(self, envs) -> SequenceData:
         idx = [self.env_names.index(str(e)) if not isinstance(e, (int, np.integer)) else int(e) for e in envs]
         lengths = self.lengths[idx]
         T = max(int(lengths.max()), 1)

@@ -47,9 +47,9 @@ from causalid.dynamics.kalman import PARALLEL_MIN_STEPS, _prefix_scan, choose_me
 Array = jax.Array
 
 __all__ = [
+    "PARALLEL_MIN_STEPS",
     "HMMFilterResult",
     "HMMSmootherResult",
-    "PARALLEL_MIN_STEPS",
     "hmm_filter",
     "hmm_log_likelihood",
     "hmm_posterior_sample",
@@ -199,7 +199,7 @@ def _forward_sequential(prep: _Prep):
 
 def _backward_sequential(prep: _Prep, log_norms: Array) -> Array:
     """Scaled backward messages :math:`\\beta_t = p(y_{t+1:} \\mid z_t) / p(y_{t+1:} \\mid y_{0:t})`."""
-    T, K = prep.b.shape
+    K = prep.b.shape[1]
     c = jnp.exp(log_norms - prep.shift)  # per-step normalisers of the scaled forward pass
     w_scale = prep.b[1:] / c[1:, None]
     if prep.varying:
@@ -278,7 +278,7 @@ def _backward_parallel(prep: _Prep, log_norms: Array) -> Array:
     T, K = prep.b.shape
     dtype = prep.b.dtype
     M = _trans_seq(prep) * prep.b[1:, None, :]  # M[t-1] = Gamma_t diag(b_t), t = 1..T-1
-    flip = lambda x: jax.tree.map(lambda a: a[::-1], x)  # noqa: E731
+    flip = lambda x: jax.tree.map(lambda a: a[::-1], x)
     elems = flip((M, jnp.zeros((T - 1,), dtype)))
     identity = (jnp.eye(K, dtype=dtype), jnp.zeros((), dtype))
     # suffix products M_{t+1} ... M_{T-1}: a prefix scan of the reversed sequence, with the
