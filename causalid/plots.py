@@ -262,3 +262,258 @@ def plot_lti_data(data, path=None, max_envs: int = 4, max_steps: int | None = 50
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig
+
+
+# ---------------------------------------------------------------------- hidden Markov models
+def _hmm_state_colours(K: int):
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if K <= 10 else "tab20"]
+    return [cmap(k % cmap.N) for k in range(K)]
+
+
+def _hmm_shown_sequences(lengths: np.ndarray, max_sequences: int) -> list[tuple[int, int]]:
+    """Up to ``max_sequences`` non-empty (env, sequence) pairs, taken round-robin over
+    environments (first sequence of every environment, then the second, ...), so that
+    environments with different mechanisms appear side by side."""
+    E, N = lengths.shape
+    shown = []
+    for n in range(N):
+        for e in range(E):
+            if lengths[e, n] > 0 and len(shown) < max_sequences:
+                shown.append((e, n))
+    return shown
+
+
+def _hmm_decode(result, data, pairs=None) -> dict:
+    """``{(env, sequence): (viterbi path (L,), smoothed posteriors (L, K))}`` for the non-empty
+    sequences ``pairs`` of ``data`` (a :class:`~causalid.SequenceData`; default: all of them).
+
+    Only those sequences are decoded (the others are blanked to length 0); every environment is
+    kept so that each sequence is decoded with its own environment's parameters.
+    """
+    from causalid.data.sequences import SequenceData
+
+    full = np.asarray(data.lengths)
+    if pairs is None:
+        pairs = [tuple(map(int, p)) for p in np.argwhere(full > 0)]
+    lengths = np.zeros_like(full)
+    for e, n in pairs:
+        lengths[e, n] = full[e, n]
+    sub = SequenceData(data.y, lengths, data.names, data.env_names, data.inputs, data.input_names)
+
+    def nested(x):  # HMMResult gives one sequence's array as is, else lists env -> sequences
+        return [[x]] if isinstance(x, np.ndarray) else x
+
+    paths, posts = nested(result.viterbi(sub)), nested(result.smooth(sub))
+    out = {}
+    for e in range(data.num_envs):
+        kept = [n for n in range(lengths.shape[1]) if lengths[e, n] > 0]
+        for i, n in enumerate(kept):
+            out[(e, n)] = (np.asarray(paths[e][i]), np.asarray(posts[e][i]))
+    return out
+
+
+def plot_hmm_result(result, data, path=None, max_sequences: int = 4, max_steps: int | None = 2000,
+                    channels_per_panel: int | None = None, state_names=None, sequences=None):
+    """Data coloured by the Viterbi state, with the smoothed state posteriors below.
+
+    For each shown sequence (``sequences``, a list of ``(environment name or index, sequence
+    index)`` pairs; default: at most ``max_sequences``, taken round-robin over the
+    environments) the figure has one panel per group of ``channels_per_panel`` channels
+    (default: one channel per panel up to 3 channels, else 4 per panel) — every observation is
+    a dot coloured by its most probable (Viterbi) state, channels joined by a thin grey line
+    and told apart by marker shape — and below them a stacked area of
+    :math:`p(z_t = k \\mid y)`.  State colours are the same in every panel (states are
+    aligned across environments by the fit); ``state_names`` labels them in the legend.
+    Missing values leave gaps; the posterior is defined there too.  At most ``max_steps``
+    steps of each sequence are drawn (``None``: all).
+
+    Parameters
+    ----------
+    result : HMMResult
+    data : SequenceData or anything :func:`causalid.fit_hmm` accepts
+        The data the model was fitted to (or new data with the same channels; one environment
+        is decoded with environment 0's parameters).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Saved to ``path`` when given.
+    """
+    from causalid.data.sequences import SequenceData
+    from causalid.errors import DataError
+
+    plt = _pyplot()
+    data = SequenceData.coerce(data)
+    if int(max_sequences) < 1:
+        raise DataError(f"max_sequences must be at least 1; got {max_sequences}")
+    if sequences is None:
+        shown = _hmm_shown_sequences(np.asarray(data.lengths), int(max_sequences))
+    else:
+        shown = []
+        for env, n in sequences:
+            e = int(env) if isinstance(env, (int, np.integer)) else (
+                data.env_names.index(str(env)) if str(env) in data.env_names else -1)
+            if not 0 <= e < data.num_envs:
+                raise DataError(f"sequences: no environment {env!r}; the data have {list(data.env_names)}")
+            if not (0 <= int(n) < data.lengths.shape[1] and data.lengths[e, int(n)] > 0):
+                raise DataError(f"sequences: environment {env!r} has no sequence {n} "
+                                f"({int(np.sum(data.lengths[e] > 0))} sequence(s))")
+            shown.append((e, int(n)))
+    decoded = _hmm_decode(result, data, shown)
+
+    K, D = result.config.num_states, data.obs_dim
+    colours = _hmm_state_colours(K)
+    step = (1 if D <= 3 else 4) if channels_per_panel is None else max(1, int(channels_per_panel))
+    names = [str(n) for n in state_names] if state_names is not None else [f"state {k}" for k in range(K)]
+    if len(names) != K:
+        raise DataError(f"state_names has {len(names)} names for {K} states")
+    groups = [list(range(j, min(j + step, D))) for j in range(0, D, step)]
+    markers = "osD^v<>ph*"
+    rows_per_seq = len(groups) + 1
+    heights = []
+    for _ in shown:
+        heights += [1.6 if step == 1 else 2.2] * len(groups) + [1.1]
+    fig, axes = plt.subplots(len(heights), 1, figsize=(10.0, sum(heights) + 0.9), squeeze=False,
+                             gridspec_kw={"height_ratios": heights}, layout="constrained")
+    axes = axes[:, 0]
+    for s, (e, n) in enumerate(shown):
+        z, post = decoded[(e, n)]
+        L = len(z) if max_steps is None else min(len(z), int(max_steps))
+        t = np.arange(L)
+        y = data.y[e, n, :L]
+        for g, chans in enumerate(groups):
+            ax = axes[s * rows_per_seq + g]
+            for i, j in enumerate(chans):
+                ax.plot(t, y[:, j], color="#b0b0b0", lw=0.6, zorder=1)
+                ax.scatter(t, y[:, j], c=[colours[k] for k in z[:L]], s=9 if L > 300 else 16,
+                           marker=markers[i % len(markers)], linewidths=0, zorder=2)
+            if len(chans) > 1:
+                from matplotlib.lines import Line2D
+
+                handles = [Line2D([], [], color="#555555", marker=markers[i % len(markers)], ls="none",
+                                  label=data.names[j]) for i, j in enumerate(chans)]
+                ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0),
+                          frameon=False)
+            else:
+                ax.set_ylabel(data.names[chans[0]], fontsize=8)
+            if g == 0:
+                more = f"first {L} of {len(z)} steps" if L < len(z) else f"{len(z)} steps"
+                ax.set_title(f"environment '{data.env_names[e]}', sequence {n} ({more})", fontsize=9)
+            ax.tick_params(labelsize=7)
+            ax.set_xlim(-0.5, L - 0.5)
+        ax = axes[s * rows_per_seq + len(groups)]
+        ax.stackplot(t, np.asarray(post[:L]).T, colors=colours, linewidth=0)
+        ax.set_ylim(0, 1)
+        ax.set_xlim(-0.5, L - 0.5)
+        ax.set_ylabel("p(state)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[-1].set_xlabel("step", fontsize=9)
+    from matplotlib.patches import Patch
+
+    fig.legend(handles=[Patch(color=colours[k], label=names[k]) for k in range(K)],
+               loc="outside lower center", ncol=min(K, 10), fontsize=8, frameon=False)
+    c = result.config
+    fig.suptitle(f"{K}-state {c.emission} HMM ({result.method}); varying across environments: "
+                 f"{', '.join(c.vary) or 'nothing'}", fontsize=11)
+    if path is not None:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+def plot_hmm_selection(table, path=None):
+    """Model-selection criteria against the number of states.
+
+    ``table`` (a DataFrame, or anything ``pandas.DataFrame`` accepts) has a ``num_states``
+    column and one or more criteria: ``bic``, ``aic`` (lower is better; also ``loo`` /
+    ``waic`` on the deviance scale) and ``elpd_loo`` / ``elpd_waic`` (arviz's expected log
+    predictive density, higher is better; error bars from ``elpd_loo_se`` / ``elpd_waic_se``
+    when present), as returned by :func:`causalid.infer.hmm_compare.select_num_states`.
+    Information criteria share the left panel, elpd values the right one; the best number of
+    states of each criterion is ringed.  Returns the figure; saves it when ``path`` is given.
+    """
+    import pandas as pd
+
+    from causalid.errors import DataError
+
+    plt = _pyplot()
+    table = pd.DataFrame(table)
+    if "num_states" not in table.columns:
+        raise DataError(f"the selection table needs a 'num_states' column; it has {list(map(str, table.columns))}")
+    lower = [c for c in ("bic", "aic", "loo", "waic") if c in table.columns]
+    higher = [c for c in ("elpd_loo", "elpd_waic") if c in table.columns]
+    if not lower and not higher:
+        raise DataError("the selection table has no criterion column (bic, aic, loo, waic, elpd_loo, elpd_waic)")
+    table = table.sort_values("num_states")
+    k = table["num_states"].to_numpy()
+    panels = [(lower, "criterion (lower is better)", np.argmin), (higher, "elpd (higher is better)", np.argmax)]
+    panels = [p for p in panels if p[0]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.4), squeeze=False)
+    for ax, (cols, ylabel, best) in zip(axes[0], panels):
+        for i, col in enumerate(cols):
+            v = table[col].to_numpy(dtype=float)
+            se = table[f"{col}_se"].to_numpy(dtype=float) if f"{col}_se" in table.columns else None
+            colour = f"C{i}"
+            ax.errorbar(k, v, yerr=se, marker="o", color=colour, capsize=3, lw=1.4, label=col.upper())
+            if np.isfinite(v).any():
+                b = int(best(np.where(np.isfinite(v), v, np.inf if best is np.argmin else -np.inf)))
+                ax.scatter([k[b]], [v[b]], s=160, facecolors="none", edgecolors=colour, linewidths=1.8, zorder=3)
+        ax.set_xticks(k)
+        ax.set_xlabel("number of states", fontsize=9)
+        ax.set_ylabel(ylabel, fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.legend(fontsize=8, frameon=False)
+    fig.suptitle("HMM model selection (ringed: best)", fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+# ---------------------------------------------------------------------- designs
+def plot_design(design, path=None):
+    """Figure of a :class:`~causalid.Design`.
+
+    Panels: log₁₀ of the input variances per environment and channel (the colour scale spans
+    the variance bounds); the means, when any is non-zero; and log₁₀ of the Pham–Cardoso
+    separability index of every channel pair (brighter = easier to separate; the weakest
+    pair is what the ``pairwise`` criterion raises).  The title gives the criterion and its
+    value.  Returns the figure; saves it when ``path`` is given.
+    """
+    from causalid.identify.lti import separability_index
+
+    plt = _pyplot()
+    var = np.asarray(design.var, float)
+    mean = np.asarray(design.mean, float)
+    E, m = var.shape
+    inputs = _lti_names(design.input_names, m, "u")
+    envs = tuple(design.env_names) if len(design.env_names) == E else tuple(f"env{e}" for e in range(E))
+    has_means = bool(np.any(mean != 0))
+    ncols = 2 + int(has_means and m > 1) if m > 1 else 1 + int(has_means)
+    fig, axes = plt.subplots(1, ncols, figsize=(4.6 * ncols, 0.35 * E + 3.2), squeeze=False)
+    axes = axes[0]
+    lo, hi = design.var_bounds
+    _heatmap(axes[0], np.log10(var), envs, inputs, "log₁₀ input variance", cmap="viridis",
+             vmin=np.log10(lo), vmax=np.log10(hi), cbar_label="log₁₀ σ²")
+    axes[0].set_xlabel("input", fontsize=9)
+    k = 1
+    if has_means:
+        _heatmap(axes[k], mean, envs, inputs, "input mean")
+        axes[k].set_xlabel("input", fontsize=9)
+        k += 1
+    if m > 1:
+        S = separability_index(var, np.asarray(design.steps, float) / np.sum(design.steps))
+        with np.errstate(divide="ignore"):
+            logS = np.where(np.eye(m, dtype=bool), np.nan, np.log10(S))
+        labels = [["" if i == j else f"{logS[i, j]:.3g}" for j in range(m)] for i in range(m)]
+        _heatmap(axes[k], logS, inputs, inputs, "log₁₀ pairwise separability s_ij", cmap="magma",
+                 vmin=float(np.nanmin(logS)), vmax=float(np.nanmax(logS)) + 1e-9, labels=labels,
+                 cbar_label="log₁₀ s")
+    value = "n/a" if design.value is None else f"{design.value:.4g}"
+    fig.suptitle(f"input-law design: {E} environments x {m} inputs, criterion '{design.criterion}' = {value}",
+                 fontsize=11)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig

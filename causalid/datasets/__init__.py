@@ -3,6 +3,9 @@
 Sachs et al. (2005) flow cytometry: 11 proteins measured in 9 conditions (environments),
 7,466 cells, with the literature graphs used as ground truth.  See ``sachs/PROVENANCE.md``
 for where every file comes from and its known quirks.
+
+Zucchini & MacDonald's annual counts of major earthquakes, 1900–2006 (:func:`load_earthquakes`),
+the standard Poisson hidden Markov model example; see ``earthquakes/PROVENANCE.md``.
 """
 
 from __future__ import annotations
@@ -72,3 +75,29 @@ def sachs_graph(name: str = "bnlearn17") -> nx.DiGraph:
     sub = table[table["graph"] == name]
     g.add_edges_from(zip(sub["cause"], sub["effect"]))
     return g
+
+
+def load_earthquakes() -> pd.DataFrame:
+    """Annual counts of major earthquakes (magnitude 7 and above) worldwide, 1900–2006.
+
+    W. Zucchini & I. L. MacDonald (2009), *Hidden Markov Models for Time Series: An
+    Introduction Using R*, Chapman & Hall/CRC, Table 1.1 (2nd ed. with R. Langrock, 2016,
+    doi:10.1201/b20790); originally from the USGS National Earthquake Information Center
+    (accessed 25 July 2007 — later USGS revisions differ).  The book's fitted 2- and 3-state
+    Poisson HMMs (Tables 4.1 and 4.2) are the published reference values of
+    ``examples/earthquakes.py``.  ``earthquakes/PROVENANCE.md`` lists the sources checked,
+    the reference fits and the known quirks.
+
+    Returns
+    -------
+    pandas.DataFrame
+        107 rows, columns ``year`` (int) and ``count`` (int).
+
+    Examples
+    --------
+    >>> quakes = load_earthquakes()
+    >>> list(quakes.columns), len(quakes), int(quakes["year"].iloc[0])
+    (['year', 'count'], 107, 1900)
+    """
+    with resources.files("causalid.datasets").joinpath("earthquakes/earthquakes.csv").open("r") as f:
+        return pd.read_csv(f)

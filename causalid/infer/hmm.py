@@ -231,7 +231,8 @@ def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float,
     from tqdm.auto import tqdm
 
     R = jax.tree.leaves(params)[0].shape[0]
-    ll = jnp.full((R,), -jnp.inf)
+    # a strongly typed float64 start: a weak-typed one made the second block recompile
+    ll = jnp.full((R,), -jnp.inf, dtype=jnp.asarray(y).dtype)
     done = jnp.zeros((R,), bool)
     block = max(1, min(25, max_iters))
     traces, it = [], 0

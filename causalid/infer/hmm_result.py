@@ -73,28 +73,38 @@ class HMMResult:
 
     # --------------------------------------------------------------- decoding
     def _per_sequence(self, data, fn):
+        """Apply ``fn(init, trans, log_lik, length)`` to every sequence in one jitted, vmapped call
+        over the padded ``(E, N, T)`` layout; results come back trimmed to each sequence's length."""
+        import jax
+
         data = SequenceData.coerce(data)
         if data.obs_dim != self.config.obs_dim:
             raise DataError(f"the data have {data.obs_dim} column(s); the model was fitted to {self.config.obs_dim}")
         if data.num_envs not in (1, self.config.num_envs):
             raise DataError(f"the data have {data.num_envs} environments; the model has {self.config.num_envs} "
                             "(give one environment's sequences, or data with every environment)")
-        out = []
-        for e in range(data.num_envs):
-            p = {k: jnp.asarray(v[e if data.num_envs > 1 else 0]) for k, v in self.params.items()
-                 if k != "trans_weights"}
-            w = self.params.get("trans_weights")
-            seqs = []
-            for n in range(data.y.shape[1]):
-                L = int(data.lengths[e, n])
-                if L == 0:
-                    continue
-                y = jnp.asarray(data.y[e, n, :L])
-                u = None if data.inputs is None else jnp.asarray(data.inputs[e, n, :L])
-                ll = emission_log_lik(p, y, self.config)
-                tr = transition_matrices(p["trans"], None if w is None else jnp.asarray(w), u)
-                seqs.append(fn(p["init"], tr, ll))
-            out.append(seqs)
+        E = data.num_envs
+        per_env = {k: jnp.asarray(v[:E]) for k, v in self.params.items() if k != "trans_weights"}
+        w = self.params.get("trans_weights")
+        w = None if w is None else jnp.asarray(w)
+        config = self.config
+
+        def one(p, y, n, u):
+            ll = emission_log_lik(p, y, config)
+            tr = transition_matrices(p["trans"], w, u)
+            return fn(p["init"], tr, ll, n)
+
+        y = jnp.asarray(data.y)
+        lengths = jnp.asarray(data.lengths)
+        if data.inputs is None:
+            run = jax.jit(jax.vmap(jax.vmap(lambda p, y_n, n: one(p, y_n, n, None), in_axes=(None, 0, 0))))
+            res = run(per_env, y, lengths)
+        else:
+            run = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0, 0, 0))))
+            res = run(per_env, y, lengths, jnp.asarray(data.inputs))
+        res = np.asarray(res)
+        out = [[res[e, n, : int(data.lengths[e, n])] if res.ndim > 2 else res[e, n]
+                for n in range(data.y.shape[1]) if data.lengths[e, n] > 0] for e in range(E)]
         return out[0][0] if len(out) == 1 and len(out[0]) == 1 else out
 
     def viterbi(self, data) -> Any:
@@ -105,13 +115,13 @@ class HMMResult:
         """
         from causalid.dynamics.hmm import hmm_viterbi
 
-        return self._per_sequence(data, lambda i, t, ll: np.asarray(hmm_viterbi(i, t, ll)[0]))
+        return self._per_sequence(data, lambda i, t, ll, n: hmm_viterbi(i, t, ll, n)[0])
 
     def smooth(self, data) -> Any:
         """Posterior state probabilities :math:`p(z_t \\mid y)` of each sequence, ``(T, K)`` arrays."""
         from causalid.dynamics.hmm import hmm_smoother
 
-        return self._per_sequence(data, lambda i, t, ll: np.asarray(hmm_smoother(i, t, ll).smoothed))
+        return self._per_sequence(data, lambda i, t, ll, n: hmm_smoother(i, t, ll, n).smoothed)
 
     def sample_states(self, data, key=0, num_samples: int = 100) -> Any:
         """Exact posterior draws of the state paths, ``(num_samples, T)`` per sequence."""
@@ -120,14 +130,16 @@ class HMMResult:
         from causalid.dynamics.hmm import hmm_posterior_sample
 
         k = jax.random.PRNGKey(key) if isinstance(key, int) else key
-        return self._per_sequence(
-            data, lambda i, t, ll: np.asarray(hmm_posterior_sample(k, i, t, ll, num_samples=num_samples)))
+        draws = self._per_sequence(
+            data, lambda i, t, ll, n: jnp.swapaxes(hmm_posterior_sample(k, i, t, ll, n, num_samples=num_samples), 0, 1))
+        swap = lambda a: np.swapaxes(a, 0, 1)
+        return swap(draws) if isinstance(draws, np.ndarray) else [[swap(a) for a in env] for env in draws]
 
     def score(self, data) -> float:
         """Log-likelihood of (new) data under the fitted parameters."""
         from causalid.dynamics.hmm import hmm_log_likelihood
 
-        res = self._per_sequence(data, lambda i, t, ll: float(hmm_log_likelihood(i, t, ll)))
+        res = self._per_sequence(data, lambda i, t, ll, n: hmm_log_likelihood(i, t, ll, n))
         return float(np.sum(res))
 
     # --------------------------------------------------------------- tables
