@@ -8,6 +8,11 @@
     causalid identify FILE --env-col COL [--time-col COL] --outputs Y1 Y2 ... [--inputs U1 ...]
                       [--input-law LAW.csv] --method {moment,mle,bayes,markov} --out result.json [--plot fig.png]
     causalid identify --example dc-motor [--method ...] [--out ...] [--plot ...]
+    causalid fit-hmm FILE --env-col COL --time-col COL --columns C1 C2 ... --states K
+                     --emission {gaussian,poisson,categorical} [--shared all|transitions|emissions|none]
+                     [--covariance full|diag] [--method em|map|nuts] [--restarts R] [--max-iters N]
+                     [--seed S] [--sequence-col COL] --out result.json [--plot fig.png] [--states-out states.csv]
+    causalid fit-hmm --example earthquakes [--states K] [--out ...] [--plot ...]
 
 User errors print one line (``causalid: error: ...``) and exit with status 2.
 """
@@ -94,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True,
                    help="CSV file to write; the truth goes to <out>.truth.csv (lti: <out>.truth.json, and the "
                         "input laws to <out>.law.csv)")
+    from causalid.cli_hmm import add_parser as _add_hmm
+
+    _add_hmm(sub)
     return p
 
 
@@ -102,6 +110,10 @@ def main(argv=None) -> int:
     from causalid.errors import CausalIDError
 
     try:
+        if args.command == "fit-hmm":
+            from causalid.cli_hmm import run as _run_hmm
+
+            return _run_hmm(args)
         if args.command == "discover":
             return _discover(args)
         if args.command == "identify":
