@@ -70,6 +70,7 @@ from causalid.infer.hmm import fit_hmm  # noqa: E402
 from causalid.infer.hmm_result import HMMResult  # noqa: E402
 from causalid.infer.hmm_compare import MechanismReport, compare_mechanisms, select_num_states  # noqa: E402
 from causalid.infer.result import StructureResult  # noqa: E402
+from causalid.design import Design, design_lti, design_next  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -117,5 +118,8 @@ __all__ = [
     "normalized_shd",
     "shd",
     "structure_metrics",
+    "Design",
+    "design_lti",
+    "design_next",
     "__version__",
 ]

@@ -13,6 +13,13 @@
                      [--covariance full|diag] [--method em|map|nuts] [--restarts R] [--max-iters N]
                      [--seed S] [--sequence-col COL] --out result.json [--plot fig.png] [--states-out states.csv]
     causalid fit-hmm --example earthquakes [--states K] [--out ...] [--plot ...]
+    causalid design lti --inputs M --envs E --var-bounds LO HI [--mean-bound B] [--steps T]
+                        [--criterion pairwise|cond|moment|d-optimal|eig] [--system prior.json]
+                        --out design.json [--law law.csv] [--plot fig.png]
+    causalid design next --data data.csv --env-col COL --outputs Y1 ... --input-law LAW.csv
+                         [--result result.json] --var-bounds LO HI [--steps T] --out next.json
+    causalid design power [--model bivariate|binary|icm] [--envs E1 E2 ...] [--samples N ...]
+                          [--replicates R] [--target 0.8] [--out table.csv]
 
 User errors print one line (``causalid: error: ...``) and exit with status 2.
 """
@@ -102,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     from causalid.cli_hmm import add_parser as _add_hmm
 
     _add_hmm(sub)
+    from causalid.design.cli import add_parser as _add_design
+
+    _add_design(sub)
     return p
 
 
@@ -114,6 +124,10 @@ def main(argv=None) -> int:
             from causalid.cli_hmm import run as _run_hmm
 
             return _run_hmm(args)
+        if args.command == "design":
+            from causalid.design.cli import run
+
+            return run(args)
         if args.command == "discover":
             return _discover(args)
         if args.command == "identify":
