@@ -63,6 +63,7 @@ def test_dc_motor_example(tmp_path):
     assert png.exists() and png.stat().st_size > 0
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::causalid.ConvergenceWarning")
 def test_measured_input_example():
     # a short, capped MLE run (it may stop before its tolerance; the N4SID start is already close)

@@ -75,6 +75,7 @@ def test_earthquakes_reference_values_come_from_the_provenance_file():
         assert "(" + ", ".join(f"{v:.3f}" for v in ref["lambda"]) + ")" in line
 
 
+@pytest.mark.slow
 def test_hmm_behaviour_example_finds_the_changed_mechanism(tmp_path, capsys):
     example = load("hmm_behaviour")
     out = example.main(["--sessions", "2", "--frames", "150", "250", "--restarts", "2", "--max-iters", "25",

@@ -423,6 +423,7 @@ def test_batch_refuses_more_than_five_variables():
         bayes_structure_batch(np.zeros((2, 3, 4, 6)), np.ones((2, 3, 4), bool))
 
 
+@pytest.mark.slow
 def test_discover_batch_bayes_matches_per_replicate():
     rng = np.random.default_rng(3)
     x = np.stack([sim_linear_gaussian(rng, 40, 2, adj, "cause") for adj in (PAIR, PAIR.T, PAIR)])

@@ -88,7 +88,7 @@ def test_categorical_em_recovers_symbol_profiles():
     np.testing.assert_allclose(res.params["probs"][0, :, 0], profiles, atol=0.06)
 
 
-@pytest.mark.parametrize("method", ["map", "nuts"])
+@pytest.mark.parametrize("method", [pytest.param("map", marks=pytest.mark.slow), "nuts"])
 def test_map_and_nuts_handle_missing_values_and_ragged_sequences(method):
     config = HMMConfig(2, "gaussian", 1, 1)
     truth, sim = _data(config, seed=7, N=2, T=120, separation=4.0)

@@ -82,6 +82,7 @@ def test_reference_table_full(n):
         assert np.mean(errors) <= 2e-2, (n, zero_means, use_B, use_C, design, errors)
 
 
+@pytest.mark.slow
 def test_observation_noise_kalman_mle():
     """Observation-noise variance 1e-2 (v_t ~ N(0, 1e-2 I)): MCC >= 0.90 with the Kalman likelihood."""
     data, truth = reference_cell(2, 1, steps=4000, obs_noise_var=1e-2)
@@ -153,6 +154,7 @@ def test_measured_inputs_subspace_okid_era_and_markov():
     assert markov_parameter_error(system, markov.system, 30) < 2e-2
 
 
+@pytest.mark.slow
 def test_measured_inputs_mle_on_a_budget_warns_and_still_predicts():
     """A capped optimiser must say it stopped early; the estimate is still usable."""
     data, system = _measured_data()
@@ -187,6 +189,7 @@ def test_markov_engine_partial_observation_from_designed_means():
         identify_lti(zero, method="markov", state_dim=2)
 
 
+@pytest.mark.slow
 def test_bayes_engine_posterior_agrees_with_mle():
     data, truth = reference_cell(2, 4, steps=300, use_B=False, use_C=False)
     mle = identify_lti(data, method="mle")

@@ -29,6 +29,7 @@ def fitted():
     return post, truth
 
 
+@pytest.mark.slow
 def test_posterior_covers_the_truth(fitted):
     post, truth = fitted
     p = post.idata.posterior
