@@ -55,7 +55,7 @@ parameter dictionary used by the fitting engines and :class:`causalid.HMMResult`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -178,7 +178,6 @@ class HMMPrior:
     sticky: float = 1.0
     lkj: float = 2.0
     trans_weight_scale: float = 1.0
-    extra: dict = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------ emission densities

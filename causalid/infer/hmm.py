@@ -42,6 +42,7 @@ from causalid.models.hmm import (
     HMMPrior,
     emission_log_lik,
     expand_params,
+    has_partial_rows,
     hmm_model,
     sequence_log_likelihoods,
 )
@@ -127,7 +128,6 @@ def _gaussian_stats(params, y, gamma, partial: bool):
     means, covs = params["means"], params["covs"]  # (E, K, D), (E, K, D, D)
     m = obs.astype(y.dtype)
     any_obs = jnp.any(obs, axis=-1)
-    D = y.shape[-1]
 
     def row(mu, cov, y_t, m_t):
         # conditional mean / covariance of the missing channels given the observed ones
@@ -148,7 +148,6 @@ def _gaussian_stats(params, y, gamma, partial: bool):
     Nk = jnp.einsum("vntk->vk", w)
     Sy = jnp.einsum("vntk,vntkd->vkd", w, yhat)
     Syy = jnp.einsum("vntk,vntkde->vkde", w, second)
-    del D
     return Nk, Sy, Syy
 
 
@@ -288,7 +287,7 @@ def _initial_params(key, data: SequenceData, config: HMMConfig, R: int) -> dict:
         probs = rng.dirichlet(np.ones(C) * 2.0, size=(R, K, D))
         freq = np.stack([np.bincount(filled[:, d].astype(int), minlength=C)[:C] for d in range(D)]) + 1.0
         freq = freq / freq.sum(-1, keepdims=True)
-        probs[0] = 0.5 * freq[None] + 0.5 * np.roll(np.eye(C), 0, 0)[np.arange(K) % C][:, None, :]
+        probs[0] = 0.5 * freq[None] + 0.5 * np.eye(C)[np.arange(K) % C][:, None, :]
         out["probs"] = probs / probs.sum(-1, keepdims=True)
     return {k: jnp.broadcast_to(jnp.asarray(v)[:, None], (R, E) + np.shape(v)[1:]) for k, v in out.items()}
 
@@ -431,8 +430,7 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
         raise DataError("input-driven transitions have no closed-form EM step; use method='map' or 'nuts'")
     y = jnp.asarray(data.y)
     lengths = jnp.asarray(data.lengths)
-    var = np.nanvar(data.y.reshape(-1, data.obs_dim), axis=0)
-    mc = jnp.asarray(min_covar * np.where(var > 0, var, 1.0))
+    mc = min_covar_diag(data, min_covar)
 
     if data.inputs is None:
         starts = [init_params] if isinstance(init_params, dict) else list(init_params or [])
@@ -461,10 +459,10 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
     )
 
 
-def has_partial_rows(data: SequenceData) -> bool:
-    """Whether some observed step has some but not all channels missing (needs the slow path)."""
-    nan = np.isnan(data.y)
-    return bool(np.any(np.any(nan, -1) & ~np.all(nan, -1)))
+def min_covar_diag(data: SequenceData, min_covar: float):
+    """The M-step's covariance floor: ``min_covar`` times each channel's variance."""
+    var = np.nanvar(data.y.reshape(-1, data.obs_dim), axis=0)
+    return jnp.asarray(min_covar * np.where(var > 0, var, 1.0))
 
 
 def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, progress, starts=None):
@@ -474,7 +472,7 @@ def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, progres
         extra = {k: jnp.stack([jnp.asarray(s[k]) for s in starts]) for k in params}
         params = {k: jnp.concatenate([params[k], extra[k]]) for k in params}
     params, ll, done, trace = run_em(params, y, lengths, config, max_iters=max_iters, tol=tol,
-                                     min_covar=min_covar, partial=has_partial_rows(data), progress=progress)
+                                     min_covar=min_covar, partial=has_partial_rows(data.y), progress=progress)
     ll = np.where(np.isfinite(ll), ll, -np.inf)
     best = int(np.argmax(ll))
     n_iter = int(np.sum(np.isfinite(trace[:, best])))
@@ -561,7 +559,11 @@ def _fit_map(params, data, config, prior, max_iters):
     z = unravel(res.x)
     constrained = info.postprocess_fn(z)
     out = expand_params(constrained, config)
-    converged = bool(res.success) or bool(jnp.isfinite(res.fun))
+    converged = bool(res.success) and bool(jnp.isfinite(res.fun))
+    if not converged:
+        warnings.warn(f"MAP optimisation stopped without converging (status {int(res.status)}, "
+                      f"{int(res.nit)} iterations); raise max_iters or check the model", ConvergenceWarning,
+                      stacklevel=3)
     return canonical_order({k: np.asarray(v) for k, v in out.items()}, config), converged
 
 

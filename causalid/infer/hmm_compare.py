@@ -35,8 +35,8 @@ from scipy import stats
 from causalid._json import plain
 from causalid.data.sequences import SequenceData
 from causalid.errors import DataError
-from causalid.infer.hmm import fit_hmm, has_partial_rows, run_em, vary_from_shared
-from causalid.models.hmm import HMMConfig, log_likelihood, simulate_arrays
+from causalid.infer.hmm import fit_hmm, min_covar_diag, run_em, vary_from_shared
+from causalid.models.hmm import HMMConfig, has_partial_rows, log_likelihood, simulate_arrays
 
 __all__ = ["MechanismReport", "compare_mechanisms", "select_num_states"]
 
@@ -222,9 +222,8 @@ def _bootstrap(key, data: SequenceData, null_fit, full_config: HMMConfig, B: int
 
     ys = draw(jax.random.split(key, B))
     lengths = jnp.asarray(data.lengths)
-    partial = has_partial_rows(data)
-    var = np.nanvar(data.y.reshape(-1, data.obs_dim), axis=0)
-    mc = jnp.asarray(float(null_fit.settings.get("min_covar", 1e-6)) * np.where(var > 0, var, 1.0))
+    partial = has_partial_rows(data.y)
+    mc = min_covar_diag(data, float(null_fit.settings.get("min_covar", 1e-6)))
     start = {k: jnp.broadcast_to(v, (B,) + v.shape) for k, v in params.items()}
     lls = []
     for cfg in (config, full_config):
