@@ -45,9 +45,10 @@ from causalid.models.hmm import (
     has_partial_rows,
     hmm_model,
     sequence_log_likelihoods,
+    simulate_arrays,
 )
 
-__all__ = ["fit_hmm", "vary_from_shared"]
+__all__ = ["align_to", "bootstrap_hmm", "fit_hmm", "simulate_like", "vary_from_shared"]
 
 _EMISSION_KEYS = {"gaussian": ("means", "covs"), "poisson": ("rates",), "categorical": ("probs",)}
 
@@ -615,3 +616,114 @@ def _fit_nuts(key, params, data, config, prior, num_warmup, num_samples, num_cha
     mean["init"] = mean["init"] / mean["init"].sum(-1, keepdims=True)
     mean["trans"] = mean["trans"] / mean["trans"].sum(-1, keepdims=True)
     return mean, idata
+
+
+# ------------------------------------------------------------------ parametric bootstrap
+
+
+def simulate_like(key, data: SequenceData, config: HMMConfig, params: dict, num_replicates: int):
+    """``num_replicates`` data sets ``(B, E, N, T, D)`` simulated from ``params`` with the shape,
+    sequence lengths and missing-value pattern of ``data`` (padding past a sequence's length is
+    simulated too, and ignored by every likelihood through the lengths)."""
+    params = {k: jnp.asarray(v) for k, v in params.items()}
+    keys = jax.random.split(key, int(num_replicates))
+    return _simulate_batch(keys, params, jnp.asarray(np.isnan(data.y)), config=config,
+                           num_sequences=int(data.lengths.shape[1]), num_steps=int(data.num_steps))
+
+
+@functools.partial(jax.jit, static_argnames=("config", "num_sequences", "num_steps"))
+def _simulate_batch(keys, params, missing, *, config, num_sequences, num_steps):
+    draw = lambda k: simulate_arrays(k, config, params, num_sequences=num_sequences, num_steps=num_steps)[0]
+    return jnp.where(missing[None], jnp.nan, jax.vmap(draw)(keys))
+
+
+def align_to(reference: dict, params: dict, config: HMMConfig) -> dict:
+    """Relabel the states of ``params`` to match ``reference`` (both per-environment dicts).
+
+    One permutation for every environment when a mechanism is shared (the labels are common),
+    one per environment when nothing is shared; Hungarian matching on the emission signatures.
+    """
+    ref = _emission_signature({k: np.asarray(v) for k, v in reference.items()}, config.emission)
+    sig = _emission_signature({k: np.asarray(v) for k, v in params.items()}, config.emission)
+    if config.trans_vary and config.emis_vary and config.num_envs > 1:
+        perm = np.stack([match_states(ref[e], sig[e]) for e in range(config.num_envs)])
+    else:
+        K = config.num_states
+        flat = lambda s: np.swapaxes(s, 0, 1).reshape(K, -1)
+        perm = match_states(flat(ref), flat(sig))
+    return permute_states(params, perm)
+
+
+def bootstrap_hmm(result, data, num_bootstrap: int = 200, *, key=0, max_iters: int | None = None,
+                  tol: float | None = None, progress: bool = True):
+    """Parametric-bootstrap standard errors of an EM / MAP fit.
+
+    ``num_bootstrap`` data sets are simulated from the fitted parameters with the observed
+    sequence lengths and missing-value pattern; EM refits all of them at once (``vmap``),
+    warm-started at the fitted parameters; every refit's states are matched to the fit's
+    (:func:`align_to`), and the standard deviation over refits is the standard error.
+
+    Parameters
+    ----------
+    result : HMMResult
+        The fit (its ``config`` fixes the model; input-driven transitions are not supported,
+        since EM has no closed-form step for them).
+    data : the data the fit was made on (anything :func:`fit_hmm` accepts)
+    num_bootstrap : int
+        Replicates (≥ 2).  Standard errors carry a relative Monte-Carlo error of about
+        ``1 / sqrt(2 B)``.
+    key : int or PRNGKey
+    max_iters, tol : EM settings of the refits (default: the fit's).
+    progress : bool
+
+    Returns
+    -------
+    HMMResult
+        A copy of ``result`` with ``standard_errors`` (same keys and shapes as ``params``) and
+        ``bootstrap_params`` (the aligned refits, leading axis ``B``).
+    """
+    data = SequenceData.coerce(data)
+    config = result.config
+    if config.input_dim or data.inputs is not None:
+        raise DataError("bootstrap standard errors need EM refits, which input-driven transitions do not "
+                        "have; use fit_hmm(method='nuts') for their uncertainty")
+    if (data.num_envs, data.obs_dim) != (config.num_envs, config.obs_dim):
+        raise DataError(f"the data have {data.num_envs} environment(s) and {data.obs_dim} channel(s) but the "
+                        f"fit was made on {config.num_envs} and {config.obs_dim}; pass the data of the fit")
+    B = int(num_bootstrap)
+    if B < 2:
+        raise DataError(f"num_bootstrap must be at least 2; got {num_bootstrap}")
+    key = jax.random.PRNGKey(key) if isinstance(key, int) else key
+    settings = result.settings
+    max_iters = int(settings.get("max_iters", 500) if max_iters is None else max_iters)
+    tol = float(settings.get("tol", 1e-6) if tol is None else tol)
+    ys = simulate_like(key, data, config, result.params, B)
+    lengths = jnp.asarray(data.lengths)
+    start = {k: jnp.broadcast_to(jnp.asarray(v), (B,) + np.shape(v)) for k, v in result.params.items()}
+    mc = min_covar_diag(data, float(settings.get("min_covar", 1e-6)))
+    fitted, _, done, _ = run_em(start, ys, lengths, config, max_iters=max_iters, tol=tol, min_covar=mc,
+                                partial=has_partial_rows(data.y), batch_y=True, progress=progress,
+                                desc="bootstrap")
+    fitted = {k: np.asarray(v) for k, v in fitted.items()}
+    refits = [align_to(result.params, {k: v[b] for k, v in fitted.items()}, config) for b in range(B)]
+    draws = {k: np.stack([r[k] for r in refits]) for k in fitted}
+    if tol > 0 and not np.all(done):
+        warnings.warn(f"{int(np.sum(~np.asarray(done)))} of {B} bootstrap refits did not converge in {max_iters} "
+                      "EM iterations; they are kept (raise max_iters to tighten the standard errors)",
+                      ConvergenceWarning, stacklevel=2)
+    se = {k: np.std(v, axis=0, ddof=1) for k, v in draws.items()}
+    # a probability estimated at 0 or 1 is re-estimated there by every refit: its bootstrap
+    # spread is zero, which says nothing about its uncertainty
+    edge = 0
+    for k in ("init", "trans", "probs"):
+        if k in se:
+            est = np.asarray(result.params[k])
+            at = (est < 1e-6) | (est > 1.0 - 1e-6)
+            edge += int(np.sum(at))
+            se[k] = np.where(at, np.nan, se[k])
+    if edge:
+        warnings.warn(f"{edge} probability estimate(s) sit at 0 or 1 (e.g. every sequence of an environment "
+                      "starts in the same state); their bootstrap standard errors are undefined and set to NaN",
+                      ConvergenceWarning, stacklevel=2)
+    return replace(result, standard_errors=se, bootstrap_params=draws,
+                   settings={**settings, "num_bootstrap": B})

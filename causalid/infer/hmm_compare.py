@@ -35,8 +35,8 @@ from scipy import stats
 from causalid._json import plain
 from causalid.data.sequences import SequenceData
 from causalid.errors import DataError
-from causalid.infer.hmm import fit_hmm, min_covar_diag, run_em, vary_from_shared
-from causalid.models.hmm import HMMConfig, has_partial_rows, log_likelihood, simulate_arrays
+from causalid.infer.hmm import fit_hmm, min_covar_diag, run_em, simulate_like, vary_from_shared
+from causalid.models.hmm import HMMConfig, has_partial_rows, log_likelihood
 
 __all__ = ["MechanismReport", "compare_mechanisms", "select_num_states"]
 
@@ -172,9 +172,12 @@ def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alp
     opts = {"emission": emission, "covariance": covariance, "num_restarts": num_restarts,
             "max_iters": max_iters, "tol": tol, "num_categories": num_categories, "progress": False}
     fits = {}
-    for name in ("neither", "transitions", "emissions"):
-        fits[name] = fit_hmm(data, num_states, shared=_shared(name), key=k_fit, **opts)
-    # the full model also starts from both nested fits, so its likelihood is at least theirs
+    fits["neither"] = fit_hmm(data, num_states, shared="all", key=k_fit, **opts)
+    # each larger model also starts from the fits it nests, so the log-likelihoods are ordered
+    # as the models are (a restart stuck below the smaller model's optimum would fake a change)
+    for name in ("transitions", "emissions"):
+        fits[name] = fit_hmm(data, num_states, shared=_shared(name), key=k_fit,
+                             init_params=[fits["neither"].params], **opts)
     fits["both"] = fit_hmm(data, num_states, shared="none", key=k_fit,
                            init_params=[fits["transitions"].params, fits["emissions"].params], **opts)
     ll = {k: f.log_likelihood for k, f in fits.items()}
@@ -211,16 +214,7 @@ def _bootstrap(key, data: SequenceData, null_fit, full_config: HMMConfig, B: int
     """Likelihood-ratio statistics on ``B`` data sets simulated from ``null_fit``."""
     config = null_fit.config
     params = {k: jnp.asarray(v) for k, v in null_fit.params.items()}
-    N = data.lengths.shape[1]
-    T = data.num_steps
-    missing = jnp.asarray(np.isnan(data.y))
-
-    @jax.jit
-    def draw(keys):
-        y, _ = jax.vmap(lambda k: simulate_arrays(k, config, params, num_sequences=N, num_steps=T))(keys)
-        return jnp.where(missing[None], jnp.nan, y)
-
-    ys = draw(jax.random.split(key, B))
+    ys = simulate_like(key, data, config, params, B)
     lengths = jnp.asarray(data.lengths)
     partial = has_partial_rows(data.y)
     mc = min_covar_diag(data, float(null_fit.settings.get("min_covar", 1e-6)))

@@ -42,6 +42,11 @@ class HMMResult:
         EM log-likelihood per iteration of the best restart.
     restart_log_likelihoods : ndarray or None
         Final log-likelihood of every EM restart.
+    standard_errors : dict of ndarray or None
+        Parametric-bootstrap standard errors (same keys and shapes as ``params``), set by
+        :meth:`bootstrap`.
+    bootstrap_params : dict of ndarray or None
+        The label-aligned bootstrap refits (leading axis: replicate); kept in memory, not saved.
     """
 
     params: dict
@@ -57,6 +62,8 @@ class HMMResult:
     restart_log_likelihoods: Any = None
     posterior: Any = None
     settings: dict = field(default_factory=dict)
+    standard_errors: dict | None = None
+    bootstrap_params: dict | None = field(default=None, repr=False)
 
     # --------------------------------------------------------------- criteria
     @property
@@ -142,6 +149,18 @@ class HMMResult:
         res = self._per_sequence(data, lambda i, t, ll, n: hmm_log_likelihood(i, t, ll, n))
         return float(np.sum(res))
 
+    # --------------------------------------------------------------- uncertainty
+    def bootstrap(self, data, num_bootstrap: int = 200, *, key=0, max_iters: int | None = None,
+                  tol: float | None = None, progress: bool = True) -> HMMResult:
+        """Parametric-bootstrap standard errors; see :func:`causalid.infer.hmm.bootstrap_hmm`.
+
+        Returns a copy with :attr:`standard_errors` set (and an ``se`` column in
+        :meth:`parameter_table`)."""
+        from causalid.infer.hmm import bootstrap_hmm
+
+        return bootstrap_hmm(self, data, num_bootstrap, key=key, max_iters=max_iters, tol=tol,
+                             progress=progress)
+
     # --------------------------------------------------------------- tables
     def summary(self) -> str:
         c = self.config
@@ -159,21 +178,27 @@ class HMMResult:
         return "\n".join(lines)
 
     def parameter_table(self) -> pd.DataFrame:
-        """Long table of every parameter: columns env, mechanism, name, state, value."""
+        """Long table of every parameter: columns env, mechanism, name, state, value (and ``se``
+        once :meth:`bootstrap` has run)."""
+        se = self.standard_errors
         rows = []
         envs = self.env_names or tuple(str(e) for e in range(self.config.num_envs))
         for key, v in self.params.items():
             v = np.asarray(v)
             if key == "trans_weights":
                 for idx in np.ndindex(v.shape):
-                    rows.append(("all", "transitions", f"trans_weights{list(idx)}", idx[0], v[idx]))
+                    err = np.nan if se is None else np.asarray(se[key])[idx]
+                    rows.append(("all", "transitions", f"trans_weights{list(idx)}", idx[0], v[idx], err))
                 continue
             mech = "transitions" if key in ("init", "trans") else "emissions"
             vary = self.config.trans_vary if mech == "transitions" else self.config.emis_vary
             for e in range(v.shape[0] if vary else 1):
                 for idx in np.ndindex(v.shape[1:]):
-                    rows.append((envs[e] if vary else "all", mech, f"{key}{list(idx)}", idx[0], v[(e,) + idx]))
-        return pd.DataFrame(rows, columns=["env", "mechanism", "name", "state", "value"])
+                    err = np.nan if se is None else np.asarray(se[key])[(e,) + idx]
+                    rows.append((envs[e] if vary else "all", mech, f"{key}{list(idx)}", idx[0], v[(e,) + idx],
+                                 err))
+        table = pd.DataFrame(rows, columns=["env", "mechanism", "name", "state", "value", "se"])
+        return table if se is not None else table.drop(columns="se")
 
     # --------------------------------------------------------------- save / load
     def to_dict(self) -> dict:
@@ -191,6 +216,8 @@ class HMMResult:
             "restart_log_likelihoods": None if self.restart_log_likelihoods is None
             else np.asarray(self.restart_log_likelihoods),
             "settings": self.settings,
+            "standard_errors": None if self.standard_errors is None
+            else {k: np.asarray(v) for k, v in self.standard_errors.items()},
         })
 
     def save(self, path) -> None:
@@ -223,6 +250,8 @@ class HMMResult:
             names=tuple(d["names"]), env_names=tuple(d["env_names"]), converged=d["converged"],
             num_iters=d["num_iters"], trace=arr(d["trace"]), restart_log_likelihoods=arr(d["restart_log_likelihoods"]),
             posterior=posterior, settings=d.get("settings", {}),
+            standard_errors=None if d.get("standard_errors") is None
+            else {k: np.asarray(v, dtype=float) for k, v in d["standard_errors"].items()},
         )
 
     def plot(self, data, path=None, **kwargs):

@@ -141,3 +141,57 @@ def test_bad_input_is_named():
         causalid.fit_hmm(np.ones(10), 2, progress=False)
     with pytest.raises(DataError, match="infinite value at step 1"):
         causalid.fit_hmm(np.array([0.0, np.inf, 1.0]), 2, progress=False)
+
+
+def _free_entries(params, config):
+    """The free parameters once: env 0 of a shared mechanism, the last simplex entry dropped."""
+    out = {}
+    for k, v in params.items():
+        v = np.asarray(v)
+        vary = config.trans_vary if k in ("init", "trans") else config.emis_vary
+        v = v if vary else v[:1]
+        if k in ("init", "trans"):
+            v = v[..., :-1]
+        if k == "covs":
+            v = v[..., np.triu_indices(v.shape[-1])[0], np.triu_indices(v.shape[-1])[1]]
+        out[k] = v.ravel()
+    return np.concatenate([out[k] for k in sorted(out)])
+
+
+def test_bootstrap_standard_errors_cover_the_truth_with_20_environments(tmp_path):
+    """20 environments x 5 sequences, transitions varying: after alignment the estimates sit
+    within their parametric-bootstrap uncertainty.  With n free parameters the z-scores should be
+    ~N(0, 1): mean z^2 has standard error sqrt(2 / n) (about 0.18 here), so [0.5, 1.6] is
+    +-3 standard errors around 1 (allowing ~10% Monte-Carlo error in B = 40 standard errors);
+    95% intervals should cover at least 95% - 3 binomial standard errors."""
+    from causalid.infer.hmm import align_to
+
+    config = HMMConfig(2, "gaussian", 1, 20, ("transitions",))
+    truth, sim = _data(config, seed=11, N=5, T=60)
+    res = causalid.fit_hmm(sim["y"], 2, shared="emissions", num_restarts=3, key=1, progress=False)
+    with pytest.warns(causalid.ConvergenceWarning, match="at 0 or 1") as record:
+        boot = res.bootstrap(sim["y"], 40, key=2, progress=False)
+    assert res.standard_errors is None and boot.settings["num_bootstrap"] == 40
+    truth = align_to(res.params, truth, config)
+    est, se, tv = (_free_entries(p, config) for p in (boot.params, boot.standard_errors, truth))
+    # with 5 sequences per environment some initial distributions are estimated on the boundary:
+    # exactly those have NaN standard errors, and the warning counts them
+    edge = np.isnan(se)
+    assert np.all((est[edge] < 1e-6) | (est[edge] > 1 - 1e-6))
+    assert np.all(se[~edge] > 0)
+    z = (est - tv)[~edge] / se[~edge]
+    n = len(z)
+    assert n >= 20 * 2 + 4
+    assert 0.5 < np.mean(z**2) < 1.6, np.mean(z**2)
+    assert np.mean(np.abs(z) < 1.96) >= 0.95 - 3 * np.sqrt(0.95 * 0.05 / n)
+    # the standard errors reach the table and survive save / load
+    table = boot.parameter_table()
+    assert "se" in table and table["se"].notna().mean() > 0.8
+    boot.save(tmp_path / "fit.json")
+    back = causalid.HMMResult.load(tmp_path / "fit.json")
+    for k in boot.params:
+        np.testing.assert_array_equal(back.standard_errors[k], boot.standard_errors[k])
+    with pytest.raises(DataError, match="num_bootstrap"):
+        res.bootstrap(sim["y"], 1)
+    with pytest.raises(DataError, match="environment"):
+        res.bootstrap(sim["y"][:3], 10)
