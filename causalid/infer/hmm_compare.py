@@ -52,9 +52,11 @@ class MechanismReport:
     Attributes
     ----------
     verdict : {"neither", "transitions", "emissions", "both"}
-        The mechanisms whose tests reject "shared" at level ``alpha``.
+        The mechanisms whose tests reject "shared"; the two tests are Holm-corrected, so under
+        "neither" the chance of declaring any change is at most ``alpha``.
     tests : pandas.DataFrame
-        One row per mechanism: statistic, degrees of freedom, p-value, null, varies.
+        One row per mechanism: statistic, degrees of freedom, p-value, Holm-adjusted p-value
+        (``p_adjusted``), null, varies (``p_adjusted < alpha``).
     models : pandas.DataFrame
         The four fits: varying mechanisms, log-likelihood, parameters, AIC, BIC.
     alpha : float
@@ -86,7 +88,9 @@ class MechanismReport:
             r = t.loc[mech]
             how = (f"parametric bootstrap, {len(self.null_statistics.get(mech, []))} replicates"
                    if self.null == "bootstrap" else f"chi-square, {int(r['df'])} df")
-            lines.append(f"  {mech}: likelihood ratio {r['statistic']:.2f}, p = {r['p_value']:.3g} ({how}) -> "
+            adj = r.get("p_adjusted", r["p_value"])
+            lines.append(f"  {mech}: likelihood ratio {r['statistic']:.2f}, p = {r['p_value']:.3g} ({how}; "
+                         f"Holm-adjusted {adj:.3g}) -> "
                          f"{'varies' if r['varies'] else 'no evidence of change'} at alpha = {self.alpha:g}")
         best = self.models.loc[self.models["bic"].idxmin(), "model"]
         lines.append(f"  lowest BIC: {best}")
@@ -144,7 +148,9 @@ def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alp
     num_states : int
     emission : {"gaussian", "poisson", "categorical"}
     alpha : float
-        Level of each test.
+        Family-wise level: the two p-values are Holm-adjusted (the smaller one is compared with
+        ``alpha / 2``, then the other with ``alpha``), so a verdict other than "neither" is a
+        false positive with probability at most ``alpha`` when nothing changes.
     null : {"bootstrap", "chi2"}
         Calibration of the likelihood-ratio statistics (see the module docstring).
     num_bootstrap : int
@@ -197,12 +203,23 @@ def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alp
                               tol, progress, desc=f"bootstrap {mech}")
             nulls[mech] = boot
             p = float((1 + np.sum(boot >= stat)) / (len(boot) + 1))
-        rows.append({"mechanism": mech, "statistic": stat, "df": df, "p_value": p, "null": null,
-                     "varies": p < alpha})
+        rows.append({"mechanism": mech, "statistic": stat, "df": df, "p_value": p, "null": null})
     tests = pd.DataFrame(rows)
+    tests["p_adjusted"] = _holm(tests["p_value"].to_numpy())
+    tests["varies"] = tests["p_adjusted"] < alpha
     varies = tuple(tests.loc[tests["varies"], "mechanism"])
     verdict = {(): "neither", ("transitions",): "transitions", ("emissions",): "emissions"}.get(varies, "both")
     return MechanismReport(verdict, tests, models, alpha, null, data.num_envs, nulls, fits)
+
+
+def _holm(p: np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p-values (monotone, capped at one)."""
+    order = np.argsort(p)
+    m = len(p)
+    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(adj, 1.0)
+    return out
 
 
 def _shared(name: str) -> str:
