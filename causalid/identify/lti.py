@@ -467,6 +467,41 @@ def transition_fisher(A_tilde, B_tilde, mean, var, *, Q_tilde=None, num_steps=1.
     return 0.5 * (info + info.T)
 
 
+def closed_form_fisher(A_tilde, B_tilde, mean, var, *, Q_tilde=None, num_steps=1.0) -> np.ndarray:
+    """:func:`transition_fisher` in closed form, in NumPy (nothing to compile).
+
+    Per environment, with S = B̃ diag(σ²) B̃ᵀ + Q̃, X = S⁻¹, z = [y_t; μ] and y_t at its
+    stationary law N((I − Ã)⁻¹ B̃ μ, P), vec P = (I − Ã ⊗ Ã)⁻¹ vec S: the mean part is
+    E[z zᵀ] ⊗ X; the covariance part, on the B̃ block, is H ⊗ X + K with V = B̃ diag σ²,
+    N = X V, H = Vᵀ N and K[(k,l),(k',l')] = N[k',l] N[k,l'].
+    """
+    At, Bt = np.asarray(A_tilde, float), np.asarray(B_tilde, float)
+    mean, var = np.asarray(mean, float), np.asarray(var, float)
+    n, m = Bt.shape
+    Qt = np.zeros((n, n)) if Q_tilde is None else np.asarray(Q_tilde, float)
+    E = var.shape[0]
+    w = np.broadcast_to(np.asarray(num_steps, float), (E,))
+    sym = lambda M: 0.5 * (M + np.swapaxes(M, -1, -2))
+    N_mean = np.linalg.inv(np.eye(n) - At)
+    K_cov = np.linalg.inv(np.eye(n * n) - np.kron(At, At))
+    V = Bt[None] * var[:, None, :]  # (E, n, m): B̃ diag σ²_e
+    S = sym(V @ Bt.T + Qt)
+    X = sym(np.linalg.inv(S))
+    ybar = mean @ (N_mean @ Bt).T  # (E, n)
+    P = sym((S.reshape(E, -1) @ K_cov.T).reshape(E, n, n))
+    z = np.concatenate([ybar, mean], axis=1)
+    Z = z[:, :, None] * z[:, None, :]
+    Z[:, :n, :n] += P
+    d = (n + m) * n
+    Fe = np.einsum("eab,ecd->eacbd", Z, X).reshape(E, d, d)  # kron(Z_e, X_e)
+    Nm = X @ V
+    H = np.swapaxes(V, 1, 2) @ Nm
+    Fe[:, n * n:, n * n:] += (np.einsum("eab,ecd->eacbd", H, X).reshape(E, n * m, n * m)
+                              + np.einsum("ekL,eKl->elkLK", Nm, Nm).reshape(E, n * m, n * m))
+    F = np.einsum("e,eij->ij", w, Fe)
+    return 0.5 * (F + F.T)
+
+
 def _tilde_system(system: LTISystem) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
     """(Ã, B̃, Q̃) = (C A C⁻¹, C B, C Q Cᵀ) when C is square and invertible, else None."""
     C = system.C
@@ -564,8 +599,8 @@ def _fisher_rank(At, Bt, Qt, design: InputDesign, steps, tol: float):
     w, V = np.linalg.eigh(0.5 * (S_bar + S_bar.T))
     T = (V / np.sqrt(w)) @ V.T
     T_inv = (V * np.sqrt(w)) @ V.T
-    Fc = np.asarray(transition_fisher(T @ At @ T_inv, T @ Bt, design.mean, design.var,
-                                      Q_tilde=None if Qt is None else T @ Qt @ T.T, num_steps=steps))
+    Fc = closed_form_fisher(T @ At @ T_inv, T @ Bt, design.mean, design.var,
+                            Q_tilde=None if Qt is None else T @ Qt @ T.T, num_steps=steps)
     d = np.sqrt(np.clip(np.diag(Fc), 0, None))
     d = np.where(d > 0, d, 1.0)
     ev, vecs = np.linalg.eigh(Fc / np.outer(d, d))
@@ -888,15 +923,16 @@ def check_lti(
 
 
 def _ctrb(A, B):
-    import control
-
-    return np.asarray(control.ctrb(A, B))
+    """[B, AB, …, A^{n−1}B] (as ``control.ctrb``; importing python-control costs ~1 s)."""
+    blocks = [np.asarray(B, float)]
+    for _ in range(np.shape(A)[0] - 1):
+        blocks.append(A @ blocks[-1])
+    return np.hstack(blocks)
 
 
 def _obsv(A, C):
-    import control
-
-    return np.asarray(control.obsv(A, C))
+    """[C; CA; …; CA^{n−1}] (as ``control.obsv``)."""
+    return _ctrb(np.asarray(A, float).T, np.asarray(C, float).T).T
 
 
 def _fisher_check(system: LTISystem, design: InputDesign, steps, tol: float) -> LTICheck:
@@ -905,7 +941,7 @@ def _fisher_check(system: LTISystem, design: InputDesign, steps, tol: float) -> 
     except DataError as err:
         return LTICheck("fisher_information", None, f"not computed: {err}", {})
     n = system.n
-    F = np.asarray(transition_fisher(At, Bt, design.mean, design.var, Q_tilde=Qt, num_steps=steps))
+    F = closed_form_fisher(At, Bt, design.mean, design.var, Q_tilde=Qt, num_steps=steps)
     w = np.clip(np.linalg.eigvalsh(F)[::-1], 0, None)
     d = F.shape[0]
     rank, cond_scaled, null = _fisher_rank(At, Bt, Qt, design, steps, tol)

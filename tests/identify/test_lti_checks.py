@@ -403,3 +403,22 @@ def test_report_round_trip_and_json():
     assert back.summary() == report.summary()
     with pytest.raises(ValueError, match="on_fail"):
         report.warn_or_raise("B_tilde", on_fail="ignore")
+
+
+@pytest.mark.parametrize("n, m, with_q", [(2, 2, False), (3, 2, True), (4, 5, True)])
+def test_closed_form_fisher_equals_the_autodiff_fisher(n, m, with_q):
+    """The NumPy closed form used by the checks against the autodiff information of the model's
+    transition density (float64; agreement to rounding)."""
+    from causalid.identify.lti import closed_form_fisher
+
+    rng = np.random.default_rng(n * 10 + m)
+    A = rng.normal(size=(n, n))
+    A *= 0.8 / np.max(np.abs(np.linalg.eigvals(A)))
+    B = rng.normal(size=(n, m))
+    E = m + 2
+    mean, var = rng.normal(size=(E, m)), rng.uniform(0.1, 2.0, size=(E, m))
+    Q = 0.1 * np.eye(n) if with_q else None
+    steps = rng.integers(10, 100, size=E).astype(float)
+    ref = np.asarray(transition_fisher(A, B, mean, var, Q_tilde=Q, num_steps=steps))
+    got = closed_form_fisher(A, B, mean, var, Q_tilde=Q, num_steps=steps)
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9 * np.max(np.abs(ref)))
