@@ -490,7 +490,7 @@ def plot_design(design, path=None):
     inputs = _lti_names(design.input_names, m, "u")
     envs = tuple(design.env_names) if len(design.env_names) == E else tuple(f"env{e}" for e in range(E))
     has_means = bool(np.any(mean != 0))
-    ncols = 2 + int(has_means and m > 1) if m > 1 else 1 + int(has_means)
+    ncols = 1 + int(has_means) + int(m > 1)
     fig, axes = plt.subplots(1, ncols, figsize=(4.6 * ncols, 0.35 * E + 3.2), squeeze=False)
     axes = axes[0]
     lo, hi = design.var_bounds
@@ -504,8 +504,8 @@ def plot_design(design, path=None):
         k += 1
     if m > 1:
         S = separability_index(var, np.asarray(design.steps, float) / np.sum(design.steps))
-        with np.errstate(divide="ignore"):
-            logS = np.where(np.eye(m, dtype=bool), np.nan, np.log10(S))
+        # floored so that a proportional (inseparable) pair, s = 0, still has a colour
+        logS = np.where(np.eye(m, dtype=bool), np.nan, np.log10(np.maximum(S, 1e-300)))
         labels = [["" if i == j else f"{logS[i, j]:.3g}" for j in range(m)] for i in range(m)]
         _heatmap(axes[k], logS, inputs, inputs, "log₁₀ pairwise separability s_ij", cmap="magma",
                  vmin=float(np.nanmin(logS)), vmax=float(np.nanmax(logS)) + 1e-9, labels=labels,

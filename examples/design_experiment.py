@@ -7,8 +7,9 @@ identified as precisely as possible?
 
 1. Plan: ``causalid.design_lti`` chooses the laws with the criterion written for the
    engine used next — ``"moment"``, the predicted error of the closed-form engine (on its
-   own it rediscovers the reference's one-hot "max variability" design: a quiet baseline and
-   one loud channel per environment).  The identifiability report is printed.
+   own it finds the structure of the reference's one-hot "max variability" design, a quiet
+   baseline and one loud channel per environment, or a variant of it that is at least as
+   good by the criterion).  The identifiability report is printed.
 2. Simulate: ``causalid.models.lti.simulate_lti`` runs random stable systems (n = m) under
    the designed laws and under random laws of the same budget (every variance log-uniform
    on the same box).

@@ -67,12 +67,12 @@ engine) and the signs of B̃'s columns are then best determined.  That criterion
 each entry, so its maximum lies on the vertices ``±mean_bound``.  Without ``mean_bound`` the
 means are zero.
 
-Optimisation (the ascent is one ``jax.jit`` with the starts vmapped; the polish and the
-selection are vectorised NumPy over all candidates; no Python loop over environments or
-starts):
+Optimisation (the objective and its gradient for all starts are one compiled program; the
+Adam update, the polish and the selection are vectorised NumPy over all starts or
+candidates; no Python loop over environments or starts):
 
-1. projected Adam (:mod:`causalid.design._optim`) on the normalised box from ``num_starts``
-   uniformly random designs, ``num_iters`` steps in ``lax.scan``.  The objective subtracts
+1. projected Adam (:func:`causalid.design._optim.ascend`) on the normalised box from
+   ``num_starts`` uniformly random designs, ``num_iters`` steps.  The objective subtracts
    a soft penalty that keeps the Gershgorin lower bound of ``λ_min(LᵀL)/Δ²`` above
    ``(1.5 · rank_margin)²`` (cheap, no factorisation; conservative for the constraint);
 2. vertex polish of the 8 best starts: each is rounded to the nearest vertex (every
@@ -83,10 +83,20 @@ starts):
    scored by the exact criterion (σ_min by SVD); the best design that satisfies the hard
    constraints wins (ties broken as described above).
 
-Cost: the first call for a new shape or criterion compiles the ascent with XLA (a few
-seconds of CPU for the system-free criteria, more for ``d-optimal``/``eig``, whose
-information matrices are differentiated through custom derivative rules); later calls of
-the same shape reuse it (well under a second for n = m = 10 with the system-free criteria).
+The random starts come from NumPy generators seeded by the key's words
+(:func:`seed_words`), so an int seed and ``jax.random.PRNGKey`` of it give the same design.
+
+Cost: a design is usually made once per process, so XLA compilation dominates.  The first
+call for a new shape or criterion compiles one program, the batched objective and gradient
+(:func:`_surrogate_value_and_grad`, through :func:`causalid.design._optim.compiled`; about
+0.6 s of CPU for n = m = 10 with the system-free criteria, more for ``d-optimal``/``eig``,
+whose information matrices are differentiated through custom derivative rules, and which
+also compile their exact scorer); everything else is NumPy.  A first call for n = m = 10,
+E = 11 takes about 1.2 s of CPU time in a fresh process
+(``tests/benchmarks/test_design.py::test_design_time_n10_cold``), later calls of the same
+shape about 0.3 s.  With a ``system`` the report of :func:`causalid.check_lti` adds its
+controllability and Fisher-information checks, which cost more than the design itself
+the first time (python-control's import and a compiled Fisher information).
 """
 
 from __future__ import annotations
@@ -100,7 +110,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from causalid.design._optim import ascend, logdet_spd, soft_log_lambda_min, spd_inv
+from causalid.design._optim import (
+    ascend,
+    batched_value_and_grad,
+    compiled,
+    logdet_spd,
+    soft_log_lambda_min,
+    spd_inv,
+)
 from causalid.dynamics.system import InputDesign, LTISystem
 from causalid.errors import DataError, IdentifiabilityError
 from causalid.identify.lti import DEFAULT_TOL, check_lti, separability_index
@@ -118,7 +135,6 @@ __all__ = [
 
 Criterion = Literal["pairwise", "cond", "moment", "d-optimal", "eig"]
 CRITERIA: tuple[str, ...] = ("pairwise", "cond", "moment", "d-optimal", "eig")
-_SYSTEM_FREE = ("pairwise", "cond", "moment")
 _SOFTMIN_TEMPERATURE = 0.1
 _PENALTY_WEIGHT, _PENALTY_WIDTH, _PENALTY_SAFETY = 10.0, 0.01, 1.5
 _TIE = 1e-9
@@ -321,29 +337,17 @@ def _eig_value(p, mean, var, steps):
 
 
 # ====================================================================== objectives (pure JAX)
-def _decode(z, p, with_means: bool):
-    """(var, mean) from normalised coordinates z = [u] or [u, v], u ∈ [0, 1], v ∈ [−1, 1]."""
-    var = jnp.exp(p["llo"] + (p["lhi"] - p["llo"]) * z[0])
-    mean = p["mean_bound"] * z[1] if with_means else jnp.zeros_like(var)
+def _decode(z, p, with_means: bool, xp=jnp):
+    """(var, mean) from normalised coordinates z = [u] or [u, v] (axis −3), u ∈ [0, 1],
+    v ∈ [−1, 1]: one design (c, E, m) in traced code, or a stack (S, c, E, m) with
+    ``xp = numpy``."""
+    var = xp.exp(p["llo"] + (p["lhi"] - p["llo"]) * z[..., 0, :, :])
+    mean = p["mean_bound"] * z[..., 1, :, :] if with_means else xp.zeros_like(var)
     return var, mean
 
 
-def _min_log_sep(var, weights):
-    m = var.shape[1]
-    if m < 2:
-        return jnp.asarray(jnp.inf, var.dtype)
-    iu = np.triu_indices(m, 1)
-    return jnp.min(log_separability(var, weights)[iu])
-
-
-def _score(criterion: str, var, mean, p):
-    """The criterion to maximise, exactly, except ``cond`` (its smooth lower bound)."""
-    if criterion == "cond":
-        return _log_sigma_min_soft(var, p["delta"])
-    if criterion == "pairwise":
-        return _min_log_sep(var, p["weights"])
-    if criterion == "moment":
-        return -jnp.log(moment_error(var, p["steps"]))
+def _fisher_score(criterion: str, var, mean, p):
+    """The Fisher-based criterion (``d-optimal`` or ``eig``) to maximise, exactly."""
     if criterion == "d-optimal":
         return logdet_spd(_jitter(lti_fisher(None, None, mean, var, p["steps"], aux=p["aux"])))
     return _eig_value(p, mean, var, p["steps"])
@@ -357,52 +361,67 @@ def _gershgorin_lambda_min(var, delta):
     prec = 1.0 / var
     L = (prec[1:] - prec[:1]) / delta
     G = L.T @ L
-    off = jnp.sqrt(G**2 + 1e-12) * (1.0 - jnp.eye(G.shape[0], dtype=G.dtype))
-    return jnp.min(jnp.diagonal(G) - off.sum(axis=1))
+    off = jnp.where(np.eye(G.shape[0], dtype=bool), 0.0, jnp.sqrt(G**2 + 1e-12))
+    diag = jnp.sum(L * L, axis=0)                 # G_ii, without a gather (cheaper to compile)
+    return jnp.min(diag - off.sum(axis=1))
+
+
+def _softplus(x):
+    """log(1 + eˣ) without overflow (``jax.nn.softplus`` compiles to more XLA code)."""
+    return jnp.maximum(x, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+
+
+def _soft_min_log_sep(var, weights):
+    """Soft minimum (temperature 0.1) of ``log s_ij`` over the pairs i < j: within
+    ``0.1 · log(m(m−1)/2)`` below the exact minimum.  The pairs are selected by a mask, not
+    by gathering them (whose gradient is a scatter: more code to compile)."""
+    m = var.shape[1]
+    t = _SOFTMIN_TEMPERATURE
+    upper = np.triu(np.ones((m, m), dtype=bool), 1)
+    a = jnp.where(upper, -log_separability(var, weights) / t, -jnp.inf)
+    top = jax.lax.stop_gradient(jnp.max(a))
+    return -t * (top + jnp.log(jnp.sum(jnp.exp(a - top))))
 
 
 def _surrogate(criterion: str, var, mean, p):
-    """Smooth objective of the ascent: the criterion (soft minimum over pairs for
-    ``pairwise``) minus a soft penalty that keeps the Gershgorin bound of σ_min(L)²/Δ²
-    above (1.5 · rank_margin)²."""
+    """Smooth objective of the ascent: the criterion (a soft minimum over pairs for
+    ``pairwise``, a smooth lower bound of log σ_min for ``cond``) minus a soft penalty that
+    keeps the Gershgorin bound of σ_min(L)²/Δ² above (1.5 · rank_margin)²."""
     if criterion == "cond":
-        return _log_sigma_min_soft(var, p["delta"])
-    if criterion == "pairwise":
-        ls = log_separability(var, p["weights"])
-        iu = np.triu_indices(var.shape[1], 1)
-        t = _SOFTMIN_TEMPERATURE
-        value = -t * jax.nn.logsumexp(-ls[iu] / t) if len(iu[0]) else jnp.zeros((), var.dtype)
+        value = _log_sigma_min_soft(var, p["delta"])
+    elif criterion == "pairwise":
+        value = _soft_min_log_sep(var, p["weights"])
+    elif criterion == "moment":
+        value = -jnp.log(moment_error(var, p["steps"]))
     else:
-        value = _score(criterion, var, mean, p)
+        value = _fisher_score(criterion, var, mean, p)
     target = (_PENALTY_SAFETY * p["rank_margin"]) ** 2
     gap = (target - _gershgorin_lambda_min(var, p["delta"])) / _PENALTY_WIDTH
-    return value - _PENALTY_WEIGHT * _PENALTY_WIDTH * jax.nn.softplus(gap)
+    return value - _PENALTY_WEIGHT * _PENALTY_WIDTH * _softplus(gap)
 
 
-@partial(jax.jit, static_argnames=("criterion", "with_means", "num_iters"))
-def _ascent(z0, p, *, criterion: str, with_means: bool, num_iters: int):
-    """Projected Adam from every start (vmapped); returns the designs and surrogate values."""
-    def objective(z):
-        var, mean = _decode(z, p, with_means)
+@partial(jax.jit, static_argnames=("criterion", "with_means"))
+def _surrogate_value_and_grad(z, p, *, criterion: str, with_means: bool):
+    """Surrogate values and gradients for a stack of normalised designs z (S, c, E, m): the
+    one compiled program of the ascent (per shape and criterion)."""
+    def objective(zz):
+        var, mean = _decode(zz, p, with_means)
         return _surrogate(criterion, var, mean, p)
 
-    lower = jnp.stack([jnp.zeros(z0.shape[2:]), -jnp.ones(z0.shape[2:])])[: z0.shape[1]]
-    z, value = ascend(objective, z0, num_iters, _LEARNING_RATE, lower, jnp.ones(z0.shape[1:]))
-    var, mean = jax.vmap(lambda zz: _decode(zz, p, with_means))(z)
-    return var, mean, value
+    return batched_value_and_grad(objective)(z)
 
 
 @partial(jax.jit, static_argnames=("criterion",))
-def _system_scores(var, mean, p, *, criterion: str):
-    return jax.vmap(lambda v, mu: _score(criterion, v, mu, p))(var, mean)
+def _fisher_scores(var, mean, p, *, criterion: str):
+    return jax.vmap(lambda v, mu: _fisher_score(criterion, v, mu, p))(var, mean)
 
 
 class _Scorer:
     """Exact criterion (to maximise) and hard constraints for stacks of designs (C, E, m).
 
     NumPy for the system-free criteria (σ_min by batched SVD, the pairwise index by one
-    matmul per design, the closed-form engine's error by the JAX formula run eagerly),
-    one jitted vmap for the Fisher-based ones.
+    matmul per design, the closed-form engine's error by :func:`_moment_error` with
+    ``numpy``), one jitted vmap for the Fisher-based ones.
     """
 
     def __init__(self, criterion: str, p: dict, lo: float, hi: float, rank_margin: float, chunk: int = 64):
@@ -422,7 +441,8 @@ class _Scorer:
             if k < size:
                 v = np.concatenate([v, np.repeat(v[:1], size - k, axis=0)])
                 mu = np.concatenate([mu, np.repeat(mu[:1], size - k, axis=0)])
-            out.append(np.asarray(_system_scores(jnp.asarray(v), jnp.asarray(mu), self.p, criterion=self.criterion))[:k])
+            scores = compiled(_fisher_scores, v, mu, self.p, criterion=self.criterion)
+            out.append(np.asarray(scores(v, mu, self.p))[:k])
         return np.concatenate(out)
 
     def min_log_sep(self, var):
@@ -442,30 +462,36 @@ class _Scorer:
             return _moment_error(np, var, self.steps)
 
     def __call__(self, var, mean):
-        """(score, −inf where infeasible; rank-margin slack; feasibility) per design."""
-        smin, _ = _sigma_min_L(var)
-        slack = smin / self.delta - self.rank_margin * (1 - 1e-9)
+        """(score, −inf where infeasible; rank-margin shortfall; feasibility) per design.
+
+        The shortfall ``Σ_k min(s_k/Δ − rank_margin, 0)`` over the singular values s_k of L
+        is 0 exactly when ``σ_min(L) ≥ rank_margin · Δ``, and grows with every direction
+        the design opens up (a design of rank < m − 1 is not flat in it, unlike σ_min)."""
+        s = _singular_values_L(var) / self.delta
+        shortfall = np.minimum(s - self.rank_margin * (1 - 1e-9), 0.0).sum(axis=-1)
         sep = self.min_log_sep(var)
         c = self.criterion
         if c == "pairwise":
             score = sep
         elif c == "cond":
-            score = np.log(np.maximum(smin / self.delta, 1e-300))
+            score = np.log(np.maximum(s[..., -1], 1e-300))              # log σ_min(L)/Δ
         elif c == "moment":
             with np.errstate(divide="ignore", invalid="ignore"):
                 score = -np.log(self.moment(var))
         else:
             score = self._system(var, mean)
-        feasible = (slack >= 0) & (sep > math.log(DEFAULT_TOL)) & np.isfinite(score)
-        return np.where(feasible, score, -np.inf), slack, feasible
+        feasible = (shortfall >= 0) & (sep > math.log(DEFAULT_TOL)) & np.isfinite(score)
+        return np.where(feasible, score, -np.inf), shortfall, feasible
 
 
 def _polish(scorer: _Scorer, u: np.ndarray, mean: np.ndarray, lo: float, hi: float, max_rounds: int):
     """Greedy single-entry flips lo ↔ hi from the vertices ``u`` (C, E, m) of {0, 1}.
 
     Each round scores every flip of every design at once and applies the best flip per
-    design if it improves it; an infeasible design first takes the flip that most increases
-    its rank-margin slack.  Stops when no design improves (at most ``max_rounds`` rounds).
+    design if it improves it: a feasible design takes the feasible flip of highest score; an
+    infeasible one first moves towards feasibility, taking a feasible flip if there is one,
+    else the flip that most reduces its rank-margin shortfall (see :class:`_Scorer`).  Stops when no design improves
+    (at most ``max_rounds`` rounds).
     """
     C, E, m = u.shape
     llo, lhi = math.log(lo), math.log(hi)
@@ -473,30 +499,41 @@ def _polish(scorer: _Scorer, u: np.ndarray, mean: np.ndarray, lo: float, hi: flo
     def to_var(uu):
         return np.exp(llo + (lhi - llo) * uu)
 
-    score, slack, feasible = scorer(to_var(u), mean)
-    key = np.where(feasible, score, -1e300 + slack)
+    def progress(score, shortfall, feasible):
+        """What a design improves on: its score if feasible, else its (negative) shortfall."""
+        return np.where(feasible, score, shortfall)
+
+    score, shortfall, feasible = scorer(to_var(u), mean)
+    value = progress(score, shortfall, feasible)
     masks = np.eye(E * m, dtype=bool).reshape(E * m, E, m)
+    rows = np.arange(C)
     rounds = 0
     for rounds in range(1, max_rounds + 1):
         cand = np.where(masks[None], 1.0 - u[:, None], u[:, None]).reshape(C * E * m, E, m)
-        sc, sl, fe = scorer(to_var(cand), np.repeat(mean, E * m, axis=0))
-        ck = np.where(fe, sc, -1e300 + sl).reshape(C, E * m)
-        best = np.argmax(ck, axis=1)
-        gain = ck[np.arange(C), best]
-        improve = gain > key + 1e-12 * np.maximum(1.0, np.abs(key))
+        sc, sl, fe = (a.reshape(C, E * m) for a in scorer(to_var(cand), np.repeat(mean, E * m, axis=0)))
+        val = progress(sc, sl, fe)
+        best = np.where(fe.any(axis=1), np.argmax(np.where(fe, val, -np.inf), axis=1), np.argmax(val, axis=1))
+        best_fe, best_val = fe[rows, best], val[rows, best]
+        tol = 1e-12 * np.maximum(1.0, np.abs(value))
+        improve = (best_fe & ~feasible) | ((best_fe == feasible) & (best_val > value + tol))
         if not improve.any():
             break
-        chosen = cand.reshape(C, E * m, E, m)[np.arange(C), best]
+        chosen = cand.reshape(C, E * m, E, m)[rows, best]
         u = np.where(improve[:, None, None], chosen, u)
-        key = np.where(improve, gain, key)
+        value = np.where(improve, best_val, value)
+        feasible = np.where(improve, best_fe, feasible)
     return u, rounds
+
+
+def _singular_values_L(var: np.ndarray) -> np.ndarray:
+    """Singular values (descending) of L for a stack of designs (..., E, m)."""
+    prec = 1.0 / var
+    return np.linalg.svd(prec[..., 1:, :] - prec[..., :1, :], compute_uv=False)
 
 
 def _sigma_min_L(var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """σ_min(L) and cond(L) for a stack of designs (..., E, m), by SVD."""
-    prec = 1.0 / var
-    L = prec[..., 1:, :] - prec[..., :1, :]
-    s = np.linalg.svd(L, compute_uv=False)
+    s = _singular_values_L(var)
     m = var.shape[-1]
     smin = s[..., m - 1] if s.shape[-1] >= m else np.zeros(s.shape[:-1])
     with np.errstate(divide="ignore"):
@@ -610,7 +647,7 @@ def _law_params(criterion: str, law: _Law) -> dict:
 
 # ====================================================================== validation helpers
 def as_key(key):
-    """A JAX PRNG key from an int seed or a key."""
+    """A JAX PRNG key from an int seed or a key (validated)."""
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
         return jax.random.PRNGKey(int(key))
     if isinstance(key, (jax.Array, np.ndarray)) and (
@@ -618,6 +655,35 @@ def as_key(key):
         return key
     raise DataError(f"key must be an int seed or a jax.random.PRNGKey; got {type(key).__name__} "
                     f"{getattr(key, 'shape', '')}".rstrip())
+
+
+def seed_words(key) -> tuple[int, ...]:
+    """The raw words of the PRNG key ``key`` stands for: an int seed ``s`` gives those of
+    ``jax.random.PRNGKey(s)`` (computed without JAX for the default threefry generator),
+    a key its own data.  The designers seed NumPy generators from them (:func:`generators`),
+    so an int seed and the equivalent key give the same design."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        s = int(key)
+        if not -(2**63) <= s < 2**63:
+            raise DataError(f"key={s} is out of range: give an int seed in [-2**63, 2**63)")
+        if jax.config.jax_default_prng_impl == "threefry2x32":
+            return ((s >> 32) & 0xFFFFFFFF, s & 0xFFFFFFFF)
+    key = as_key(key)
+    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    return tuple(int(w) for w in np.asarray(data).ravel())
+
+
+def generators(seed: tuple[int, ...], num: int) -> list[np.random.Generator]:
+    """``num`` independent NumPy generators from the words of :func:`seed_words`.
+
+    The random starts of the ascent are drawn on the host: JAX's generator would compile a
+    threefry program per shape (about as long to compile as the design takes to run)."""
+    return [np.random.default_rng(child) for child in np.random.SeedSequence(list(seed)).spawn(num)]
+
+
+def jax_key(rng: np.random.Generator):
+    """A JAX PRNG key drawn from ``rng`` (for NumPyro's samplers)."""
+    return jax.random.PRNGKey(int(rng.integers(0, 2**31 - 1)))
 
 
 def check_var_bounds(var_bounds, what: str = "var_bounds") -> tuple[float, float]:
@@ -662,9 +728,12 @@ def _minimum_envs_error(m: int, E: int) -> IdentifiabilityError:
 
 # ====================================================================== the designer
 def _base_params(lo: float, hi: float, bound, steps: np.ndarray, rank_margin: float) -> dict:
-    return {"llo": jnp.log(lo), "lhi": jnp.log(hi), "mean_bound": jnp.asarray(bound or 0.0),
-            "delta": jnp.asarray(1.0 / lo - 1.0 / hi), "rank_margin": jnp.asarray(float(rank_margin)),
-            "weights": jnp.asarray(steps / steps.sum()), "steps": jnp.asarray(steps)}
+    """Design-independent inputs of the objectives, as float64 NumPy values: traced arguments
+    of the compiled programs (no eager JAX operation, hence nothing extra to compile)."""
+    f64 = np.float64
+    return {"llo": f64(math.log(lo)), "lhi": f64(math.log(hi)), "mean_bound": f64(bound or 0.0),
+            "delta": f64(1.0 / lo - 1.0 / hi), "rank_margin": f64(rank_margin),
+            "weights": steps / steps.sum(), "steps": np.asarray(steps, f64)}
 
 
 def design_criteria(design: InputDesign, *, var_bounds=None, steps=None, system=None) -> dict:
@@ -721,30 +790,31 @@ def design_criteria(design: InputDesign, *, var_bounds=None, steps=None, system=
     return out
 
 
-def _mean_design(E: int, m: int, bound: float, key, num_starts: int, num_iters: int) -> np.ndarray:
+def _mean_design(E: int, m: int, bound: float, rng: np.random.Generator, num_starts: int,
+                 num_iters: int) -> np.ndarray:
     """Means maximising log det(MᵀM) on the box |μ| ≤ bound.  The criterion is convex in each
     entry, so its maximum lies on the vertices ±bound; the ascent's results and their
-    rounding to the vertices are both scored and the best is kept."""
-    z0 = 2.0 * _uniform(key, (num_starts, E, m)) - 1.0
-    M = np.asarray(_optimise_means(z0, num_iters=num_iters))
+    rounding to the vertices are both scored and the best is kept.  The gradient is closed
+    form, so the ascent runs in NumPy (nothing to compile)."""
+    z0 = rng.uniform(-1.0, 1.0, (num_starts, E, m))
+    M, _ = ascend(_mean_value_and_grad, z0, num_iters, _LEARNING_RATE, -1.0, 1.0)
     cand = np.concatenate([M, np.where(M >= 0, 1.0, -1.0)], axis=0)
-    gram = np.einsum("sem,sen->smn", cand, cand) / E
-    sign, logdet = np.linalg.slogdet(gram)
-    logdet = np.where(sign > 0, logdet, -np.inf)
+    logdet, _ = _mean_value_and_grad(cand)
     return bound * cand[int(np.argmax(logdet))]
 
 
-@partial(jax.jit, static_argnames=("num_iters",))
-def _optimise_means(z0, *, num_iters: int):
-    def objective(M):
-        G = M.T @ M / M.shape[0]
-        return logdet_spd(G + 1e-12 * jnp.eye(G.shape[0], dtype=G.dtype))
+def _mean_value_and_grad(M: np.ndarray):
+    """``log det(MᵀM/E + 1e-12 I)`` of a stack (S, E, m) and its gradient ``2 M G⁻¹ / E``
+    (−inf and a zero gradient where G is not positive definite)."""
+    E, m = M.shape[-2:]
+    G = np.einsum("sem,sen->smn", M, M) / E + 1e-12 * np.eye(m)
+    sign, logdet = np.linalg.slogdet(G)
+    ok = sign > 0
+    Ginv = np.linalg.inv(np.where(ok[:, None, None], G, np.eye(m)))
+    return np.where(ok, logdet, -np.inf), np.where(ok[:, None, None], 2.0 * M @ Ginv / E, 0.0)
 
-    M, _ = ascend(objective, z0, num_iters, _LEARNING_RATE, -1.0, 1.0)
-    return M
 
-
-def _system_law(criterion: str, system, m: int, num_samples: int, prior_scale: float, key):
+def _system_law(criterion: str, system, m: int, num_samples: int, prior_scale: float, rng):
     """(law, system for the report) for the system-based criteria; validates ``system``."""
     from causalid.infer.lti_result import LTIResult
 
@@ -769,7 +839,7 @@ def _system_law(criterion: str, system, m: int, num_samples: int, prior_scale: f
     if criterion == "d-optimal":
         At, Bt, Qt = _tilde(system, "criterion='d-optimal'")
         return _Law(At, Bt, Qt, At[None], Bt[None], np.eye(1), "system"), system
-    return _prior_law(system, num_samples, prior_scale, key), system
+    return _prior_law(system, num_samples, prior_scale, jax_key(rng)), system
 
 
 def design_lti(
@@ -813,12 +883,13 @@ def design_lti(
         and invertible, A stable, every transition covariance non-singular) and by ``"eig"``
         (an LTISystem as the centre of a Gaussian prior with relative sd ``prior_scale``, or
         an LTIResult of ``identify_lti(method="bayes")`` whose posterior draws are used).
-        With an LTISystem the identifiability report also checks controllability and the
-        Fisher information.
+        With the other criteria a system (or the system of an LTIResult) only extends the
+        identifiability report (controllability, observability, Fisher information).
     key : int or jax PRNG key
-        Seed of the random starts (and of the prior draws for ``"eig"``).
+        Seed of the random starts (and of the prior draws for ``"eig"``); an int ``s`` gives
+        the same design as ``jax.random.PRNGKey(s)`` (see :func:`seed_words`).
     num_starts, num_iters : int
-        Multi-start projected Adam: starting points (vmapped) and steps.
+        Multi-start projected Adam: starting points (evaluated together) and steps.
     rank_margin : float
         Hard constraint ``σ_min(L) ≥ rank_margin · (1/lo − 1/hi)`` (the one-hot design has 1).
     prior_scale, num_samples : float, int
@@ -856,21 +927,30 @@ def design_lti(
     if m == 1 and criterion in ("pairwise", "moment"):
         raise DataError(f"criterion={criterion!r} compares pairs of input channels and there is only one input; "
                         "use criterion='cond' (or 'd-optimal'/'eig' with a system)")
-    if not (0 < float(rank_margin) < 1):
-        raise DataError(f"rank_margin={rank_margin}: give a number in (0, 1) (the one-hot design reaches 1)")
+    try:
+        margin = float(rank_margin)
+    except (TypeError, ValueError):
+        margin = math.nan
+    if not (0 < margin < 1):
+        raise DataError(f"rank_margin={rank_margin!r}: give a number in (0, 1) (the one-hot design reaches 1)")
+    rank_margin = margin
     S, iters = _positive_int(num_starts, "num_starts"), _positive_int(num_iters, "num_iters")
     st = as_steps(steps, E)
-    key = as_key(key)
-    k_start, k_prior, k_mean = jax.random.split(key, 3)
+    seed = seed_words(key)
+    rng_start, rng_prior, rng_mean = generators(seed, 3)
     names = _names(input_names, m)
 
     law, sys_for_report = None, None
     if criterion in ("d-optimal", "eig"):
         law, sys_for_report = _system_law(criterion, system, m, _positive_int(num_samples, "num_samples"),
-                                          float(prior_scale), k_prior)
+                                          float(prior_scale), rng_prior)
     elif system is not None:
+        from causalid.infer.lti_result import LTIResult
+
+        if isinstance(system, LTIResult):               # an estimate: its system for the report
+            system = system.system
         if not isinstance(system, LTISystem):
-            raise DataError(f"system must be an LTISystem; got {type(system).__name__}")
+            raise DataError(f"system must be an LTISystem or an LTIResult; got {type(system).__name__}")
         if system.m != m:
             raise DataError(f"the system has {system.m} input(s) but input_dim={m}")
         sys_for_report = system
@@ -880,10 +960,12 @@ def design_lti(
     if law is not None:
         p.update(_law_params(criterion, law))
     c = 2 if with_means else 1
-    u0 = _uniform(k_start, (S, c, E, m))
-    z0 = u0.at[:, 1:].set(2.0 * u0[:, 1:] - 1.0) if with_means else u0
-    var_s, mean_s, surrogate = (np.asarray(a) for a in _ascent(
-        z0, p, criterion=criterion, with_means=with_means, num_iters=iters))
+    lower = np.array([0.0, -1.0])[:c, None, None]                   # u ∈ [0, 1], v ∈ [−1, 1]
+    z0 = lower + (1.0 - lower) * rng_start.uniform(size=(S, c, E, m))
+    p_dev = jax.device_put(p)
+    value_and_grad = compiled(_surrogate_value_and_grad, z0, p_dev, criterion=criterion, with_means=with_means)
+    z, surrogate = ascend(lambda zz: value_and_grad(zz, p_dev), z0, iters, _LEARNING_RATE, lower, 1.0)
+    var_s, mean_s = _decode(z, p, with_means, xp=np)
     # vertex polish of the best starts
     scorer = _Scorer(criterion, p, lo, hi, rank_margin, chunk=min(S, _NUM_POLISH) * (2 if with_means else 1) * E * m)
     order = np.argsort(-np.where(np.isfinite(surrogate), surrogate, -np.inf))
@@ -912,14 +994,14 @@ def design_lti(
     var = np.where(np.isclose(var, lo, rtol=1e-9, atol=0), lo, np.where(np.isclose(var, hi, rtol=1e-9, atol=0), hi,
                                                                          np.clip(var, lo, hi)))
     if bound is not None and not with_means:
-        mean = _mean_design(E, m, bound, k_mean, min(S, 16), iters)
+        mean = _mean_design(E, m, bound, rng_mean, min(S, 16), iters)
     design = InputDesign(mean, var, name=f"designed ({criterion})")
     report = check_lti(design, system=sys_for_report)
     for check in ("diversity_rank", "pairwise_separability"):
         if report[check].passed is False:
             raise IdentifiabilityError(f"the best design fails the hard constraint '{check}': {report[check].message}")
     values = design_criteria(design, var_bounds=(lo, hi), steps=st,
-                             system=law_as_system(law) if criterion == "d-optimal" else None)
+                             system=_law_as_system(law) if criterion == "d-optimal" else None)
     if criterion == "eig":
         values["eig"] = float(score[pick])
     value = {"pairwise": values["pairwise"], "cond": values["sigma_min_rel"], "moment": values["moment"],
@@ -930,7 +1012,7 @@ def design_lti(
     if law is not None:
         info["parameter_law"] = law.source
         info["num_parameter_draws"] = int(law.A_draws.shape[0])
-    settings = {"num_starts": S, "num_iters": iters, "rank_margin": float(rank_margin), "key": _key_repr(key),
+    settings = {"num_starts": S, "num_iters": iters, "rank_margin": float(rank_margin), "key": list(seed),
                 "prior_scale": float(prior_scale) if criterion == "eig" else None,
                 "num_samples": int(law.A_draws.shape[0]) if criterion == "eig" else None}
     return Design(mean=np.asarray(mean, float), var=np.asarray(var, float), criterion=criterion, value=value,
@@ -940,19 +1022,13 @@ def design_lti(
                   system=None if sys_for_report is None else sys_for_report.to_dict())
 
 
-def law_as_system(law: _Law | None) -> LTISystem | None:
+def _law_as_system(law: _Law | None) -> LTISystem | None:
     """The centre of a parameter law as a full-state system (C = I)."""
     if law is None:
         return None
     n = law.A.shape[0]
     Q = law.Q if np.any(law.Q) else None
     return LTISystem(law.A, law.B, np.eye(n), Q=Q)
-
-
-def _uniform(key, shape):
-    """U(0, 1) draws of ``shape``, made as one flat vector: XLA on CPU compiles random-bit
-    generation far more slowly for a high-rank array (see ``causalid.models.lti._Normal``)."""
-    return jax.random.uniform(key, (math.prod(shape),), jnp.float64).reshape(shape)
 
 
 def _positive_int(value, what: str) -> int:
@@ -974,9 +1050,3 @@ def _names(input_names, m: int) -> tuple[str, ...]:
     if len(set(names)) != m:
         raise DataError(f"input_names has duplicates: {list(names)}")
     return names
-
-
-def _key_repr(key) -> list[int]:
-    """The raw key data (for the record of a design's settings)."""
-    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-    return np.asarray(data).astype(np.int64).tolist()

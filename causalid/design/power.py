@@ -188,6 +188,9 @@ def power_analysis(
         raise DataError(f"unknown model {model!r}; choose one of {list(_MODELS)}")
     if regime not in ("both", "cause", "mechanism"):
         raise DataError(f"unknown regime {regime!r}; choose 'both', 'cause' or 'mechanism'")
+    if model == "binary" and regime != "both":
+        raise DataError(f"regime={regime!r}: the binary reference varies every mechanism across environments; "
+                        "choosing which mechanisms vary is available for model='bivariate' or 'icm'")
     if not (0 < float(target) <= 1):
         raise DataError(f"target={target}: give a proportion in (0, 1]")
     R = _positive_int(replicates, "replicates")

@@ -150,8 +150,12 @@ class Design:
     def from_dict(cls, d: dict) -> Design:
         from causalid.identify.lti import LTIIdentifiabilityReport
 
-        if d.get("format") != _FORMAT:
-            raise DataError(f"not a causalid design (format {d.get('format')!r}; expected {_FORMAT!r})")
+        if not isinstance(d, dict) or d.get("format") != _FORMAT:
+            found = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise DataError(f"not a causalid design (format {found!r}; expected {_FORMAT!r})")
+        missing = [k for k in ("mean", "var", "criterion", "var_bounds", "steps") if k not in d]
+        if missing:
+            raise DataError(f"the design lacks field(s) {missing}")
         report = None if d.get("report") is None else LTIIdentifiabilityReport.from_dict(d["report"])
         return cls(mean=np.asarray(d["mean"], float), var=np.asarray(d["var"], float), criterion=d["criterion"],
                    value=d.get("value"), values=dict(d.get("values") or {}),
@@ -256,8 +260,12 @@ class NextDesign:
         from causalid.identify.lti import LTIIdentifiabilityReport
 
         d = _read_json(path, "a next-environment design")
-        if d.get("format") != _NEXT_FORMAT:
-            raise DataError(f"'{path}' is not a causalid next-environment design (format {d.get('format')!r})")
+        if not isinstance(d, dict) or d.get("format") != _NEXT_FORMAT:
+            found = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise DataError(f"'{path}' is not a causalid next-environment design (format {found!r})")
+        missing = [k for k in ("mean", "var", "eig", "steps", "table", "current") if k not in d]
+        if missing:
+            raise DataError(f"'{path}' lacks field(s) {missing} of a next-environment design")
         return cls(mean=np.asarray(d["mean"], float), var=np.asarray(d["var"], float), eig=float(d["eig"]),
                    steps=int(d["steps"]), table=pd.DataFrame(d["table"]),
                    candidates=None if d.get("candidates") is None else pd.DataFrame(d["candidates"]),

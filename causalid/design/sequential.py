@@ -39,21 +39,23 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from causalid.design._optim import ascend
+from causalid.design._optim import ascend, batched_value_and_grad, compiled
 from causalid.design.lti import (
     _LEARNING_RATE,
+    _decode,
     _eig_value,
     _Law,
     _positive_int,
     _posterior_law,
     _stable_draws,
     _theta,
-    _uniform,
-    as_key,
     check_mean_bound,
     check_var_bounds,
     fisher_aux,
+    generators,
+    jax_key,
     lti_fisher,
+    seed_words,
 )
 from causalid.dynamics.system import InputDesign
 from causalid.errors import DataError
@@ -70,7 +72,7 @@ def parameter_names(n: int, m: int) -> list[str]:
 
 
 # ====================================================================== the current state
-def _current(data_or_result, data, num_samples: int, prior, key):
+def _current(data_or_result, data, num_samples: int, prior, rng: np.random.Generator):
     """(law, current InputDesign, transitions per environment, input names, how)."""
     from causalid.data.lti import LTIData
     from causalid.infer.lti import identify_lti
@@ -140,7 +142,7 @@ def _current(data_or_result, data, num_samples: int, prior, key):
     cov = np.linalg.inv(0.5 * (precision + precision.T))
     cov = 0.5 * (cov + cov.T)
     L = np.linalg.cholesky(cov)
-    draws = _gaussian_draws(key, _theta(A_hat, B_hat), L, 16 * num_samples)
+    draws = _gaussian_draws(jax_key(rng), _theta(A_hat, B_hat), L, 16 * num_samples)
     A_k, B_k = _stable_draws(draws, n, m, num_samples, "the Laplace posterior")
     law = _Law(A_hat, B_hat, np.zeros((n, n)) if Q is None else Q, A_k, B_k, L, how)
     return law, current, T, names, how
@@ -160,22 +162,15 @@ def _gaussian_draws(key, loc, scale_tril, num: int) -> np.ndarray:
 
 
 # ====================================================================== optimisation
-@partial(jax.jit, static_argnames=("with_means", "num_iters"))
-def _next_ascent(z0, p, *, with_means: bool, num_iters: int):
-    """Projected Adam on the EIG of one new environment, from every start (vmapped)."""
-    def objective(z):
-        var, mean = _decode_one(z, p, with_means)          # (1, m): one environment
+@partial(jax.jit, static_argnames=("with_means",))
+def _eig_value_and_grad(z, p, *, with_means: bool):
+    """EIG of one new environment and its gradient for a stack of normalised laws
+    z (S, c, 1, m): the one compiled program of the ascent."""
+    def objective(zz):
+        var, mean = _decode(zz, p, with_means)          # (1, m): one environment
         return _eig_value(p, mean, var, p["steps"])
 
-    lower = jnp.stack([jnp.zeros(z0.shape[2:]), -jnp.ones(z0.shape[2:])])[: z0.shape[1]]
-    z, _ = ascend(objective, z0, num_iters, _LEARNING_RATE, lower, jnp.ones(z0.shape[1:]))
-    return z
-
-
-def _decode_one(z, p, with_means: bool):
-    var = jnp.exp(p["llo"] + (p["lhi"] - p["llo"]) * z[0])
-    mean = p["mean_bound"] * z[1] if with_means else jnp.zeros_like(var)
-    return var, mean
+    return batched_value_and_grad(objective)(z)
 
 
 @jax.jit
@@ -192,7 +187,7 @@ def _score(var: np.ndarray, mean: np.ndarray, p: dict, chunk: int) -> np.ndarray
         if k < chunk:
             v = np.concatenate([v, np.repeat(v[:1], chunk - k, axis=0)])
             mu = np.concatenate([mu, np.repeat(mu[:1], chunk - k, axis=0)])
-        out.append(np.asarray(_eig_batch(jnp.asarray(v), jnp.asarray(mu), p))[:k])
+        out.append(np.asarray(compiled(_eig_batch, v, mu, p)(v, mu, p))[:k])
     scores = np.concatenate(out)
     return np.where(np.isfinite(scores), scores, -np.inf)
 
@@ -286,9 +281,8 @@ def design_next(
     T_new = float(_positive_int(steps, "steps"))
     S, iters = _positive_int(num_starts, "num_starts"), _positive_int(num_iters, "num_iters")
     K = _positive_int(num_samples, "num_samples")
-    key = as_key(key)
-    k_post, k_start = jax.random.split(key)
-    law, current, T_cur, names, how = _current(data_or_result, data, K, prior, k_post)
+    rng_post, rng_start = generators(seed_words(key), 2)
+    law, current, T_cur, names, how = _current(data_or_result, data, K, prior, rng_post)
     n, m = law.B.shape
     Q = law.Q if np.any(law.Q) else None
     auxes = [fisher_aux(A, B, Q) for A, B in zip(law.A_draws, law.B_draws)]
@@ -313,11 +307,14 @@ def design_next(
         lo, hi = check_var_bounds(var_bounds)
         bound = check_mean_bound(mean_bound)
         with_means = bound is not None
-        p.update(llo=jnp.log(lo), lhi=jnp.log(hi), mean_bound=jnp.asarray(bound or 0.0))
+        p.update(llo=np.float64(math.log(lo)), lhi=np.float64(math.log(hi)), mean_bound=np.float64(bound or 0.0))
         c = 2 if with_means else 1
-        u0 = _uniform(k_start, (S, c, 1, m))
-        z0 = u0.at[:, 1:].set(2.0 * u0[:, 1:] - 1.0) if with_means else u0
-        z = np.asarray(_next_ascent(z0, p, with_means=with_means, num_iters=iters))[:, :, 0]   # (S, c, m)
+        lower = np.array([0.0, -1.0])[:c, None, None]                   # u ∈ [0, 1], v ∈ [−1, 1]
+        z0 = lower + (1.0 - lower) * rng_start.uniform(size=(S, c, 1, m))
+        p_dev = jax.device_put(p)
+        value_and_grad = compiled(_eig_value_and_grad, z0, p_dev, with_means=with_means)
+        z, _ = ascend(lambda zz: value_and_grad(zz, p_dev), z0, iters, _LEARNING_RATE, lower, 1.0)
+        z = z[:, :, 0]                                                  # (S, c, m)
         snapped = z.copy()
         snapped[:, 0] = np.round(snapped[:, 0])
         if with_means:

@@ -56,10 +56,13 @@ _TAPS = {2: (2, 1), 3: (3, 2), 4: (4, 3), 5: (5, 3), 6: (6, 5), 7: (7, 6), 8: (8
          16: (16, 15, 13, 4), 17: (17, 14), 18: (18, 11)}
 
 
-def _key(key):
-    from causalid.design.lti import as_key
+def _rng(key) -> np.random.Generator:
+    """A NumPy generator seeded by the words of ``key`` (an int seed or a JAX key; see
+    :func:`causalid.design.lti.seed_words`): the draws here are a handful of numbers, which
+    JAX's generator would first compile a program for."""
+    from causalid.design.lti import generators, seed_words
 
-    return as_key(key)
+    return generators(seed_words(key), 1)[0]
 
 
 def _check_common(num_steps, num_inputs, amplitude, mean):
@@ -148,7 +151,7 @@ def prbs(
     if bits not in _TAPS:
         raise DataError(f"bits={bits}: registers of {min(_TAPS)}–{max(_TAPS)} bits are available")
     period = 2**bits - 1
-    seed = int(jax.random.randint(_key(key), (), 1, period + 1))
+    seed = int(_rng(key).integers(1, period + 1))
     seq = _lfsr(seed, bits=bits, taps=_TAPS[bits], length=period)
     shifts = (np.arange(m) * period) // m
     idx = (np.arange(need)[:, None] + shifts[None, :]) % period
@@ -191,6 +194,8 @@ def multisine(
     pe_order : int, optional
         Check persistent excitation of this order.  A channel with K lines is exciting of
         order 2K.
+    key : int or jax PRNG key
+        Seed of the random phases (``phases="random"`` only).
 
     Examples
     --------
@@ -218,14 +223,14 @@ def multisine(
         raise DataError(f"the band ({f_lo:g}, {f_hi:g}) holds {len(lines)} frequency line(s) of a period of {P} "
                         f"samples, fewer than the {m} input(s); widen the band or lengthen the period")
     u = np.zeros((P, m))
-    rng_key = _key(key)
+    rng = _rng(key)
     for j in range(m):                  # one spectrum per channel (m is small); no loop over time
         k = lines[j::m]
         K = len(k)
         if phases == "schroeder":
             phi = -np.pi * np.arange(1, K + 1) * np.arange(K) / K
         else:
-            phi = np.asarray(jax.random.uniform(jax.random.fold_in(rng_key, j), (K,), jnp.float64, 0.0, 2 * np.pi))
+            phi = rng.uniform(0.0, 2 * np.pi, K)
         spec = np.zeros(P // 2 + 1, dtype=complex)
         spec[k] = np.exp(1j * phi)
         x = np.fft.irfft(spec, n=P)
@@ -379,9 +384,10 @@ def choose_signal(candidates, system: LTISystem, *, noise_var=None) -> SignalCho
         W = np.asarray(noise_var, float)
         if W.shape != (n, n):
             raise DataError(f"noise_var must be a number or an ({n}, {n}) matrix; got shape {W.shape}")
-    sign_w, logdet_w = np.linalg.slogdet(0.5 * (W + W.T))
-    if sign_w <= 0:
-        raise DataError("the process-noise covariance must be positive definite")
+    W = 0.5 * (W + W.T)
+    if not np.all(np.isfinite(W)) or np.linalg.eigvalsh(W)[0] <= 0:
+        raise DataError("the process-noise covariance must be finite and positive definite")
+    _, logdet_w = np.linalg.slogdet(W)
     import scipy.linalg
 
     P_noise = scipy.linalg.solve_discrete_lyapunov(system.A, W)

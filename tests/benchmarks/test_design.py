@@ -18,19 +18,29 @@
    its Gaussian prior on A, B), computed from the simulated data, independently of the
    designer's expected-information formulas.  Asserted: the proposal wins
    in at least 80 % of 20 cases.
-3. ``test_design_time_n10`` — wall-clock and CPU seconds of ``design_lti`` for n = m = 10
-   (E = 11): a cold call (including JAX compilation) and warm calls.  Asserted: warm calls
-   under 2 s.
+3. ``test_design_time_n10_cold`` — the Done-when target "the design for n = m = 10 takes
+   under 2 s on CPU" as a user meets it: ``design_lti(10, 11)`` with the default criterion,
+   once per fresh Python process (so including JAX tracing and XLA compilation), with and
+   without a prior system (built in NumPy, so that nothing warms JAX up before the call).
+   Only the call is timed (``import causalid`` is reported separately).  Three processes
+   per case; the median wall-clock and CPU seconds are printed against the 2 s target with
+   the machine's load average, and asserted: median CPU seconds under 2 s (CPU time, not
+   wall time, because on a shared machine the wall time mostly measures the other
+   processes; on an idle machine the two agree within ~10 %).
+   ``test_design_time_n10_warm`` — later calls of the same shape in one process.
 4. ``test_finds_max_variability_design`` — for m = 2..6 and E = m + 1 on the reference box
    [1e-4, 1], each system-free criterion's design against the one-hot design by that
    criterion.
 
-Timings are machine-dependent; on a shared machine the cold call is dominated by XLA
-compilation and varies with the load.
+Timings are machine-dependent; the cold call is dominated by XLA compilation.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 
 import jax
@@ -167,17 +177,57 @@ def test_next_environment_beats_random():
     assert wins >= 0.8 * cases, g
 
 
-def test_design_time_n10():
-    m, E = 10, 11
+_COLD_CALL = """
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+import causalid
+t_import = time.perf_counter() - t0
+system = None
+if sys.argv[1] == "system":                 # a stable full-state system, built without JAX
+    rng = np.random.default_rng(0)
+    A = 0.8 * np.linalg.qr(rng.normal(size=(10, 10)))[0]
+    system = causalid.LTISystem(A, rng.normal(size=(10, 10)), np.eye(10))
+wall, cpu = time.perf_counter(), time.process_time()
+d = causalid.design_lti(10, 11, var_bounds=(1e-2, 1.0), system=system, key=0)
+wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+print(json.dumps({"import": t_import, "wall": wall, "cpu": cpu, "value": d.value}))
+"""
+
+
+@pytest.mark.parametrize("case", ["no system", "system"])
+def test_design_time_n10_cold(case):
+    target, runs = 2.0, 3
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
     rows = []
-    for label, key in (("cold (includes JIT compilation)", 0), ("warm", 1), ("warm", 2)):
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", _COLD_CALL, case.replace(" ", "-")], capture_output=True,
+                             text=True, env=env, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    wall = float(np.median([r["wall"] for r in rows]))
+    cpu = float(np.median([r["cpu"] for r in rows]))
+    imp = float(np.median([r["import"] for r in rows]))
+    print(f"\ncold design_lti(10, 11), default criterion, {case}, fresh process (median of {runs}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs): call wall {wall:.2f} s, cpu {cpu:.2f} s "
+          f"(target {target:.0f} s); import causalid {imp:.2f} s; values {[round(r['value'], 4) for r in rows]}")
+    assert len({r["value"] for r in rows}) == 1, rows            # same seed, same design
+    assert cpu < target, (f"cold call {cpu:.2f} s of CPU" + (
+        "; with a system causalid.check_lti's controllability and Fisher-information checks "
+        "(python-control's import, a compiled Fisher information) dominate" if case == "system" else ""), rows)
+
+
+def test_design_time_n10_warm():
+    m, E = 10, 11
+    design_lti(m, E, var_bounds=(1e-2, 1.0), key=0)                     # compiles (unless done already)
+    rows = []
+    for key in (1, 2):
         t, c = time.perf_counter(), time.process_time()
         d = design_lti(m, E, var_bounds=(1e-2, 1.0), key=key)
-        rows.append((label, time.perf_counter() - t, time.process_time() - c, d.value))
-    print(f"\ndesign_lti(n = m = {m}, E = {E}, criterion 'pairwise', 32 starts x 200 steps + polish):")
-    for label, wall, cpu, value in rows:
-        print(f"  {label:<32} wall {wall:6.2f} s   cpu {cpu:6.2f} s   value {value:.4g}")
-    assert max(r[1] for r in rows[1:]) < 2.0, rows
+        rows.append((time.perf_counter() - t, time.process_time() - c, d.value))
+    print(f"\ndesign_lti(n = m = {m}, E = {E}, criterion 'pairwise', 32 starts x 200 steps + polish), warm:")
+    for wall, cpu, value in rows:
+        print(f"  wall {wall:6.2f} s   cpu {cpu:6.2f} s   value {value:.4g}")
+    assert max(r[0] for r in rows) < 2.0, rows
 
 
 @pytest.mark.parametrize("m", [2, 3, 4, 5, 6])

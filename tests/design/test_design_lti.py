@@ -35,13 +35,19 @@ def test_finds_max_variability_design_or_better(criterion, key, sense):
     assert d.report.identifiable["B_tilde"]
 
 
-def test_moment_criterion_recovers_the_one_hot_design():
-    # for m = 3 the closed-form engine's best design is the reference one-hot design up to
-    # the order of environments and channels
-    d = design_lti(3, 4, var_bounds=BOX, criterion="moment", key=0, **FAST)
+@pytest.mark.parametrize("key", [0, 1])
+def test_moment_criterion_keeps_the_one_hot_structure(key):
+    # the closed-form engine's criterion prefers a quiet baseline with one loud channel per
+    # environment (not the mirror image, which ties on the Fisher-based criteria): its designs
+    # have at most one loud channel per environment and every channel loud somewhere.  The
+    # one-hot design itself is not always the optimum (for m = 3 moving one environment's
+    # quiet channels off the lower bound, or repeating a loud channel, can do slightly
+    # better), so its value is the bar, not its layout.
+    one_hot = design_criteria(lti.max_variability_design(3, zero_means=True), var_bounds=BOX)["moment"]
+    d = design_lti(3, 4, var_bounds=BOX, criterion="moment", key=key, **FAST)
     loud = d.var > 0.5
-    assert sorted(loud.sum(axis=1).tolist()) == [0, 1, 1, 1]
-    assert loud.sum(axis=0).tolist() == [1, 1, 1]
+    assert loud.sum(axis=1).max() == 1 and loud.any(axis=0).all(), d.var
+    assert d.value <= one_hot * (1 + 1e-9)
 
 
 # ---------------------------------------------------------------------- hard constraints
@@ -68,6 +74,68 @@ def test_mean_bound_gives_vertex_means_of_full_rank():
     d = design_lti(3, 4, var_bounds=(1e-2, 1.0), mean_bound=2.0, key=0, **FAST)
     assert np.allclose(np.abs(d.mean), 2.0)
     assert np.linalg.matrix_rank(d.mean) == 3
+
+
+def test_polish_moves_infeasible_vertices_to_feasibility():
+    # from the all-quiet and the all-loud vertices (rank L = 0) single flips must first open up
+    # every direction of L (σ_min stays 0 until the last one: the shortfall, not σ_min, guides
+    # them), then improve the criterion: both reach a one-hot-type design of full rank
+    from causalid.design.lti import _base_params, _polish, _Scorer
+
+    E, m, lo, hi = 4, 3, 1e-2, 1.0
+    scorer = _Scorer("pairwise", _base_params(lo, hi, None, np.ones(E), 0.1), lo, hi, 0.1)
+    u = np.stack([np.zeros((E, m)), np.ones((E, m))])
+    assert not scorer(lo * (hi / lo) ** u, np.zeros_like(u))[2].any()
+    u_pol, _ = _polish(scorer, u, np.zeros_like(u), lo, hi, max_rounds=E * m)
+    score, shortfall, feasible = scorer(lo * (hi / lo) ** u_pol, np.zeros_like(u))
+    assert feasible.all() and np.all(shortfall == 0)
+    one_hot = design_criteria(InputDesign(None, lo * (hi / lo) ** np.vstack([np.zeros((1, m)), np.eye(m)])),
+                              var_bounds=(lo, hi))["pairwise"]
+    np.testing.assert_allclose(np.exp(score), one_hot, rtol=1e-9)
+
+
+def test_ascend_reaches_the_projected_optimum_and_keeps_the_best_finite_point():
+    from causalid.design._optim import ascend
+
+    target = np.array([0.3, 1.7, -0.4])                   # optimum on the box [0, 1]: (0.3, 1, 0)
+
+    def value_and_grad(z):
+        f = -np.sum((z - target) ** 2, axis=1)
+        f[1] = np.nan                                      # start 1: the objective is NaN everywhere
+        return f, -2.0 * (z - target)
+
+    z0 = np.array([[0.9, 0.1, 0.5], [0.5, 0.5, 0.5]])
+    z, value = ascend(value_and_grad, z0, 300, 0.05, 0.0, 1.0)
+    np.testing.assert_allclose(z[0], [0.3, 1.0, 0.0], atol=1e-3)
+    assert np.isclose(value[0], -(1.7 - 1) ** 2 - 0.4**2, atol=1e-5)
+    np.testing.assert_array_equal(z[1], z0[1])
+    assert value[1] == -np.inf
+
+
+def test_compiled_falls_back_when_xla_lacks_an_option(monkeypatch):
+    from causalid.design import _optim
+
+    f = jax.jit(lambda x, p, *, k: k * x * p["a"], static_argnames=("k",))
+    monkeypatch.setattr(_optim, "_CPU_COMPILER_OPTIONS", {"xla_no_such_option": True})
+    monkeypatch.setattr(_optim, "_COMPILED", {})
+    run = _optim.compiled(f, np.ones(3), {"a": np.float64(2.0)}, k=3)
+    np.testing.assert_array_equal(run(np.arange(3.0), {"a": np.float64(2.0)}), [0.0, 6.0, 12.0])
+    assert _optim.compiled(f, np.zeros(3), {"a": np.float64(1.0)}, k=3) is run          # cached per shape
+
+
+def test_mean_criterion_gradient_is_that_of_jax():
+    from causalid.design._optim import logdet_spd
+    from causalid.design.lti import _mean_value_and_grad
+
+    M = np.random.default_rng(2).uniform(-1, 1, (3, 5, 4))
+    value, grad = _mean_value_and_grad(M)
+
+    def logdet(Mi):
+        return logdet_spd(Mi.T @ Mi / 5 + 1e-12 * jnp.eye(4))
+
+    ref_value, ref_grad = jax.jit(jax.vmap(jax.value_and_grad(logdet)))(M)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-10, atol=1e-12)
 
 
 # ---------------------------------------------------------------------- errors
@@ -105,6 +173,19 @@ def test_single_input_design():
     assert np.isclose(d.values["sigma_min_rel"], 1.0) and d.report.identifiable["B_tilde"]
 
 
+def test_an_estimate_extends_the_report_of_a_system_free_design():
+    # an LTIResult is accepted as the system of any criterion (the CLI's --system takes one);
+    # n = m = 3, 4 environments of 300 steps: the shapes of tests/design/test_design_next.py
+    system = lti.random_system(jax.random.PRNGKey(0), 3)
+    law = lti.max_variability_design(3, zero_means=True)
+    sim = lti.simulate_lti(jax.random.PRNGKey(1), system, design=law, num_steps=300)
+    fit = identify_lti(LTIData.from_arrays(sim["y"], input_mean=law.mean, input_var=law.var), method="moment")
+    d = design_lti(3, 4, var_bounds=(1e-2, 1.0), system=fit, key=0, **FAST)
+    names = [c.name for c in d.report.checks]
+    assert "controllability" in names and "fisher_information" in names
+    assert d.system is not None and d.system["A"] == np.asarray(fit.A).tolist()
+
+
 def test_system_with_wrong_input_count_is_refused():
     with pytest.raises(DataError, match="input"):
         design_lti(2, 3, criterion="d-optimal", system=LTISystem(0.5 * np.eye(3), np.eye(3), np.eye(3)))
@@ -116,6 +197,17 @@ def test_reproducible_for_int_and_key_seeds():
     b = design_lti(2, 3, key=jax.random.PRNGKey(5), **FAST)
     np.testing.assert_array_equal(a.var, b.var)
     np.testing.assert_array_equal(a.mean, b.mean)
+    assert a.settings["key"] == [0, 5]
+
+
+def test_int_seeds_stand_for_their_prng_keys():
+    from causalid.design.lti import seed_words
+
+    for s in (0, 5, -1, 2**33 + 3, 2**63 - 1, -(2**63)):
+        assert seed_words(s) == tuple(np.asarray(jax.random.PRNGKey(s)).tolist()), s
+    assert seed_words(jax.random.key(7)) == (0, 7)
+    with pytest.raises(DataError, match="out of range"):
+        seed_words(2**64)
 
 
 def test_save_load_frame_summary_and_plot(tmp_path):
@@ -140,6 +232,9 @@ def test_save_load_frame_summary_and_plot(tmp_path):
     (tmp_path / "other.json").write_text('{"format": "something else"}')
     with pytest.raises(DataError, match="not a causalid design"):
         Design.load(tmp_path / "other.json")
+    (tmp_path / "cut.json").write_text('{"format": "causalid.Design/1", "mean": [[0.0]]}')
+    with pytest.raises(DataError, match=r"cut.json.*lacks field\(s\) \['var'"):
+        Design.load(tmp_path / "cut.json")
 
 
 # ---------------------------------------------------------------------- criteria against oracles

@@ -13,7 +13,7 @@ def test_design_experiment_example(tmp_path, capsys):
     fig = tmp_path / "design.png"
     out = mod.main(["--quick", "--plot", str(fig)])
     assert fig.exists() and fig.stat().st_size > 0
-    # three systems, n = m = 3, 600 steps: the designed laws identify B̃ better than random ones
+    # three systems, n = m = 3, 300 steps: the designed laws identify B̃ better than random ones
     assert len(out["rows"]) == 3
     assert out["median_designed"] < out["median_random"]
     assert all(r["designed_mcc"] > 0.95 for r in out["rows"])

@@ -68,6 +68,7 @@ def test_bookkeeping_with_an_engine_that_needs_100_environments(monkeypatch):
     ({"target": 1.5}, "target"),
     ({"regime": "neither"}, "unknown regime"),
     ({"envs": ()}, "at least one value"),
+    ({"model": "binary", "regime": "cause"}, "varies every mechanism"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(DataError, match=match):

@@ -111,3 +111,6 @@ def test_choose_signal_errors():
         choose_signal([np.ones((10, 1))], system)
     with pytest.raises(DataError, match=r"expected \(T, 1\)"):
         choose_signal([np.ones((10, 2))], system, noise_var=1.0)
+    # a determinant > 0 is not enough: two negative eigenvalues
+    with pytest.raises(DataError, match="positive definite"):
+        choose_signal([np.ones((10, 1))], system, noise_var=-np.eye(2))
