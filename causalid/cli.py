@@ -112,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
     from causalid.design.cli import add_parser as _add_design
 
     _add_design(sub)
+    from causalid.verify.cli import add_report_parser, add_verify_parser
+
+    add_verify_parser(sub)
+    add_report_parser(sub)
     return p
 
 
@@ -128,6 +132,14 @@ def main(argv=None) -> int:
             from causalid.design.cli import run
 
             return run(args)
+        if args.command == "verify":
+            from causalid.verify.cli import run_verify
+
+            return run_verify(args)
+        if args.command == "report":
+            from causalid.verify.cli import run_report
+
+            return run_report(args)
         if args.command == "discover":
             return _discover(args)
         if args.command == "identify":
@@ -141,6 +153,8 @@ def main(argv=None) -> int:
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"causalid: error: {exc.strerror}: '{exc.filename}'", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # an interrupted sweep has said what is stored and how to resume
+        return 130
 
 
 def _read_truth(spec: str, names):

@@ -1,0 +1,1485 @@
+r"""Simulation-based calibration (SBC) of Bayesian engines (Talts et al. 2018, arXiv 1804.06788).
+
+If :math:`\theta^\ast \sim \pi(\theta)`, :math:`y \sim p(y \mid \theta^\ast)` and
+:math:`\theta_1, \dots, \theta_L` are independent draws from the posterior
+:math:`p(\theta \mid y)`, then for any scalar function :math:`f` the rank statistic
+
+.. math::
+
+    r = \#\{\,l : f(\theta_l) < f(\theta^\ast)\,\} \in \{0, \dots, L\}
+
+is uniformly distributed on :math:`\{0, \dots, L\}` (ties, which only discrete quantities
+produce, are broken uniformly at random).  An engine whose draws are not from the posterior of
+the model that generated the data — a bug, a sampler that does not mix, or a model that does
+not match the simulator (misspecification) — shows up as a non-uniform rank histogram: a
+U shape (posterior too narrow), a hump (too wide), a slope (biased).
+
+:func:`run_sbc` is the general loop, vectorised over replicates with :func:`jax.vmap`:
+
+1. ``prior_sample(key) -> theta``              the true parameters of one replicate;
+2. ``simulate(key, theta) -> data``            one data set from the model;
+3. ``posterior_draws(key, data, num) -> draws``  ``num`` posterior draws (leading axis), or
+   ``(draws, info)`` with ``info`` a dict of per-replicate scalar diagnostics;
+4. ``quantities(theta) -> {name: array}``      the quantities to rank (default: every leaf).
+
+Every callable must be a pure JAX function (jit- and vmap-able).  Each stage (prior,
+simulator, sampler with ranking) is compiled once per callable (by identity), so a second run
+with another simulator but the same engine — a misspecified one, say — compiles only the
+simulator.  MCMC draws are thinned (``thin``) to make them roughly independent: autocorrelated
+draws make the ranks non-uniform even for a correct sampler (Talts et al. §4.1).
+
+Misspecification is a simulator that differs from the engine's model: pass any ``prior_sample``
+/ ``simulate`` to :func:`run_sbc`, or the ``simulation_*`` arguments of the ready-made
+problems.  SBC should then fail, and a test should show that it does.
+
+Ready-made problems (:class:`SBCProblem`, run with :meth:`SBCProblem.run`) for the project's
+Bayesian engines, using the engines' own NumPyro programs:
+
+* :func:`icm_problem` — NUTS over the mechanism parameters of the exchangeable ICM model
+  :func:`causalid.models.exchangeable.icm_model` (the engine of :func:`causalid.fit_parameters`);
+* :func:`nig_problem` — the exact Normal–Inverse-Gamma posterior of the linear-Gaussian
+  mechanism whose marginal likelihood scores DAGs in ``discover(method="bayes")``
+  (:mod:`causalid.infer.bayes`); sampled in closed form, so it is fast and exact;
+* :func:`lti_problem` — NUTS with the Kalman likelihood of
+  :func:`causalid.models.lti.lti_model`, configured as ``identify_lti(method="bayes")``.
+
+:func:`nuts_posterior` turns any NumPyro program of one data argument into a vmap-able
+``posterior_draws``.
+
+The result, :class:`SBCResult`, holds the ranks in a long table (``parameter``, ``rank``,
+``num_draws``, ``replicate`` + setting and diagnostic columns) with :meth:`SBCResult.test` (a
+uniformity test per parameter, Holm's correction across parameters), :meth:`SBCResult.plot`
+(rank histograms with the binomial band) and Parquet / JSON :meth:`~SBCResult.save` /
+:meth:`~SBCResult.load`.
+
+Examples
+--------
+A conjugate normal model with a known posterior:
+
+>>> import causalid, jax, jax.numpy as jnp
+>>> from causalid.verify.sbc import run_sbc
+>>> def prior_sample(key):
+...     return {"mu": jax.random.normal(key)}
+>>> def simulate(key, theta):
+...     return theta["mu"] + jax.random.normal(key, (4,))
+>>> def posterior_draws(key, y, num):            # mu | y ~ N(sum(y) / 5, 1 / 5)
+...     return {"mu": y.sum() / 5 + jax.random.normal(key, (num,)) / jnp.sqrt(5.0)}
+>>> res = run_sbc(prior_sample, simulate, posterior_draws, num_replicates=200, num_draws=49,
+...               key=0)
+>>> res.frame.columns.tolist()
+['parameter', 'rank', 'num_draws', 'replicate']
+>>> res.test(alpha=0.01).passed
+True
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import warnings
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import networkx as nx
+import numpy as np
+import pandas as pd
+from numpyro import handlers
+from numpyro.infer.hmc import hmc
+from numpyro.infer.initialization import init_to_uniform
+from numpyro.infer.reparam import LocScaleReparam
+from numpyro.infer.util import initialize_model, potential_energy
+
+from causalid._json import plain
+from causalid._typing import Array, Family, Regime
+from causalid.errors import ConvergenceWarning, DataError
+from causalid.infer.bayes import NIGHyper, _chol_factor, _chol_solve
+
+__all__ = [
+    "NIGPosterior",
+    "SBCProblem",
+    "SBCResult",
+    "SBCTest",
+    "icm_problem",
+    "lti_problem",
+    "nig_posterior",
+    "nig_problem",
+    "nuts_posterior",
+    "run_sbc",
+]
+
+CORE_COLUMNS = ("parameter", "rank", "num_draws", "replicate")
+"""The columns every SBC table has; setting and diagnostic columns follow them."""
+
+FORMAT = "causalid.verify.sbc/1"
+
+TestMethod = Literal["chi2", "ks"]
+Correction = Literal["holm", "bonferroni"]
+
+
+# ============================================================================ core
+def _as_key(key) -> Array:
+    if isinstance(key, (int, np.integer)):
+        return jax.random.PRNGKey(int(key))
+    return jnp.asarray(key) if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise DataError(f"{name}={value!r}; it must be a positive integer")
+    return int(value)
+
+
+def _over_replicates(f: Callable, batch_size: int | None) -> Callable:
+    """``f`` mapped over a leading replicate axis of all its arguments: one ``vmap``, or
+    :func:`jax.lax.map` over vmapped batches of ``batch_size``."""
+    if batch_size is None:
+        return jax.vmap(f)
+    return lambda *xs: jax.lax.map(lambda a: f(*a), xs, batch_size=batch_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _stage(fn: Callable) -> Callable:
+    """``fn`` vmapped over a leading replicate axis and compiled, cached on the callable's
+    identity (prior and simulator are separate stages, so a run that changes only one of them
+    compiles only that one)."""
+    return jax.jit(jax.vmap(fn))
+
+
+@functools.lru_cache(maxsize=64)
+def _posterior_stage(
+    posterior_draws: Callable,
+    quantities: Callable,
+    num_draws: int,
+    thin: int,
+    batch_size: int | None,
+):
+    """Compiled ``(keys, keys, theta, data) -> (ranks, finite draws, finite truth, info)``.
+
+    Posterior draws and ranks in one program, so the draws of a batch never leave it; cached
+    on the callables' identity so that runs sharing an engine share the compiled sampler.
+    """
+
+    def one(k_post, k_rank, theta, data):
+        out = posterior_draws(k_post, data, num_draws * thin)
+        pair = isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Mapping)
+        draws, info = out if pair else (out, {})
+        leading = {jnp.shape(a)[0] for a in jax.tree.leaves(draws)}
+        if leading != {num_draws * thin}:
+            raise DataError(
+                f"posterior_draws returned leading draw axes {sorted(leading)}; "
+                f"expected {num_draws * thin}, the num it was given"
+            )
+        draws = jax.tree.map(lambda a: a[thin - 1 :: thin], draws)
+        truth = quantities(theta)
+        try:
+            q = jax.vmap(quantities)(draws)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(
+                f"quantities could not be applied to the posterior draws ({exc!r}); "
+                "the draws must have the structure of theta"
+            ) from exc
+        finite_draws = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in q.values()]))
+        finite_truth = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in truth.values()]))
+        return _rank_one(k_rank, truth, q), finite_draws, finite_truth, dict(info)
+
+    return jax.jit(_over_replicates(one, batch_size))
+
+
+def _flat_names(name: str, shape: tuple[int, ...]) -> list[str]:
+    if not shape:
+        return [name]
+    return [f"{name}[{','.join(map(str, idx))}]" for idx in np.ndindex(*shape)]
+
+
+def _default_quantities(theta) -> dict[str, Array]:
+    """Every leaf of the parameter pytree, named by its path (``"A"``, ``"['beta']"`` ...)."""
+    if isinstance(theta, Mapping):
+        return {str(k): jnp.asarray(v) for k, v in theta.items()}
+    leaves = jax.tree_util.tree_flatten_with_path(theta)[0]
+    if len(leaves) == 1 and not leaves[0][0]:
+        return {"theta": jnp.asarray(leaves[0][1])}
+    return {jax.tree_util.keystr(path): jnp.asarray(v) for path, v in leaves}
+
+
+def _quantity_names(quantities: Callable, theta) -> list[str]:
+    """Names of the scalars that ``quantities(theta)`` returns, in its own (insertion) order,
+    which is the order of the ranks (pytree outputs would be sorted by key instead)."""
+    found: list[str] = []
+
+    def probe(th):
+        q = quantities(th)
+        if not isinstance(q, Mapping) or not q:
+            raise DataError("quantities(theta) must return a non-empty dict of arrays")
+        for name, value in q.items():
+            found.extend(_flat_names(str(name), tuple(jnp.shape(value))))
+        return 0
+
+    try:
+        jax.eval_shape(probe, theta)
+    except (KeyError, TypeError, IndexError) as exc:
+        raise DataError(f"quantities could not be applied to theta ({exc!r})") from exc
+    return found
+
+
+def _rank_one(key, truth: dict, draws: dict) -> Array:
+    """Ranks of every scalar of ``truth`` among ``draws`` (leading draw axis), ties broken
+    uniformly at random; concatenated in the order of ``truth``."""
+    below, tied = [], []
+    for name, t in truth.items():
+        d = draws[name].reshape(draws[name].shape[0], -1)
+        t = t.reshape(-1)
+        below.append(jnp.sum(d < t, axis=0))
+        tied.append(jnp.sum(d == t, axis=0))
+    below, tied = jnp.concatenate(below), jnp.concatenate(tied)
+    # one flat uniform per scalar: floor(U (ties + 1)) is uniform on 0..ties
+    u = jax.random.uniform(key, below.shape)
+    return below + jnp.minimum(jnp.floor(u * (tied + 1)).astype(below.dtype), tied)
+
+
+def run_sbc(
+    prior_sample: Callable[[Array], Any],
+    simulate: Callable[[Array, Any], Any],
+    posterior_draws: Callable[..., Any],
+    num_replicates: int,
+    num_draws: int,
+    key: int | Array,
+    *,
+    thin: int = 1,
+    quantities: Callable[[Any], Mapping[str, Array]] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    batch_size: int | None = None,
+) -> SBCResult:
+    r"""Simulation-based calibration of a posterior sampler.
+
+    For each replicate :math:`r = 0..R-1` (all at once, with :func:`jax.vmap`):
+    :math:`\theta^\ast_r` = ``prior_sample(k1)``, :math:`y_r` = ``simulate(k2, theta)``,
+    ``num_draws * thin`` posterior draws from ``posterior_draws(k3, y_r, num)`` thinned to
+    every ``thin``-th, and the rank of each scalar quantity of :math:`\theta^\ast_r` among them.
+
+    Parameters
+    ----------
+    prior_sample : callable ``(key) -> theta``
+        Draws the true parameters (a pytree; usually a dict of arrays).
+    simulate : callable ``(key, theta) -> data``
+        Draws one data set (a pytree of arrays) given the parameters.
+    posterior_draws : callable ``(key, data, num) -> draws`` or ``-> (draws, info)``
+        ``num`` posterior draws with a leading draw axis, structured like ``theta`` (at least
+        for the entries that ``quantities`` reads); optionally paired with ``info``, a dict of
+        scalar diagnostics (e.g. divergences), which become columns of the result.  ``num`` is
+        a static Python int.
+    num_replicates : int
+        ``R``, the number of simulated data sets.
+    num_draws : int
+        ``L``, posterior draws per replicate after thinning; ranks take values ``0..L``.
+    key : int or PRNG key
+    thin : int
+        Keep every ``thin``-th of ``num_draws * thin`` draws (1 for independent draws).
+    quantities : callable ``(theta) -> {name: array}``, optional
+        The quantities to rank, applied to the truth and to every draw; each entry of each array
+        is one "parameter" of the result, named ``name`` or ``name[i,j]``.  Use it to select
+        parameters or to rank functions of them (e.g. a sign-invariant form).  Default: every
+        leaf of ``theta``.
+    settings : mapping, optional
+        Constant columns added to the table (e.g. ``{"engine": "lti", "case": "correct"}``).
+    batch_size : int, optional
+        Run the sampler on the replicates in vmapped batches of this size
+        (:func:`jax.lax.map`): less memory, and an MCMC batch waits only for its own slowest
+        chain.  The results are the same as without batches.
+
+    Returns
+    -------
+    SBCResult
+
+    Warns
+    -----
+    ConvergenceWarning
+        When some posterior draws are not finite (their ranks are unreliable).
+    """
+    R = _positive_int("num_replicates", num_replicates)
+    L = _positive_int("num_draws", num_draws)
+    thin = _positive_int("thin", thin)
+    if batch_size is not None:
+        batch_size = _positive_int("batch_size", batch_size)
+    for name, fn in (
+        ("prior_sample", prior_sample),
+        ("simulate", simulate),
+        ("posterior_draws", posterior_draws),
+    ):
+        if not callable(fn):
+            raise DataError(f"{name} must be a callable; got {type(fn).__name__}")
+    settings = dict(settings or {})
+    for name, value in settings.items():
+        if name in CORE_COLUMNS or not isinstance(name, str):
+            raise DataError(f"setting name {name!r} is reserved or not a string; rename it")
+        if not isinstance(value, (str, bool, int, float, np.generic)):
+            raise DataError(
+                f"setting {name!r} must be a scalar (str, int, float, bool); "
+                f"got {type(value).__name__}"
+            )
+    quantities = _default_quantities if quantities is None else quantities
+
+    k_prior, k_sim, k_post, k_rank = jax.random.split(_as_key(key), 4)
+    split = functools.partial(jax.random.split, num=R)
+    theta = _stage(prior_sample)(split(k_prior))
+    if not all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree.leaves(theta)):
+        raise DataError("prior_sample drew non-finite parameter values")
+    data = _stage(simulate)(split(k_sim), theta)
+    names = _quantity_names(quantities, jax.tree.map(lambda a: a[0], theta))
+    stage = _posterior_stage(posterior_draws, quantities, L, thin, batch_size)
+    ranks, finite, finite_truth, info = stage(split(k_post), split(k_rank), theta, data)
+    if not np.all(np.asarray(finite_truth)):
+        raise DataError("some true parameter values are not finite; check prior_sample")
+    bad = int(np.sum(~np.asarray(finite)))
+    if bad:
+        warnings.warn(
+            f"{bad} of {R} replicates have non-finite posterior draws; their ranks are unreliable",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    ranks = np.asarray(ranks)
+    K = len(names)
+    frame = pd.DataFrame(
+        {
+            "parameter": pd.Series(np.tile(names, R), dtype="str"),
+            "rank": ranks.reshape(-1).astype(np.int64),
+            "num_draws": np.full(R * K, L, np.int64),
+            "replicate": np.repeat(np.arange(R, dtype=np.int64), K),
+        }
+    )
+    for name, value in settings.items():
+        value = plain(value)
+        frame[name] = pd.Series([value] * (R * K), dtype="str" if isinstance(value, str) else None)
+    diagnostics = []
+    for name, value in dict(info).items():
+        value = np.asarray(value)
+        if value.shape != (R,):
+            raise DataError(
+                f"diagnostic {name!r} must be one scalar per replicate; got shape "
+                f"{value.shape[1:]} per replicate"
+            )
+        if name in frame.columns:
+            raise DataError(f"diagnostic {name!r} clashes with a column; rename it")
+        frame[name] = np.repeat(value, K)
+        diagnostics.append(name)
+    return SBCResult(frame, thin=thin, settings=tuple(settings), diagnostics=tuple(diagnostics))
+
+
+# ============================================================================ the result
+def _bin_widths(num_values: int, bins: int) -> np.ndarray:
+    """Bin ``b`` holds the ranks ``r`` with ``floor(r * bins / num_values) == b``; returns the
+    number of rank values in each bin (all equal when ``bins`` divides ``num_values``)."""
+    r = np.arange(num_values)
+    return np.bincount(r * bins // num_values, minlength=bins)
+
+
+def _default_bins(num_values: int, num_replicates: int) -> int:
+    """About 10 expected ranks per bin, between 2 and 20 bins, at most one bin per rank value."""
+    return int(max(2, min(20, num_values, num_replicates // 10)))
+
+
+def _holm(p: np.ndarray) -> np.ndarray:
+    order = np.argsort(p)
+    k = len(p)
+    adj = np.maximum.accumulate((k - np.arange(k)) * p[order])
+    out = np.empty(k)
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def _uniformity(ranks: np.ndarray, L: int, bins: int, method: str, rng) -> tuple[float, float]:
+    from scipy import stats
+
+    if method == "chi2":
+        width = _bin_widths(L + 1, bins)
+        observed = np.bincount(ranks * bins // (L + 1), minlength=bins)
+        expected = len(ranks) * width / (L + 1)
+        stat = float(np.sum((observed - expected) ** 2 / expected))
+        return stat, float(stats.chi2.sf(stat, bins - 1))
+    # randomised probability integral transform: exactly Uniform(0, 1) under the null
+    u = (ranks + rng.uniform(size=len(ranks))) / (L + 1)
+    res = stats.kstest(u, "uniform")
+    return float(res.statistic), float(res.pvalue)
+
+
+@dataclass(frozen=True)
+class SBCTest:
+    """Outcome of :meth:`SBCResult.test`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per (setting group, parameter): ``statistic``, ``p_value``, ``p_adjusted``
+        (Holm or Bonferroni within the group), ``passed`` (``p_adjusted >= alpha``).
+    groups : pandas.DataFrame
+        One row per setting group: ``num_parameters``, ``num_replicates``, ``p_value`` (the
+        smallest adjusted p-value, a valid p-value for "every parameter is calibrated"),
+        ``passed``.
+    alpha, method, correction
+        As used.
+    bins : int or None
+        As given to :meth:`SBCResult.test` (None: the default per parameter, or ``"ks"``).
+    """
+
+    table: pd.DataFrame
+    groups: pd.DataFrame
+    alpha: float
+    method: str
+    correction: str
+    bins: int | None
+
+    @property
+    def passed(self) -> bool:
+        """True when every setting group passes."""
+        return bool(self.groups["passed"].all())
+
+    @property
+    def p_value(self) -> float:
+        """The smallest group p-value (of the only group, when there is one)."""
+        return float(self.groups["p_value"].min())
+
+    def __str__(self) -> str:
+        verdict = "passed" if self.passed else "FAILED"
+        return (
+            f"SBC uniformity ({self.method}, {self.correction}, alpha={self.alpha}): {verdict}\n"
+            + self.table.to_string(index=False)
+        )
+
+
+@dataclass(frozen=True)
+class SBCResult:
+    """Ranks of true parameters among posterior draws, from :func:`run_sbc`.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        One row per (replicate, parameter): ``parameter`` (str), ``rank`` (int, ``0..L``),
+        ``num_draws`` (``L``), ``replicate`` (int), then the setting columns and the per-replicate
+        diagnostic columns of the engine (e.g. ``divergences``).
+    thin : int
+        Thinning of the posterior draws.
+    settings : tuple of str
+        Names of the setting columns: the test and the plot treat each combination of their
+        values as one SBC run.
+    diagnostics : tuple of str
+        Names of the diagnostic columns.
+    """
+
+    frame: pd.DataFrame
+    thin: int = 1
+    settings: tuple[str, ...] = ()
+    diagnostics: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        missing = [
+            c
+            for c in CORE_COLUMNS + self.settings + self.diagnostics
+            if c not in self.frame.columns
+        ]
+        if missing:
+            raise DataError(f"an SBC table needs the columns {missing}")
+
+    # ------------------------------------------------------------------ access
+    @property
+    def parameters(self) -> list[str]:
+        """Parameter names in order of first appearance."""
+        return list(pd.unique(self.frame["parameter"]))
+
+    def _groups(self):
+        if not self.settings:
+            yield (), self.frame
+            return
+        for values, sub in self.frame.groupby(list(self.settings), sort=False, dropna=False):
+            yield (values if isinstance(values, tuple) else (values,)), sub
+
+    @classmethod
+    def concat(cls, results: Sequence[SBCResult]) -> SBCResult:
+        """One result from several (e.g. a correct and a misspecified run), which must have the
+        same setting columns, distinguishing values and the same thinning."""
+        results = list(results)
+        if not results:
+            raise DataError("concat needs at least one SBCResult")
+        first = results[0]
+        for r in results[1:]:
+            if r.settings != first.settings or r.thin != first.thin:
+                raise DataError(
+                    "SBC results with different settings or thinning cannot be "
+                    f"concatenated: {first.settings}/{first.thin} vs "
+                    f"{r.settings}/{r.thin}"
+                )
+        diagnostics = tuple(dict.fromkeys(d for r in results for d in r.diagnostics))
+        frame = pd.concat([r.frame for r in results], ignore_index=True)
+        return cls(frame, first.thin, first.settings, diagnostics)
+
+    # ------------------------------------------------------------------ test
+    def test(
+        self,
+        alpha: float = 0.01,
+        *,
+        method: TestMethod = "chi2",
+        bins: int | None = None,
+        correction: Correction = "holm",
+        seed: int = 0,
+    ) -> SBCTest:
+        r"""Test the uniformity of the ranks of every parameter, per setting group.
+
+        ``method="chi2"``: Pearson's chi-square test of the counts of ranks in ``bins`` bins
+        (bin ``b`` holds ranks with :math:`\lfloor r B / (L+1) \rfloor = b`; the expected
+        counts account for unequal bins), ``bins - 1`` degrees of freedom.  By default about 10
+        expected ranks per bin, 2 to 20 bins.  ``method="ks"``: Kolmogorov–Smirnov test of the
+        randomised PIT :math:`(r + V)/(L + 1)`, :math:`V \sim U(0, 1)` (exactly uniform under
+        the null; ``seed`` fixes :math:`V`).
+
+        Multiple testing: the parameters of one group share replicates, so their p-values are
+        dependent; Holm's step-down correction (default) or Bonferroni's controls the
+        family-wise error at ``alpha`` under any dependence.  A group passes when no adjusted
+        p-value is below ``alpha`` (the same verdict under either correction).
+
+        Parameters
+        ----------
+        alpha : float
+            Family-wise level per group, in (0, 1).
+        method : {"chi2", "ks"}
+        bins : int, optional
+            Number of bins for ``"chi2"`` (at most ``L + 1``).
+        correction : {"holm", "bonferroni"}
+        seed : int
+            For the randomisation of ``"ks"``.
+
+        Returns
+        -------
+        SBCTest
+        """
+        if not 0 < alpha < 1:
+            raise DataError(f"alpha={alpha}; it must lie in (0, 1)")
+        if method not in ("chi2", "ks"):
+            raise DataError(f"unknown method {method!r}; use 'chi2' or 'ks'")
+        if correction not in ("holm", "bonferroni"):
+            raise DataError(f"unknown correction {correction!r}; use 'holm' or 'bonferroni'")
+        rng = np.random.default_rng(seed)
+        rows, group_rows = [], []
+        for values, sub in self._groups():
+            label = dict(zip(self.settings, values))
+            part = []
+            for name, g in sub.groupby("parameter", sort=False):
+                L = int(g["num_draws"].iloc[0])
+                if (g["num_draws"] != L).any():
+                    raise DataError(f"parameter {name!r} mixes different num_draws in one group")
+                ranks = g["rank"].to_numpy(np.int64)
+                if ranks.min() < 0 or ranks.max() > L:
+                    raise DataError(f"parameter {name!r} has ranks outside 0..{L}")
+                b = _default_bins(L + 1, len(ranks)) if bins is None else int(bins)
+                if method == "chi2" and not 2 <= b <= L + 1:
+                    raise DataError(f"bins={b}; it must lie in 2..num_draws+1 = 2..{L + 1}")
+                stat, p = _uniformity(ranks, L, b, method, rng)
+                part.append(
+                    {
+                        **label,
+                        "parameter": name,
+                        "num_replicates": len(ranks),
+                        "statistic": stat,
+                        "p_value": p,
+                    }
+                )
+            p = np.array([r["p_value"] for r in part])
+            adj = _holm(p) if correction == "holm" else np.minimum(p * len(p), 1.0)
+            for r, a in zip(part, adj):
+                r["p_adjusted"] = float(a)
+                r["passed"] = bool(a >= alpha)
+            rows += part
+            group_rows.append(
+                {
+                    **label,
+                    "num_parameters": len(part),
+                    "num_replicates": int(sub["replicate"].nunique()),
+                    "p_value": float(adj.min()),
+                    "passed": bool(adj.min() >= alpha),
+                }
+            )
+        return SBCTest(
+            pd.DataFrame(rows),
+            pd.DataFrame(group_rows),
+            float(alpha),
+            method,
+            correction,
+            None if method == "ks" else bins,
+        )
+
+    # ------------------------------------------------------------------ plot
+    def plot(self, path, *, bins: int | None = None, band: float = 0.99, ncols: int = 4) -> Path:
+        r"""Rank histograms, one panel per (setting group, parameter), saved to ``path``.
+
+        Each panel shows the counts of ranks per bin (binning as in :meth:`test`), the expected
+        count under uniformity and, shaded, the central ``band`` interval of the
+        :math:`\mathrm{Binomial}(R, p_b)` count of each bin under uniformity (Talts et al.'s
+        99 % band by default).  About ``1 - band`` of the bins of a calibrated engine fall
+        outside it.  The format follows the suffix of ``path`` (``.png``, ``.pdf``, ``.svg``).
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+        from scipy import stats
+
+        if not 0 < band < 1:
+            raise DataError(f"band={band}; it must lie in (0, 1)")
+        path = Path(path)
+        panels = []
+        for values, sub in self._groups():
+            label = ", ".join(f"{k}={v}" for k, v in zip(self.settings, values))
+            for name, g in sub.groupby("parameter", sort=False):
+                panels.append((f"{name}" + (f"\n{label}" if label else ""), g))
+        ncols = max(1, min(ncols, len(panels)))
+        nrows = math.ceil(len(panels) / ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), squeeze=False)
+        for ax in axes.ravel()[len(panels) :]:
+            ax.set_visible(False)
+        for ax, (title, g) in zip(axes.ravel(), panels):
+            L = int(g["num_draws"].iloc[0])
+            ranks = g["rank"].to_numpy(np.int64)
+            R = len(ranks)
+            b = min(_default_bins(L + 1, R) if bins is None else int(bins), L + 1)
+            width = _bin_widths(L + 1, b)
+            left = np.concatenate([[0], np.cumsum(width)[:-1]])
+            counts = np.bincount(ranks * b // (L + 1), minlength=b)
+            prob = width / (L + 1)
+            lo = stats.binom.ppf((1 - band) / 2, R, prob)
+            hi = stats.binom.ppf(1 - (1 - band) / 2, R, prob)
+            edges = np.concatenate([left, [L + 1]])
+            ax.bar(
+                left,
+                counts,
+                width=width,
+                align="edge",
+                color="C0",
+                alpha=0.75,
+                edgecolor="white",
+                label="ranks",
+            )
+            ax.fill_between(
+                edges,
+                np.append(lo, lo[-1]),
+                np.append(hi, hi[-1]),
+                step="post",
+                color="0.5",
+                alpha=0.3,
+                linewidth=0,
+                label=f"{band:.0%} band",
+            )
+            ax.stairs(R * prob, edges, color="0.2", linestyle="--", label="uniform")
+            ax.set_title(title, fontsize=8)
+            ax.set_xlim(0, L + 1)
+            ax.tick_params(labelsize=7)
+        axes.ravel()[0].legend(fontsize=6, loc="lower left")
+        fig.supxlabel("rank of the true value among the posterior draws", fontsize=8)
+        fig.supylabel("replicates", fontsize=8)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
+    # ------------------------------------------------------------------ storage
+    def _meta(self) -> dict:
+        dtypes = {c: str(t) for c, t in self.frame.dtypes.items()}
+        return {
+            "format": FORMAT,
+            "thin": self.thin,
+            "settings": list(self.settings),
+            "diagnostics": list(self.diagnostics),
+            "dtypes": dtypes,
+        }
+
+    def save(self, path) -> Path:
+        """Write the table to ``path``: ``.parquet`` (needs pyarrow) or ``.json``.
+
+        Both keep the thinning and the names of the setting and diagnostic columns, so that
+        :meth:`load` returns an equal result.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = self._meta()
+        if path.suffix == ".parquet":
+            pa, pq = _pyarrow()
+            table = pa.Table.from_pandas(self.frame, preserve_index=False)
+            extra = {b"causalid.sbc": json.dumps(meta).encode()}
+            pq.write_table(
+                table.replace_schema_metadata({**(table.schema.metadata or {}), **extra}), path
+            )
+        elif path.suffix == ".json":
+            doc = {
+                **meta,
+                "columns": {c: plain(self.frame[c].tolist()) for c in self.frame.columns},
+            }
+            path.write_text(json.dumps(doc))
+        else:
+            raise DataError(f"unknown file type {path.suffix!r}; use .parquet or .json")
+        return path
+
+    @classmethod
+    def load(cls, path) -> SBCResult:
+        """Read a result written by :meth:`save`."""
+        path = Path(path)
+        if path.suffix not in (".parquet", ".json"):
+            raise DataError(f"unknown file type {path.suffix!r}; use .parquet or .json")
+        if not path.exists():
+            raise DataError(f"no SBC file at {path}")
+        if path.suffix == ".parquet":
+            _, pq = _pyarrow()
+            table = pq.read_table(path)
+            raw = (table.schema.metadata or {}).get(b"causalid.sbc")
+            if raw is None:
+                raise DataError(f"{path} is not an SBC table written by SBCResult.save")
+            meta, frame = json.loads(raw), table.to_pandas()
+        elif path.suffix == ".json":
+            meta = json.loads(path.read_text())
+            if meta.get("format") != FORMAT:
+                raise DataError(f"{path} is not an SBC table written by SBCResult.save")
+            frame = pd.DataFrame(meta["columns"])
+        frame = frame[list(meta["dtypes"])].astype(meta["dtypes"])
+        return cls(frame, int(meta["thin"]), tuple(meta["settings"]), tuple(meta["diagnostics"]))
+
+
+def _pyarrow():
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - pyarrow is a test dependency
+        raise DataError(
+            "Parquet needs pyarrow (pip install 'causalid[parquet]'); or save as .json"
+        ) from None
+    return pa, pq
+
+
+# ============================================================================ problems
+class SBCProblem(NamedTuple):
+    """A ready-made SBC set-up: the four callables of :func:`run_sbc` and setting columns.
+
+    Build one with :func:`icm_problem`, :func:`nig_problem` or :func:`lti_problem` (or by
+    hand) and call :meth:`run`.  Problems that share the engine configuration share the
+    ``posterior_draws`` callable, so a misspecified run after a correct one does not compile
+    the sampler again.
+    """
+
+    prior_sample: Callable
+    simulate: Callable
+    posterior_draws: Callable
+    quantities: Callable | None = None
+    settings: Mapping[str, Any] = {}
+
+    def run(
+        self,
+        num_replicates: int,
+        key: int | Array = 0,
+        *,
+        num_draws: int = 100,
+        thin: int = 1,
+        settings: Mapping[str, Any] | None = None,
+        batch_size: int | None = None,
+    ) -> SBCResult:
+        """:func:`run_sbc` on this problem; ``settings`` are added to the problem's own."""
+        return run_sbc(
+            self.prior_sample,
+            self.simulate,
+            self.posterior_draws,
+            num_replicates,
+            num_draws,
+            key,
+            thin=thin,
+            quantities=self.quantities,
+            settings={**self.settings, **(settings or {})},
+            batch_size=batch_size,
+        )
+
+
+# ---------------------------------------------------------------------------- NUTS
+def nuts_posterior(
+    model: Callable,
+    *,
+    num_warmup: int = 500,
+    target_accept_prob: float = 0.8,
+    dense_mass: bool = False,
+    max_tree_depth: int | tuple[int, int] = 10,
+    init_strategy: Callable = init_to_uniform,
+) -> Callable:
+    r"""A vmap-able ``posterior_draws(key, data, num)`` running NUTS on ``model(data)``.
+
+    One chain per call: initial values by ``init_strategy`` (redrawn until the log density is
+    finite, :func:`numpyro.infer.util.initialize_model`), ``num_warmup`` adaptation steps
+    (step size and mass matrix in Stan's windows), then ``num`` kept steps, in one
+    :func:`jax.lax.scan` of NumPyro's functional NUTS kernel (:func:`numpyro.infer.hmc.hmc`)
+    whose potential is generated from the data (``dynamic_args``).  Everything is traced, so
+    ``jax.vmap`` over data sets runs one chain per replicate in one compiled program.
+
+    Parameters
+    ----------
+    model : callable
+        A NumPyro program called as ``model(data)`` (bind other arguments with
+        :func:`functools.partial`).
+    num_warmup, target_accept_prob, dense_mass, max_tree_depth, init_strategy
+        NUTS settings as in :class:`numpyro.infer.NUTS` (the defaults are NumPyro's, as used
+        by :func:`causalid.fit_parameters`).  Under ``vmap`` every chain waits for the longest
+        trajectory of the batch, so a lower ``max_tree_depth`` bounds the cost of a few hard
+        replicates (NUTS stays a valid MCMC kernel; it only mixes more slowly where the
+        limit binds, which ``max_depth_hits`` reports).
+
+    Returns
+    -------
+    callable ``(key, data, num) -> (draws, info)``
+        ``draws``: the constrained sample sites (and deterministic sites) of ``model``, each
+        with a leading axis of ``num``; ``info``: ``divergences`` (count after warm-up),
+        ``accept_prob`` (mean after warm-up) and ``max_depth_hits`` (kept steps whose tree
+        reached the maximum depth).
+    """
+    num_warmup = int(num_warmup)
+    if num_warmup < 0:
+        raise DataError(f"num_warmup={num_warmup}; it must be >= 0")
+    depth = max_tree_depth[1] if isinstance(max_tree_depth, tuple) else max_tree_depth
+    settings = {
+        "target_accept_prob": target_accept_prob,
+        "dense_mass": dense_mass,
+        "max_tree_depth": max_tree_depth,
+    }
+
+    # One jitted potential: NUTS evaluates it in several places of its trajectory code, and
+    # a jitted function is traced once per shape instead of once per call site.
+    potential = jax.jit(lambda z, data: potential_energy(model, (data,), {}, z))
+
+    def potential_fn_gen(data):
+        return functools.partial(potential, data=data)
+
+    def posterior_draws(key, data, num):
+        k_init, k_run = jax.random.split(key)
+        # Traced, not run eagerly: the set-up compiles into the same program as the chain.
+        info = initialize_model(
+            k_init, model, model_args=(data,), dynamic_args=True, init_strategy=init_strategy
+        )
+        init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
+        state = init_kernel(
+            info.param_info, num_warmup, model_args=(data,), rng_key=k_run, **settings
+        )
+
+        def step(state, _):
+            state = sample_kernel(state, model_args=(data,))
+            return state, (state.z, state.diverging, state.accept_prob, state.num_steps)
+
+        _, (zs, div, acc, steps) = jax.lax.scan(step, state, None, length=num_warmup + num)
+        zs = jax.tree.map(lambda a: a[num_warmup:], zs)
+        draws = jax.vmap(info.postprocess_fn(data))(zs)
+        kept = slice(num_warmup, None)
+        diag = {
+            "divergences": div[kept].sum(),
+            "accept_prob": acc[kept].mean(),
+            "max_depth_hits": (steps[kept] >= 2**depth - 1).sum(),
+        }
+        return draws, diag
+
+    return posterior_draws
+
+
+# ---------------------------------------------------------------------------- exchangeable
+def _sites(trace, names: Collection[str]) -> dict[str, Array]:
+    return {k: trace[k]["value"] for k in names}
+
+
+def _graph_key(graph: nx.DiGraph) -> tuple:
+    """A hashable description of a DAG (node order and edges) for the compile caches."""
+    if not isinstance(graph, nx.DiGraph):
+        raise DataError(f"graph must be a networkx.DiGraph, got {type(graph).__name__}")
+    return tuple(graph.nodes), tuple(graph.edges)
+
+
+@functools.lru_cache(maxsize=16)
+def _icm_engine(
+    graph_key, num_envs, num_samples, family, regime, names, prior, num_categories, decentre, nuts
+):
+    from causalid.models.exchangeable import icm_model
+
+    graph = nx.DiGraph()
+    graph.add_nodes_from(graph_key[0])
+    graph.add_edges_from(graph_key[1])
+    model = functools.partial(
+        icm_model,
+        graph,
+        num_envs,
+        num_samples,
+        family,
+        regime,
+        names=names,
+        prior=prior,
+        num_categories=num_categories,
+    )
+    if decentre:
+        model = handlers.reparam(model, config={k: LocScaleReparam(0.0) for k in decentre})
+    return nuts_posterior(model, **dict(nuts))
+
+
+def icm_problem(
+    graph: nx.DiGraph,
+    num_envs: int,
+    num_samples: int,
+    family: Family = "linear_gaussian",
+    regime: Regime | Collection[str] = "both",
+    *,
+    prior=None,
+    simulation_prior=None,
+    num_categories: int = 3,
+    sites: Collection[str] | None = None,
+    noncentered: bool | Collection[str] = False,
+    num_warmup: int = 500,
+    target_accept_prob: float = 0.8,
+    max_tree_depth: int | tuple[int, int] = 10,
+) -> SBCProblem:
+    r"""SBC of NUTS on the exchangeable ICM model (the engine of :func:`causalid.fit_parameters`).
+
+    Truth and data come from :func:`causalid.models.exchangeable.icm_model` under
+    ``simulation_prior`` (default: ``prior``); the engine runs NUTS on the same program with
+    ``prior``, with :func:`causalid.fit_parameters`' sampler settings (default NUTS, initial
+    values uniform in :math:`(-2, 2)` on the unconstrained scale, optional non-centring of
+    per-environment parameters).  A ``simulation_prior`` other than ``prior`` is a
+    misspecified simulator.
+
+    Parameters
+    ----------
+    graph, num_envs, num_samples, family, regime, num_categories
+        As for :func:`~causalid.models.exchangeable.icm_model`; data have shape
+        ``(num_envs, num_samples, var)``.
+    prior, simulation_prior : ICMPrior, optional
+        The engine's prior and the simulator's prior.
+    sites : collection of str, optional
+        Parameter sites to rank (default: all, see
+        :func:`~causalid.models.exchangeable.site_dims`); per-environment sites give one
+        parameter per environment, ``"X_bias[e]"``.
+    noncentered : bool or collection of str
+        As for :func:`causalid.fit_parameters`.
+    num_warmup, target_accept_prob, max_tree_depth
+        NUTS settings (see :func:`nuts_posterior`).
+
+    Returns
+    -------
+    SBCProblem
+        Settings column ``engine="icm_nuts"``.
+    """
+    from causalid.infer.posterior import _select_noncentered
+    from causalid.models.exchangeable import ICMPrior, icm_model, site_dims
+
+    prior = ICMPrior() if prior is None else prior
+    simulation_prior = prior if simulation_prior is None else simulation_prior
+    for label, p in (("prior", prior), ("simulation_prior", simulation_prior)):
+        if not isinstance(p, ICMPrior):
+            raise DataError(f"{label} must be an ICMPrior; got {type(p).__name__}")
+    E = _positive_int("num_envs", num_envs)
+    N = _positive_int("num_samples", num_samples)
+    gkey = _graph_key(graph)
+    names = tuple(str(n) for n in graph.nodes)
+    regime_key = regime if isinstance(regime, str) else tuple(sorted(map(str, regime)))
+    dims, _ = site_dims(
+        graph,
+        family,
+        regime_key if isinstance(regime_key, str) else set(regime_key),
+        names,
+        num_categories,
+    )
+    params = [k for k, v in dims.items() if v != ("env", "sample")]
+    chosen = params if sites is None else [str(s) for s in sites]
+    unknown = [s for s in chosen if s not in params]
+    if unknown:
+        raise DataError(
+            f"sites {unknown} are no parameter sites of this model; choose from {params}"
+        )
+    per_env = [k for k in params if dims[k][:1] == ("env",)]
+    decentre = tuple(_select_noncentered(noncentered, per_env, list(names)))
+    nuts = (
+        ("num_warmup", int(num_warmup)),
+        ("target_accept_prob", float(target_accept_prob)),
+        ("max_tree_depth", max_tree_depth),
+    )
+    regime_arg = regime_key if isinstance(regime_key, str) else frozenset(regime_key)
+    posterior_draws = _icm_engine(
+        gkey, E, N, family, regime_arg, names, prior, int(num_categories), decentre, nuts
+    )
+    sim_model = functools.partial(
+        icm_model,
+        graph,
+        E,
+        N,
+        family,
+        regime_arg,
+        names=names,
+        prior=simulation_prior,
+        num_categories=num_categories,
+    )
+
+    def prior_sample(key):
+        return _sites(handlers.trace(handlers.seed(sim_model, key)).get_trace(), params)
+
+    def simulate(key, theta):
+        return handlers.seed(handlers.substitute(sim_model, data=theta), key)()
+
+    return SBCProblem(
+        prior_sample,
+        simulate,
+        posterior_draws,
+        _icm_quantities(tuple(chosen), tuple(per_env)),
+        settings={"engine": "icm_nuts"},
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _icm_quantities(chosen: tuple[str, ...], per_env: tuple[str, ...]) -> Callable:
+    """The chosen sites, per-environment ones as (env, *event); cached so that problems with the
+    same sites share the compiled ranking."""
+
+    def quantities(theta):
+        # per-environment sites carry the model's singleton sample axis: (env, 1, *event)
+        return {
+            k: (
+                theta[k].reshape(theta[k].shape[:1] + theta[k].shape[2:])
+                if k in per_env
+                else theta[k]
+            )
+            for k in chosen
+        }
+
+    return quantities
+
+
+# ---------------------------------------------------------------------------- NIG
+class NIGPosterior(NamedTuple):
+    r"""Normal–Inverse-Gamma posterior of one linear-Gaussian mechanism.
+
+    :math:`\beta \mid \sigma^2, y \sim N(m_n, \sigma^2 \Lambda_n^{-1})`,
+    :math:`\sigma^2 \mid y \sim \mathrm{IG}(a_n, b_n)`.
+
+    Attributes
+    ----------
+    mean : array, shape (..., coef)
+        :math:`m_n`.
+    precision : array, shape (..., coef, coef)
+        :math:`\Lambda_n` (the posterior precision of :math:`\beta` in units of
+        :math:`\sigma^{-2}`).
+    a, b : array, shape (...)
+    """
+
+    mean: Array
+    precision: Array
+    a: Array
+    b: Array
+
+
+def nig_posterior(z, y, hyper: NIGHyper) -> NIGPosterior:
+    r"""Conjugate posterior of the linear-Gaussian mechanism of :mod:`causalid.infer.bayes`.
+
+    The model of :func:`causalid.infer.bayes.linear_gaussian_log_marginal`:
+    :math:`y_n = \beta^\top z_n + \varepsilon_n`, :math:`\varepsilon_n \sim N(0, \sigma^2)`,
+    :math:`\beta \mid \sigma^2 \sim N(m, \sigma^2 \mathrm{diag}(v))`,
+    :math:`\sigma^2 \sim \mathrm{IG}(a, b)`.  With :math:`\Lambda_0 = \mathrm{diag}(1/v)`,
+
+    .. math::
+
+        \Lambda_n = \Lambda_0 + Z^\top Z, \quad
+        m_n = \Lambda_n^{-1}(\Lambda_0 m + Z^\top y), \quad
+        a_n = a + \tfrac n2, \quad
+        b_n = b + \tfrac12\bigl(y^\top y + m^\top \Lambda_0 m - m_n^\top \Lambda_n m_n\bigr).
+
+    Parameters
+    ----------
+    z : array, shape (..., sample, coef)
+        Regressors (intercept column included).
+    y : array, shape (..., sample)
+    hyper : NIGHyper
+        Prior with ``v > 0``.
+
+    Returns
+    -------
+    NIGPosterior
+    """
+    z = jnp.asarray(z, jnp.float64)
+    y = jnp.asarray(y, jnp.float64)
+    m, v, a, b = (jnp.asarray(h, jnp.float64) for h in hyper)
+    lam0 = 1.0 / v
+    prec = jnp.swapaxes(z, -1, -2) @ z + lam0[..., :, None] * jnp.eye(z.shape[-1])
+    rhs = lam0 * m + jnp.einsum("...nk,...n->...k", z, y)
+    # small unrolled Cholesky of the engine (no batched LAPACK inside vmapped CPU programs)
+    mean = _chol_solve(prec, rhs)
+    bn = b + 0.5 * (jnp.sum(y * y, -1) + jnp.sum(lam0 * m * m, -1) - jnp.sum(mean * rhs, -1))
+    return NIGPosterior(mean, prec, jnp.broadcast_to(a + 0.5 * y.shape[-1], bn.shape), bn)
+
+
+def _nig_draw(key, mean, precision, a: float, b, shape=()):
+    """Draws of (beta, sigma2) from NIG(mean, precision^-1, a, b); batch shape that of ``b``,
+    leading draw axes ``shape``, ``a`` a static float.
+
+    ``sigma2 = b / G`` with ``G ~ Gamma(a, 1)`` and ``beta = mean + sigma L^{-T} xi`` with
+    ``precision = L L^T`` (the engine's unrolled Cholesky: no batched LAPACK kernels inside a
+    vmapped CPU program).  Random-number generation dominates the compile time on CPU, and
+    normals compile several times faster than JAX's gamma sampler, so for ``2a`` an integer up
+    to 64 ``G`` is made exactly as half a chi-square with ``2a`` degrees of freedom from the
+    same flat normal draw as ``xi``; otherwise from :func:`jax.random.loggamma`.
+    """
+    full = shape + jnp.shape(b)
+    p = mean.shape[-1]
+    two_a = 2.0 * float(a)
+    k = int(two_a) if two_a.is_integer() and 1 <= two_a <= 64 else 0
+    key, sub = jax.random.split(key)
+    z = jax.random.normal(key, (math.prod(full) * (k + p),)).reshape(full + (k + p,))
+    if k:
+        gamma = 0.5 * jnp.sum(z[..., :k] ** 2, axis=-1)
+    else:
+        gamma = jnp.exp(jax.random.loggamma(sub, float(a), full))
+    sigma2 = b / gamma
+    xi = z[..., k:]
+    low = _chol_factor(precision)
+    white = [None] * p
+    for j in reversed(range(p)):  # back substitution with L^T
+        white[j] = (xi[..., j] - sum(low[i][j] * white[i] for i in range(j + 1, p))) / low[j][j]
+    return mean + jnp.sqrt(sigma2)[..., None] * jnp.stack(white, -1), sigma2
+
+
+@functools.lru_cache(maxsize=16)
+def _nig_engine(hyper_key):
+    hyper = NIGHyper(*(jnp.asarray(h) for h in hyper_key))
+
+    def posterior_draws(key, data, num):
+        post = nig_posterior(data["z"], data["y"], hyper)
+        a_n = hyper_key[2] + 0.5 * data["y"].shape[-1]  # static: a + n / 2
+        beta, sigma2 = _nig_draw(key, post.mean, post.precision, a_n, post.b, shape=(num,))
+        return {"beta": beta, "sigma2": sigma2}
+
+    return posterior_draws
+
+
+def _hyper_key(hyper, k: int) -> tuple:
+    if not isinstance(hyper, NIGHyper):
+        raise DataError(
+            f"hyper must be a causalid.infer.bayes.NIGHyper; got {type(hyper).__name__}"
+        )
+    m = np.broadcast_to(np.asarray(hyper.m, np.float64), (k,))
+    v = np.broadcast_to(np.asarray(hyper.v, np.float64), (k,))
+    a, b = float(hyper.a), float(hyper.b)
+    if not (np.all(v > 0) and a > 0 and b > 0 and np.all(np.isfinite(m))):
+        raise DataError(f"NIG prior needs v > 0, a > 0, b > 0 and finite m; got {hyper}")
+    return tuple(m), tuple(v), a, b
+
+
+def nig_problem(
+    num_parents: int = 1,
+    num_envs: int = 2,
+    num_samples: int = 10,
+    hyper: NIGHyper | None = None,
+    *,
+    simulation_hyper: NIGHyper | None = None,
+    simulation_noise_scale: float = 1.0,
+) -> SBCProblem:
+    r"""SBC of the conjugate linear-Gaussian posterior of ``discover(method="bayes")``.
+
+    Per environment :math:`e`, with ``k = num_parents`` parents and regressors
+    :math:`z = (1, x_{\mathrm{pa}})`, :math:`x_{\mathrm{pa}} \sim N(0, I_k)`:
+    :math:`(\beta_e, \sigma^2_e) \sim \mathrm{NIG}` (``simulation_hyper``) and
+    :math:`y_{e,n} \sim N(\beta_e^\top z_{e,n}, c^2 \sigma^2_e)` with
+    :math:`c` = ``simulation_noise_scale``; the engine's exact posterior (:func:`nig_posterior`
+    under ``hyper``, the prior whose marginal
+    :func:`causalid.infer.bayes.linear_gaussian_log_marginal` scores a parent set) is sampled
+    in closed form.  A ``simulation_hyper`` other than ``hyper`` (a wrong prior) or
+    :math:`c \ne 1` (noise of another scale than the model's :math:`\sigma_e`) is a
+    misspecified simulator.
+
+    Parameters ranked: ``beta[e,j]`` (``j = 0`` the intercept) and ``sigma2[e]``.
+
+    Parameters
+    ----------
+    num_parents, num_envs, num_samples : int
+    hyper : NIGHyper, optional
+        The engine's prior; default ``m = 0``, ``v = 1``, ``a = 3``, ``b = 2`` (prior mean of
+        :math:`\sigma^2` = 1).  ``m`` and ``v`` may be scalars.
+    simulation_hyper : NIGHyper, optional
+        The simulator's prior (default ``hyper``).
+    simulation_noise_scale : float
+        :math:`c`, the simulator's noise standard deviation in units of :math:`\sigma_e`.
+
+    Returns
+    -------
+    SBCProblem
+        Settings column ``engine="nig"``.
+
+    Examples
+    --------
+    >>> import causalid
+    >>> from causalid.verify.sbc import nig_problem
+    >>> res = nig_problem(num_envs=1, num_samples=8).run(100, key=0, num_draws=49)
+    >>> res.parameters, res.test().passed
+    (['beta[0,0]', 'beta[0,1]', 'sigma2[0]'], True)
+    """
+    k = int(num_parents)
+    if k < 0:
+        raise DataError(f"num_parents={num_parents}; it must be >= 0")
+    E = _positive_int("num_envs", num_envs)
+    N = _positive_int("num_samples", num_samples)
+    if not (math.isfinite(float(simulation_noise_scale)) and simulation_noise_scale > 0):
+        raise DataError(f"simulation_noise_scale={simulation_noise_scale}; it must be > 0")
+    hyper = NIGHyper(0.0, 1.0, 3.0, 2.0) if hyper is None else hyper
+    fit = _hyper_key(hyper, k + 1)
+    sim = fit if simulation_hyper is None else _hyper_key(simulation_hyper, k + 1)
+    return SBCProblem(
+        _nig_prior(sim, E),
+        _nig_simulate(E, N, k, float(simulation_noise_scale)),
+        _nig_engine(fit),
+        settings={"engine": "nig"},
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _nig_prior(hyper_key: tuple, num_envs: int) -> Callable:
+    m, v = (jnp.asarray(h) for h in hyper_key[:2])
+    a, b = hyper_key[2:]
+    p = m.shape[0]
+
+    def prior_sample(key):
+        beta, sigma2 = _nig_draw(
+            key,
+            jnp.broadcast_to(m, (num_envs, p)),
+            jnp.broadcast_to(jnp.diag(1.0 / v), (num_envs, p, p)),
+            a,
+            jnp.full(num_envs, b),
+        )
+        return {"beta": beta, "sigma2": sigma2}
+
+    return prior_sample
+
+
+@functools.lru_cache(maxsize=16)
+def _nig_simulate(num_envs: int, num_samples: int, num_parents: int, scale: float) -> Callable:
+    E, N, k = num_envs, num_samples, num_parents
+
+    def simulate(key, theta):
+        eps = jax.random.normal(key, (E * N * (k + 1),)).reshape(E, N, k + 1)
+        z = jnp.concatenate([jnp.ones((E, N, 1)), eps[..., 1:]], axis=-1)  # x_pa ~ N(0, I)
+        noise = scale * jnp.sqrt(theta["sigma2"])[:, None] * eps[..., 0]
+        return {"z": z, "y": jnp.einsum("enk,ek->en", z, theta["beta"]) + noise}
+
+    return simulate
+
+
+# ---------------------------------------------------------------------------- LTI
+# identify_lti(method="bayes") runs NUTS with target_accept_prob=0.85 and a dense mass matrix
+# (causalid/infer/lti.py, _bayes)
+_LTI_TARGET_ACCEPT = 0.85
+
+
+@functools.lru_cache(maxsize=16)
+def _lti_engine(config, prior, law_key, nuts):
+    return nuts_posterior(_lti_program(config, prior, law_key), **dict(nuts))
+
+
+def lti_problem(
+    num_envs: int = 2,
+    num_steps: int = 20,
+    *,
+    state_dim: int = 1,
+    input_dim: int = 1,
+    num_trajectories: int = 1,
+    input_var=None,
+    input_mean=None,
+    obs_noise: float | bool | Literal["latent"] = 0.0,
+    process_noise: bool = False,
+    prior=None,
+    simulation_prior=None,
+    simulation_obs_noise: float | None = None,
+    num_warmup: int = 300,
+    max_tree_depth: int | tuple[int, int] = 10,
+    dense_mass: bool = False,
+) -> SBCProblem:
+    r"""SBC of NUTS on the LTI model, configured as ``identify_lti(method="bayes")``.
+
+    The engine is NUTS on :func:`causalid.models.lti.lti_model` with full-state observation
+    (``obs_matrix="identity"``, so :math:`\tilde A = A`, :math:`\tilde B = B`), a known
+    designed input law :math:`u_t \sim N(\mu_e, \mathrm{diag}\,\sigma^2_e)` per environment,
+    the state marginalised by the Kalman filter (the program's likelihood for traced data) and
+    target acceptance 0.85 as in the engine; initial values uniform in :math:`(-2, 2)` on the
+    unconstrained scale (the engine starts from its moment estimate, which is not vmap-able).  Truth and data come from the
+    same program (``y=None``) under ``simulation_prior`` and ``simulation_obs_noise``.
+
+    Sign: with zero input means the likelihood and prior are invariant to flipping the sign
+    of any column of :math:`B`, so the posterior is symmetric and a chain explores one of the
+    mirror modes (the engine aligns signs with its start instead).  The ranked quantity is then
+    :math:`B` with every column's sign set by its first entry (a function of the parameters,
+    so SBC applies exactly).  With non-zero means :math:`B` is ranked as is.
+
+    Parameters
+    ----------
+    num_envs, num_steps, num_trajectories : int
+        ``E``, ``T`` and ``N``; data ``y`` have shape ``(E, N, T, n)``.
+    state_dim, input_dim : int
+        ``n`` (= observed dimension) and ``m``.
+    input_var, input_mean : array (E, m), optional
+        The design; default variances spread geometrically from 0.5 to 2 over environments
+        (channel ``j`` reversed for odd ``j``, so that profiles are not proportional) and zero
+        means.
+    obs_noise : float, "latent" or bool
+        The engine's observation-noise variance ``r``, as ``identify_lti``'s ``obs_noise``
+        (``"latent"`` or ``True``: estimated with a half-normal prior).
+    process_noise : bool
+        Estimate a process-noise variance (``identify_lti``'s ``process_noise``).
+    prior, simulation_prior : LTIPrior, optional
+        The engine's and the simulator's prior.
+    simulation_obs_noise : float, optional
+        Observation-noise variance of the simulator, when it should differ from the engine's
+        assumption (misspecification); with ``obs_noise="latent"`` it replaces the prior draw.
+    num_warmup, max_tree_depth
+        NUTS settings (see :func:`nuts_posterior`).
+    dense_mass : bool
+        The engine adapts a dense mass matrix; NumPyro does that with batched LAPACK kernels,
+        which can deadlock inside a vmapped CPU program (see :mod:`causalid.stats._linalg`),
+        so SBC uses a diagonal one unless asked (a different preconditioner of the same
+        posterior: calibration is unaffected where both mix).
+
+    Returns
+    -------
+    SBCProblem
+        Settings column ``engine="lti_nuts"``.
+    """
+    from causalid.models.lti import LTIModelConfig, LTIPrior
+
+    E = _positive_int("num_envs", num_envs)
+    T = _positive_int("num_steps", num_steps)
+    N = _positive_int("num_trajectories", num_trajectories)
+    n = _positive_int("state_dim", state_dim)
+    m = _positive_int("input_dim", input_dim)
+    if T < 2:
+        raise DataError(f"num_steps={num_steps}; a trajectory needs at least 2 steps")
+    if input_var is None:
+        ramp = np.geomspace(0.5, 2.0, E)
+        input_var = np.stack([ramp if j % 2 == 0 else ramp[::-1] for j in range(m)], axis=1)
+    var = np.asarray(input_var, np.float64)
+    mean = np.zeros((E, m)) if input_mean is None else np.asarray(input_mean, np.float64)
+    for label, a in (("input_var", var), ("input_mean", mean)):
+        if a.shape != (E, m) or not np.all(np.isfinite(a)):
+            raise DataError(
+                f"{label} must be a finite (num_envs, input_dim) = ({E}, {m}) array; "
+                f"got shape {a.shape}"
+            )
+    if not np.all(var > 0):
+        raise DataError("input_var must be positive")
+    prior = LTIPrior() if prior is None else prior
+    simulation_prior = prior if simulation_prior is None else simulation_prior
+    for label, p in (("prior", prior), ("simulation_prior", simulation_prior)):
+        if not isinstance(p, LTIPrior):
+            raise DataError(f"{label} must be an LTIPrior; got {type(p).__name__}")
+    if isinstance(obs_noise, bool):  # identify_lti's obs_noise=True estimates the variance
+        obs_noise = "latent" if obs_noise else 0.0
+    if not (obs_noise == "latent" or (not isinstance(obs_noise, str) and float(obs_noise) >= 0)):
+        raise DataError(f"obs_noise={obs_noise!r}; give a variance >= 0 or 'latent'")
+    if simulation_obs_noise is not None and not float(simulation_obs_noise) >= 0:
+        raise DataError(f"simulation_obs_noise={simulation_obs_noise}; it must be >= 0")
+    noise_free = obs_noise == 0 and not process_noise
+    if noise_free and m < n:
+        raise DataError(
+            f"{m} input(s) drive {n} states with no noise: the likelihood is "
+            "degenerate; set obs_noise or process_noise"
+        )
+    base = {
+        "state_dim": n,
+        "input_dim": m,
+        "obs_dim": n,
+        "num_envs": E,
+        "num_trajectories": N,
+        "num_steps": T,
+        "input_law": "known",
+        "obs_matrix": "identity",
+    }
+    fit_cfg = LTIModelConfig(
+        **base,
+        obs_noise_var=obs_noise if obs_noise == "latent" else float(obs_noise),
+        process_noise_var="latent" if process_noise else 0.0,
+    )
+    sim_noise = (
+        fit_cfg.obs_noise_var if simulation_obs_noise is None else float(simulation_obs_noise)
+    )
+    sim_cfg = fit_cfg._replace(obs_noise_var=sim_noise)
+    nuts = (
+        ("num_warmup", int(num_warmup)),
+        ("max_tree_depth", max_tree_depth),
+        ("target_accept_prob", _LTI_TARGET_ACCEPT),
+        ("dense_mass", bool(dense_mass)),
+    )
+    law_key = (tuple(map(tuple, mean)), tuple(map(tuple, var)))
+    posterior_draws = _lti_engine(fit_cfg, prior, law_key, nuts)
+
+    params = ("A", "B") + tuple(
+        s
+        for s, v in (
+            ("process_noise_var", fit_cfg.process_noise_var),
+            ("obs_noise_var", fit_cfg.obs_noise_var),
+        )
+        if v == "latent"
+    )
+    # a fixed simulated noise variance is the truth of a latent one
+    fixed = (
+        ()
+        if sim_cfg.obs_noise_var == "latent" or "obs_noise_var" not in params
+        else (("obs_noise_var", float(sim_cfg.obs_noise_var)),)
+    )
+    # the prior of (A, B, latent variances) does not depend on a fixed noise level: drawing it
+    # from a config with the noise set to 0 lets a misspecified run share the compiled prior
+    prior_cfg = (
+        sim_cfg if sim_cfg.obs_noise_var == "latent" else sim_cfg._replace(obs_noise_var=0.0)
+    )
+    return SBCProblem(
+        _lti_prior(prior_cfg, simulation_prior, law_key, params, fixed),
+        _lti_simulate(sim_cfg, law_key),
+        posterior_draws,
+        _lti_quantities(params, not np.any(mean)),
+        settings={"engine": "lti_nuts"},
+    )
+
+
+def _lti_program(config, prior, law_key):
+    from causalid.models.lti import lti_model
+
+    mean, var = (jnp.asarray(np.array(a)) for a in law_key)
+    return functools.partial(lti_model, config=config, prior=prior, input_mean=mean, input_var=var)
+
+
+@functools.lru_cache(maxsize=16)
+def _lti_prior(config, prior, law_key, params, fixed) -> Callable:
+    model = _lti_program(config, prior, law_key)
+    drawn = [s for s in params if s not in dict(fixed)]
+
+    def prior_sample(key):
+        theta = _sites(handlers.trace(handlers.seed(model, key)).get_trace(), drawn)
+        return {**theta, **{k: jnp.asarray(v) for k, v in fixed}}
+
+    return prior_sample
+
+
+@functools.lru_cache(maxsize=16)
+def _lti_simulate(config, law_key) -> Callable:
+    from causalid.models.lti import LTIPrior
+
+    model = _lti_program(config, LTIPrior(), law_key)  # every parameter is substituted
+
+    def simulate(key, theta):
+        return handlers.seed(handlers.substitute(model, data=theta), key)()
+
+    return simulate
+
+
+@functools.lru_cache(maxsize=16)
+def _lti_quantities(params: tuple[str, ...], symmetric: bool) -> Callable:
+    """The parameters, with every column of B signed by its first entry when ``symmetric``."""
+
+    def quantities(theta):
+        out = {k: theta[k] for k in params}
+        if symmetric:
+            out["B"] = theta["B"] * jnp.where(theta["B"][..., :1, :] < 0, -1.0, 1.0)
+        return out
+
+    return quantities
