@@ -1,13 +1,15 @@
-"""Dask execution: a local cluster on loopback gives exactly the in-process results."""
+"""Execution: a local Dask cluster on loopback gives exactly the in-process results."""
 
 import os
 import sys
 
+import jax
+import numpy as np
 import pandas as pd
 import pytest
 
 from causalid.errors import DataError
-from causalid.verify import load_results, parse_sweep, run_sweep
+from causalid.verify import families, load_results, parse_sweep, run_sweep
 
 # four cells of the same shapes (one compilation per process), two tasks per worker
 TINY = """
@@ -95,3 +97,20 @@ def test_missing_dask_is_a_clear_error(tmp_path, monkeypatch):
 def test_bad_execution_options(tmp_path, kwargs, message):
     with pytest.raises(DataError, match=message):
         run_sweep(parse_sweep(TINY), tmp_path, progress=False, **kwargs)
+
+
+def _draw(key, scale, n):
+    return scale * jax.random.normal(key, (n,))
+
+
+def test_generator_compiled_ahead_draws_what_the_jit_draws():
+    # in-process runs compile the next cell's generator in a helper thread (execute._in_process)
+    keys = jax.random.split(jax.random.PRNGKey(0), 5)
+    by_jit = families._replicates(_draw, (2.0, 3), keys)
+    job = families._ahead(_draw, (2.0, 3), 5)
+    assert job is not None and (_draw, (2.0, 3), 5) not in families._AHEAD
+    job()
+    assert (_draw, (2.0, 3), 5) in families._AHEAD
+    assert families._ahead(_draw, (2.0, 3), 5) is None  # compiled once
+    np.testing.assert_array_equal(np.asarray(families._replicates(_draw, (2.0, 3), keys)), by_jit)
+    assert np.asarray(by_jit).shape == (5, 3)
