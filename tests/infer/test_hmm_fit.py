@@ -158,6 +158,7 @@ def _free_entries(params, config):
     return np.concatenate([out[k] for k in sorted(out)])
 
 
+@pytest.mark.slow  # ~60 s of compilation and refits: the issue's 20-environment check
 def test_bootstrap_standard_errors_cover_the_truth_with_20_environments(tmp_path):
     """20 environments x 5 sequences, transitions varying: after alignment the estimates sit
     within their parametric-bootstrap uncertainty.  With n free parameters the z-scores should be
