@@ -35,6 +35,7 @@ from scipy import stats
 from causalid._json import plain
 from causalid.data.sequences import SequenceData
 from causalid.errors import DataError
+from causalid.infer.cdf import adjust_pvalues
 from causalid.infer.hmm import fit_hmm, min_covar_diag, run_em, simulate_like, vary_from_shared
 from causalid.models.hmm import HMMConfig, has_partial_rows, log_likelihood
 
@@ -205,21 +206,11 @@ def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alp
             p = float((1 + np.sum(boot >= stat)) / (len(boot) + 1))
         rows.append({"mechanism": mech, "statistic": stat, "df": df, "p_value": p, "null": null})
     tests = pd.DataFrame(rows)
-    tests["p_adjusted"] = _holm(tests["p_value"].to_numpy())
+    tests["p_adjusted"] = adjust_pvalues(tests["p_value"].to_numpy(), "holm")
     tests["varies"] = tests["p_adjusted"] < alpha
     varies = tuple(tests.loc[tests["varies"], "mechanism"])
     verdict = {(): "neither", ("transitions",): "transitions", ("emissions",): "emissions"}.get(varies, "both")
     return MechanismReport(verdict, tests, models, alpha, null, data.num_envs, nulls, fits)
-
-
-def _holm(p: np.ndarray) -> np.ndarray:
-    """Holm step-down adjusted p-values (monotone, capped at one)."""
-    order = np.argsort(p)
-    m = len(p)
-    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    out = np.empty(m)
-    out[order] = np.minimum(adj, 1.0)
-    return out
 
 
 def _shared(name: str) -> str:

@@ -98,6 +98,7 @@ from causalid._json import plain
 from causalid._typing import Array, Family, Regime
 from causalid.errors import ConvergenceWarning, DataError
 from causalid.infer.bayes import NIGHyper, _chol_factor, _chol_solve
+from causalid.infer.cdf import adjust_pvalues
 
 __all__ = [
     "NIGPosterior",
@@ -382,15 +383,6 @@ def _default_bins(num_values: int, num_replicates: int) -> int:
     return int(max(2, min(20, num_values, num_replicates // 10)))
 
 
-def _holm(p: np.ndarray) -> np.ndarray:
-    order = np.argsort(p)
-    k = len(p)
-    adj = np.maximum.accumulate((k - np.arange(k)) * p[order])
-    out = np.empty(k)
-    out[order] = np.minimum(adj, 1.0)
-    return out
-
-
 def _uniformity(ranks: np.ndarray, L: int, bins: int, method: str, rng) -> tuple[float, float]:
     from scipy import stats
 
@@ -586,7 +578,7 @@ class SBCResult:
                     }
                 )
             p = np.array([r["p_value"] for r in part])
-            adj = _holm(p) if correction == "holm" else np.minimum(p * len(p), 1.0)
+            adj = adjust_pvalues(p, correction)
             for r, a in zip(part, adj):
                 r["p_adjusted"] = float(a)
                 r["passed"] = bool(a >= alpha)
@@ -749,14 +741,9 @@ class SBCResult:
 
 
 def _pyarrow():
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:  # pragma: no cover - pyarrow is a test dependency
-        raise DataError(
-            "Parquet needs pyarrow (pip install 'causalid[parquet]'); or save as .json"
-        ) from None
-    return pa, pq
+    from causalid.verify.store import require_pyarrow
+
+    return require_pyarrow("SBC tables in Parquet (or save as .json)")
 
 
 # ============================================================================ problems

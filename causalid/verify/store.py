@@ -62,15 +62,18 @@ class StoreError(DataError):
     """A store directory cannot be used as asked (another sweep, not a store, unreadable)."""
 
 
-def _pyarrow():
+def require_pyarrow(purpose: str = "the sweep store"):
+    """``(pyarrow, pyarrow.parquet)``, or a clear error saying what needs them."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:  # pragma: no cover - pyarrow is a test dependency
-        raise StoreError(
-            "the sweep store writes Parquet and needs pyarrow: pip install 'causalid[parquet]'"
-        ) from None
+        raise StoreError(f"{purpose} needs pyarrow: pip install 'causalid[parquet]'") from None
     return pa, pq
+
+
+def _pyarrow():
+    return require_pyarrow("the sweep store (Parquet)")
 
 
 def _atomic_bytes(path: Path, write) -> None:

@@ -59,15 +59,3 @@ def test_needs_two_environments():
     with pytest.raises(causalid.DataError, match="at least 2 environments"):
         compare_mechanisms(np.random.default_rng(0).normal(size=50), 2, progress=False)
 
-
-def test_holm_adjustment_matches_its_definition():
-    from causalid.infer.hmm_compare import _holm
-
-    rng = np.random.default_rng(0)
-    for _ in range(50):
-        p = rng.uniform(size=2) ** 2
-        lo, hi = np.argsort(p)
-        expect = np.empty(2)
-        expect[lo] = min(2 * p[lo], 1.0)
-        expect[hi] = min(max(2 * p[lo], p[hi]), 1.0)
-        np.testing.assert_allclose(_holm(p), expect)
