@@ -27,49 +27,15 @@ compilation fast, and no batched LAPACK call runs inside a vmapped CPU program (
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from causalid._compile import compiled  # noqa: F401  (re-exported for the designers)
 from causalid.stats._linalg import cholesky, solve_lower
 
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
-
-#: XLA options for the designers' programs on CPU.  The MLIR "fusion emitters" of recent XLA
-#: take about 35 % longer to compile these programs than the classic emitters and run them no
-#: faster (measured with jaxlib 0.10.2: 0.6 s instead of 0.9 s of CPU for the n = m = 10
-#: pairwise objective).  An XLA that does not know the option compiles with its defaults.
-_CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
-_COMPILED: dict = {}
-_MAX_COMPILED = 64
-
-
-def compiled(jitted, *args, **static) -> Callable[..., Any]:
-    """The executable of ``jitted(*args, **static)`` for arguments shaped like ``args``.
-
-    ``jitted`` is a ``jax.jit`` function whose keyword arguments ``static`` are static; the
-    result is called with positional arguments like ``args`` (same shapes, dtypes and
-    pytree structure).  On CPU it is compiled with :data:`_CPU_COMPILER_OPTIONS`; executables
-    are cached per function, static arguments and argument shapes.
-    """
-    leaves, tree = jax.tree.flatten(args)
-    key = (jitted, tuple(sorted(static.items())), tree,
-           tuple((np.shape(x), str(getattr(x, "dtype", type(x))), bool(getattr(x, "weak_type", False)))
-                 for x in leaves))
-    if key not in _COMPILED:
-        lowered = jitted.lower(*args, **static)
-        executable = None
-        if jax.default_backend() == "cpu":
-            try:
-                executable = lowered.compile(compiler_options=_CPU_COMPILER_OPTIONS)
-            except (RuntimeError, TypeError, ValueError):     # an XLA without the option
-                executable = None
-        if len(_COMPILED) >= _MAX_COMPILED:
-            _COMPILED.pop(next(iter(_COMPILED)))
-        _COMPILED[key] = executable if executable is not None else lowered.compile()
-    return _COMPILED[key]
 
 
 def batched_value_and_grad(objective: Callable) -> Callable:

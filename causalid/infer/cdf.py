@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from causalid._compile import compiled
 from causalid.errors import DataError
 from causalid.stats.ci import CI_TESTS
 
@@ -296,10 +297,9 @@ def evaluate_queries(
             if cond:
                 c[row, : len(cond)] = cond
                 used[row, : len(cond)] = 1.0
-        p = _evaluate_group(
-            data.rows, data.weights, jnp.asarray(data.cluster), rep, a, b, c, used,
-            test=test, num_levels=num_levels, num_clusters=data.num_clusters, seed=seed,
-        )
+        args = (data.rows, data.weights, jnp.asarray(data.cluster), rep, a, b, c, used)
+        p = compiled(_evaluate_group, *args, test=test, num_levels=num_levels,
+                     num_clusters=data.num_clusters, seed=seed)(*args)
         out[idx] = np.asarray(p)[: len(idx)]
     return out
 

@@ -77,6 +77,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from causalid._compile import compile_lowered, compiled
 from causalid.errors import CausalIDError, ConvergenceWarning
 
 __all__ = ["FAMILIES", "Family", "Scores", "Setting", "cell_keys", "evaluate_cell"]
@@ -275,11 +276,12 @@ _AHEAD_SIZE = 4
 
 
 def _replicates(draw: Callable, static: tuple, keys):
-    """``draw(key, *static)`` for every key: the executable compiled ahead, else the jit."""
-    compiled = _AHEAD.get((draw, static, keys.shape[0]))
-    if compiled is not None:
-        return compiled(keys)
-    return _replicate_program(draw, *static)(keys)
+    """``draw(key, *static)`` for every key: the executable compiled ahead, else compiled now
+    (the same program with the same options either way, so the draws are the same)."""
+    executable = _AHEAD.get((draw, static, keys.shape[0]))
+    if executable is None:
+        executable = compiled(_replicate_program(draw, *static), keys)
+    return executable(keys)
 
 
 def _ahead(draw: Callable, static: tuple, R: int) -> Callable[[], None] | None:
@@ -288,7 +290,8 @@ def _ahead(draw: Callable, static: tuple, R: int) -> Callable[[], None] | None:
     Tracing runs here, in the calling thread (NumPyro's effect handlers keep a global stack, so
     NumPyro programs must not be traced from two threads at once); the returned function only
     compiles (XLA releases the GIL) and may run in another thread while this one fits the
-    previous cell.  The executable is the one the jit would build, so the draws are the same.
+    previous cell.  The executable is the one :func:`_replicates` would build, so the draws are
+    the same.
     """
     key = (draw, static, R)
     if key in _AHEAD:
@@ -297,10 +300,10 @@ def _ahead(draw: Callable, static: tuple, R: int) -> Callable[[], None] | None:
     lowered = _replicate_program(draw, *static).lower(shape)
 
     def compile_() -> None:
-        compiled = lowered.compile()
+        executable = compile_lowered(lowered)
         while len(_AHEAD) >= _AHEAD_SIZE:
             _AHEAD.pop(next(iter(_AHEAD)))
-        _AHEAD[key] = compiled
+        _AHEAD[key] = executable
 
     return compile_
 

@@ -112,17 +112,6 @@ def test_ascend_reaches_the_projected_optimum_and_keeps_the_best_finite_point():
     assert value[1] == -np.inf
 
 
-def test_compiled_falls_back_when_xla_lacks_an_option(monkeypatch):
-    from causalid.design import _optim
-
-    f = jax.jit(lambda x, p, *, k: k * x * p["a"], static_argnames=("k",))
-    monkeypatch.setattr(_optim, "_CPU_COMPILER_OPTIONS", {"xla_no_such_option": True})
-    monkeypatch.setattr(_optim, "_COMPILED", {})
-    run = _optim.compiled(f, np.ones(3), {"a": np.float64(2.0)}, k=3)
-    np.testing.assert_array_equal(run(np.arange(3.0), {"a": np.float64(2.0)}), [0.0, 6.0, 12.0])
-    assert _optim.compiled(f, np.zeros(3), {"a": np.float64(1.0)}, k=3) is run          # cached per shape
-
-
 def test_mean_criterion_gradient_is_that_of_jax():
     from causalid.design._optim import logdet_spd
     from causalid.design.lti import _mean_value_and_grad

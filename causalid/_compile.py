@@ -1,0 +1,57 @@
+"""Ahead-of-time compilation with the XLA options that suit causalid's programs on CPU.
+
+Most causalid calls run a compiled program once or a few times per process (one sweep cell,
+one design, one batch of tests), so XLA compilation, not execution, is often what a user
+waits for.  On CPU the MLIR "fusion emitters" of recent XLA take about twice as long to
+compile these programs as the classic emitters and run them no faster (jaxlib 0.10.2: the
+vmapped GCM test of the causal de Finetti engine compiles in 1.7 s instead of 3.4 s and runs
+in 62 ms instead of 57 ms; the n = m = 10 design objective in 0.6 s instead of 0.9 s).
+:func:`compiled` and :func:`compile_lowered` compile with the classic emitters on CPU; on
+other backends, or with an XLA that does not know the option, they use XLA's defaults.  The
+numbers computed are the same programs' numbers (the option chooses code generation, not
+the algorithm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+#: XLA options used on CPU (see the module docstring).
+CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+
+_COMPILED: dict = {}
+_MAX_COMPILED = 64
+
+
+def compile_lowered(lowered) -> Callable[..., Any]:
+    """Compile a ``jax.stages.Lowered`` with :data:`CPU_COMPILER_OPTIONS` on CPU."""
+    if jax.default_backend() == "cpu":
+        try:
+            return lowered.compile(compiler_options=CPU_COMPILER_OPTIONS)
+        except (RuntimeError, TypeError, ValueError):  # an XLA without the option
+            pass
+    return lowered.compile()
+
+
+def compiled(jitted, *args, **static) -> Callable[..., Any]:
+    """The executable of ``jitted(*args, **static)`` for arguments shaped like ``args``.
+
+    ``jitted`` is a ``jax.jit`` function whose keyword arguments ``static`` are static; the
+    result is called with positional arguments like ``args`` (same shapes, dtypes and
+    pytree structure).  Executables are cached per function, static arguments and argument
+    shapes (the last 64).
+    """
+    leaves, tree = jax.tree.flatten(args)
+    key = (jitted, tuple(sorted(static.items())), tree,
+           tuple((np.shape(x), str(getattr(x, "dtype", type(x))), bool(getattr(x, "weak_type", False)))
+                 for x in leaves))
+    if key not in _COMPILED:
+        executable = compile_lowered(jitted.lower(*args, **static))
+        if len(_COMPILED) >= _MAX_COMPILED:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        _COMPILED[key] = executable
+    return _COMPILED[key]
