@@ -110,26 +110,10 @@ def run_report(args) -> int:
 
 
 def main(argv=None) -> int:
-    """``python -m causalid.verify.cli {verify,report} ...``, as ``causalid verify/report``."""
-    import argparse
+    """``python -m causalid.verify.cli {verify,report} ...``: the same as ``causalid verify/report``."""
+    from causalid.cli import main as causalid_main
 
-    from causalid.errors import CausalIDError
-
-    p = argparse.ArgumentParser(prog="causalid", description="Simulation sweeps and their reports.")
-    sub = p.add_subparsers(dest="command", required=True)
-    add_verify_parser(sub)
-    add_report_parser(sub)
-    args = p.parse_args(argv)
-    try:
-        return run_verify(args) if args.command == "verify" else run_report(args)
-    except CausalIDError as exc:
-        print(f"causalid: error: {exc}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        print(f"causalid: error: {exc.strerror}: '{exc.filename}'", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # run_sweep has said what is stored and how to resume
-        return 130
+    return causalid_main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -41,6 +41,9 @@ zero_means = [false, true]
 use_B = [false, true]
 use_C = [false, true]
 """
+# the store's columns for TINY: cell, grid axes, engine, replicate, metric, value, time, error
+COLUMNS = ["cell", "zero_means", "use_B", "use_C", "engine", "replicate", "metric", "value",
+           "seconds", "error"]
 
 
 def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -61,18 +64,7 @@ def whole(tmp_path_factory):
 
 def test_rows_follow_the_documented_schema(whole):
     df = load_results(whole)
-    assert list(df.columns) == [
-        "cell",
-        "zero_means",
-        "use_B",
-        "use_C",
-        "engine",
-        "replicate",
-        "metric",
-        "value",
-        "seconds",
-        "error",
-    ]
+    assert list(df.columns) == COLUMNS
     assert df.dtypes.astype(str).tolist() == [
         "int64",
         "bool",
@@ -196,18 +188,7 @@ def test_presentation_changes_resume_and_update_the_manifest(tmp_path):
     store = ResultStore.open(tmp_path, sweep)
     assert store.finished() == set()
     empty = load_results(tmp_path)
-    assert empty.empty and list(empty.columns) == [
-        "cell",
-        "zero_means",
-        "use_B",
-        "use_C",
-        "engine",
-        "replicate",
-        "metric",
-        "value",
-        "seconds",
-        "error",
-    ]
+    assert empty.empty and list(empty.columns) == COLUMNS
     renamed = parse_sweep(TINY.replace('name = "tiny"', 'name = "renamed"'))
     assert ResultStore.open(tmp_path, renamed).manifest["sweep"]["name"] == "renamed"
     assert ResultStore.read(tmp_path).manifest["sweep"]["name"] == "renamed"
