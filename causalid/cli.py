@@ -157,7 +157,7 @@ def main(argv=None) -> int:
         return 130
 
 
-def _read_truth(spec: str, names):
+def _read_truth(spec: str, names, option: str = "--truth"):
     import networkx as nx
     import pandas as pd
 
@@ -168,10 +168,10 @@ def _read_truth(spec: str, names):
         return sachs_graph(spec)
     path = Path(spec)
     if not path.exists():
-        raise DataError(f"--truth '{spec}' is neither a file nor a Sachs graph name ({', '.join(SACHS_GRAPHS)})")
+        raise DataError(f"{option} '{spec}' is neither a file nor a Sachs graph name ({', '.join(SACHS_GRAPHS)})")
     table = pd.read_csv(path)
     if not {"cause", "effect"} <= set(table.columns):
-        raise DataError(f"--truth file '{spec}' needs columns 'cause' and 'effect'")
+        raise DataError(f"{option} file '{spec}' needs columns 'cause' and 'effect'")
     g = nx.DiGraph()
     g.add_nodes_from(names)
     g.add_edges_from(zip(table["cause"].astype(str), table["effect"].astype(str)))

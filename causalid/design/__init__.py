@@ -7,8 +7,8 @@
   expected shrinkage of every parameter's posterior sd (:mod:`causalid.design.sequential`);
 * :func:`prbs`, :func:`multisine`, :func:`excitation_order`, :func:`choose_signal` —
   measured-input signals and their D-optimal choice (:mod:`causalid.design.signals`);
-* :func:`power_analysis` — environments and samples needed by the causal de Finetti engine
-  (:mod:`causalid.design.power`).
+* :func:`power_analysis` — environments and samples needed by the causal de Finetti engine,
+  and which mechanism to vary or which variable to intervene on (:mod:`causalid.design.power`).
 """
 
 from causalid.design.lti import CRITERIA, design_criteria, design_lti, lti_fisher, moment_error

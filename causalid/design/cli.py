@@ -8,6 +8,7 @@
                          [--candidates cands.csv] [--starts S --iters N --draws K] --out next.json
                          [--table shrinkage.csv]
     causalid design power [--model bivariate|binary|icm] [--envs 50 100 200] [--samples 2]
+                          [--regime both cause mechanism] [--graph GRAPH --intervene NODE ...]
                           [--replicates R] [--target 0.8] --out table.csv
 
 :func:`add_parser` adds the sub-commands to the ``causalid`` parser; :func:`run` executes
@@ -90,8 +91,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--replicates", type=int, default=20, help="simulated data sets per setting (default 20)")
     p.add_argument("--target", type=float, default=0.8, help="required proportion of recovered graphs")
     p.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--regime", choices=["both", "cause", "mechanism"], default="both")
-    p.add_argument("--vars", type=int, default=3, help="variables (binary, icm)")
+    p.add_argument("--regime", choices=["both", "cause", "mechanism"], nargs="+",
+                   help="which mechanisms vary across environments; several are compared (default: both, "
+                        "or none when --intervene is given)")
+    p.add_argument("--graph", metavar="GRAPH",
+                   help="icm: the hypothesised DAG, a CSV with columns cause,effect or a Sachs graph name")
+    p.add_argument("--intervene", nargs="+", metavar="NODE",
+                   help="icm with --graph: compare intervening on each NODE (only its mechanism varies)")
+    p.add_argument("--vars", type=int, default=3, help="variables (binary, icm on a random DAG)")
     p.add_argument("--ci-test", choices=["gcm", "kci", "rff", "fisherz", "gtest"])
     p.add_argument("--conservative", action="store_true", help="decide by the lower end of the 95%% interval")
     p.add_argument("--seed", type=int, default=0)
@@ -200,9 +207,18 @@ def _next(args) -> int:
 
 def _power(args) -> int:
     from causalid.design.power import power_analysis
+    from causalid.errors import DataError
 
+    graph = None
+    if args.graph:
+        from causalid.cli import _read_truth
+
+        graph = _read_truth(args.graph, [], option="--graph")
+    if args.intervene and graph is None:
+        raise DataError("--intervene needs --graph (the hypothesised DAG) and --model icm")
+    regime = list(args.regime or ([] if args.intervene else ["both"])) + [(node,) for node in args.intervene or []]
     pa = power_analysis(args.model, envs=args.envs, samples=args.samples, target=args.target,
-                        replicates=args.replicates, alpha=args.alpha, regime=args.regime, num_vars=args.vars,
+                        replicates=args.replicates, alpha=args.alpha, regime=regime, graph=graph, num_vars=args.vars,
                         ci_test=args.ci_test, conservative=args.conservative, seed=args.seed,
                         progress=not args.quiet)
     print(pa.summary())

@@ -21,7 +21,16 @@ Generators (``model``):
                  ("both", "cause", "mechanism").  Replicates come from one vmapped program.
 ``"binary"``     the multivariate binary reference on ``num_vars`` nodes (vmapped).
 ``"icm"``        the linear-Gaussian exchangeable ICM model on a random DAG of ``num_vars``
-                 nodes (one draw per replicate).
+                 nodes (one draw per replicate), or on the user's hypothesised ``graph``
+                 (vmapped).
+
+Which mechanism to vary, or which variable to intervene on: ``regime`` may list several
+candidates — "both", "cause" (only the root mechanisms vary across environments, the others
+are shared), "mechanism" (only the non-root mechanisms vary) and, with a ``graph``, sets of
+nodes ("intervene on these": only their mechanisms vary).  Every candidate is simulated and
+scored on the same grid; the table has one block per candidate, and the recommendation is the
+candidate whose first setting to reach the target needs the fewest samples in total (then
+fewer environments, then the higher accuracy).
 
 The first setting to reach the target is the one with the fewest samples in total (E·N,
 then fewer environments) whose accuracy — or, with ``conservative=True``, the lower end of
@@ -55,27 +64,37 @@ class PowerAnalysis:
     Attributes
     ----------
     table : pandas.DataFrame
-        One row per (num_envs, num_samples): ``replicates``, ``accuracy`` (proportion of
+        One row per (regime, num_envs, num_samples): ``replicates``, ``accuracy`` (proportion of
         exactly recovered graphs), ``ci_low``/``ci_high`` (95 % Wilson interval),
         ``mean_shd``, ``mean_normalized_shd``, ``reached`` and ``seconds`` (the engine's time
         for the setting, including its compilation for a new number of environments).
     first : dict or None
-        The first setting (fewest samples in total) that reaches the target, as a row of
-        ``table``; None when none does.
+        The first setting (fewest samples in total, over all candidate regimes) that reaches
+        the target, as a row of ``table``; None when none does.
     target : float
     settings : dict
+    by_regime : dict
+        ``{regime label: first row reaching the target, or None}`` for every candidate.
     """
 
     table: pd.DataFrame
     first: dict | None
     target: float
     settings: dict = field(default_factory=dict)
+    by_regime: dict = field(default_factory=dict)
+
+    @property
+    def best_regime(self) -> str | None:
+        """The recommended candidate (the regime of :attr:`first`); None when none reached the target."""
+        return None if self.first is None else self.first["regime"]
 
     def summary(self) -> str:
         s = self.settings
-        head = (f"Power analysis of causal de Finetti ('{s.get('model')}' data, regime '{s.get('regime')}', "
-                f"{s.get('replicates')} replicates per setting, alpha {s.get('alpha')}): target accuracy "
-                f"{self.target:g}" + (" (Wilson lower bound)" if s.get("conservative") else ""))
+        labels = s.get("regime") or []
+        head = (f"Power analysis of causal de Finetti ('{s.get('model')}' data, regime "
+                f"{', '.join(repr(r) for r in labels)}, {s.get('replicates')} replicates per setting, "
+                f"alpha {s.get('alpha')}): target accuracy {self.target:g}"
+                + (" (Wilson lower bound)" if s.get("conservative") else ""))
         body = self.table.to_string(index=False, float_format=lambda x: f"{x:.3g}")
         if self.first is None:
             tail = "no setting reached the target; try more environments or samples per environment"
@@ -83,6 +102,12 @@ class PowerAnalysis:
             tail = (f"first to reach it: {self.first['num_envs']} environments x {self.first['num_samples']} "
                     f"samples (accuracy {self.first['accuracy']:.2f}, 95% CI {self.first['ci_low']:.2f}–"
                     f"{self.first['ci_high']:.2f})")
+            if len(labels) > 1:
+                tail += f" with {_describe(self.first['regime'])}"
+                for label in labels:
+                    row = self.by_regime.get(label)
+                    tail += (f"\n  {label}: " + ("does not reach the target on this grid" if row is None else
+                             f"{row['num_envs']} x {row['num_samples']} (accuracy {row['accuracy']:.2f})"))
         return f"{head}\n{body}\n{tail}"
 
     def __str__(self) -> str:
@@ -99,11 +124,79 @@ def _wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _simulate(model: str, key, E: int, N: int, R: int, regime: str, num_vars: int):
+_REGIMES = ("both", "cause", "mechanism")
+
+
+def _describe(label: str) -> str:
+    """Plain words for a candidate's label."""
+    if label == "both":
+        return "every mechanism varying across environments"
+    if label == "cause":
+        return "only the root (cause) mechanisms varying"
+    if label == "mechanism":
+        return "only the non-root mechanisms varying"
+    return f"{label} (only those mechanisms varying)"
+
+
+def _candidates(regime, model: str, graph) -> list[tuple[str, str | frozenset]]:
+    """``[(label, regime for the generator)]``: one candidate or several, checked."""
+    items = [regime] if isinstance(regime, str) else list(regime)
+    if not items:
+        raise DataError("regime: give at least one candidate")
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            if item not in _REGIMES:
+                raise DataError(f"unknown regime {item!r}; choose 'both', 'cause' or 'mechanism', or (with a "
+                                "graph) a set of nodes to intervene on")
+            if model == "binary" and item != "both":
+                raise DataError(f"regime={item!r}: the binary reference varies every mechanism across "
+                                "environments; choosing which mechanisms vary is available for model='bivariate' "
+                                "or 'icm'")
+            out.append((item, item))
+            continue
+        nodes = frozenset(str(v) for v in item)
+        if graph is None:
+            raise DataError(f"regime {sorted(nodes)}: a set of nodes to intervene on needs model='icm' and a "
+                            "graph (the hypothesised DAG)")
+        unknown = sorted(nodes - {str(v) for v in graph.nodes})
+        if not nodes or unknown:
+            raise DataError(f"regime {sorted(nodes)}: node(s) {unknown or '(none)'} are not in the graph "
+                            f"(nodes: {sorted(str(v) for v in graph.nodes)})")
+        out.append(("intervene on " + ", ".join(sorted(nodes)), nodes))
+    labels = [label for label, _ in out]
+    if len(set(labels)) < len(labels):
+        raise DataError(f"regime lists a candidate twice: {labels}")
+    return out
+
+
+def _check_graph(graph, model: str):
+    import networkx as nx
+
+    if graph is None:
+        return None
+    if model != "icm":
+        raise DataError(f"graph is used by model='icm' only; got model={model!r}")
+    if not isinstance(graph, nx.DiGraph) or not nx.is_directed_acyclic_graph(graph):
+        raise DataError("graph must be a networkx.DiGraph without cycles (the hypothesised DAG)")
+    if graph.number_of_nodes() < 2:
+        raise DataError("graph needs at least 2 nodes")
+    return nx.relabel_nodes(graph, {v: str(v) for v in graph.nodes})
+
+
+def _simulate(model: str, key, E: int, N: int, R: int, regime, num_vars: int, graph=None):
     """R replicate data sets (R, E, N, d) and their true adjacency matrices (R, d, d)."""
     from causalid.models import exchangeable as ex
 
     keys = jax.random.split(key, R)
+    if graph is not None:  # the user's DAG: one vmapped program for all replicates
+        import networkx as nx
+
+        names = list(graph.nodes)
+        x = jax.vmap(lambda k: ex.simulate(graph, k, E, N, family="linear_gaussian", regime=regime,
+                                           names=names)[0])(keys)
+        adj = nx.to_numpy_array(graph, nodelist=names, weight=None).astype(int)
+        return np.asarray(x), np.broadcast_to(adj, (R, *adj.shape)).copy()
     if model == "bivariate":
         x, label = jax.vmap(lambda k: ex.scm_bivariate_continuous(k, E, N, regime=regime))(keys)
         label = np.asarray(label)
@@ -137,7 +230,8 @@ def power_analysis(
     target: float = 0.8,
     replicates: int = 20,
     alpha: float = 0.05,
-    regime: str = "both",
+    regime="both",
+    graph=None,
     num_vars: int = 3,
     ci_test: str | None = None,
     conservative: bool = False,
@@ -158,10 +252,14 @@ def power_analysis(
         Data sets per setting.
     alpha, ci_test
         Passed to the causal de Finetti engine.
-    regime : {"both", "cause", "mechanism"}
-        Which mechanisms vary across environments (bivariate and icm generators).
+    regime : {"both", "cause", "mechanism"}, or a list of candidates
+        Which mechanisms vary across environments (bivariate and icm generators).  A list
+        compares candidates: regime names and, with ``graph``, collections of node names to
+        intervene on (only their mechanisms vary), e.g. ``[{"X"}, {"Y"}]``.
+    graph : networkx.DiGraph, optional
+        With ``model="icm"``: the hypothesised DAG to simulate (instead of random DAGs).
     num_vars : int
-        Variables of the binary and icm generators.
+        Variables of the binary and icm generators (random DAGs).
     conservative : bool
         Decide "reached" by the lower end of the 95 % Wilson interval instead of the
         estimate.
@@ -177,8 +275,8 @@ def power_analysis(
     --------
     >>> from causalid.design import power_analysis
     >>> pa = power_analysis("bivariate", envs=(40, 80), replicates=4, target=0.5)
-    >>> list(pa.table.columns[:4])
-    ['num_envs', 'num_samples', 'replicates', 'accuracy']
+    >>> list(pa.table.columns[:5])
+    ['regime', 'num_envs', 'num_samples', 'replicates', 'accuracy']
     """
     from causalid.design.lti import _positive_int
     from causalid.identify.metrics import normalized_shd, shd
@@ -186,11 +284,8 @@ def power_analysis(
 
     if model not in _MODELS:
         raise DataError(f"unknown model {model!r}; choose one of {list(_MODELS)}")
-    if regime not in ("both", "cause", "mechanism"):
-        raise DataError(f"unknown regime {regime!r}; choose 'both', 'cause' or 'mechanism'")
-    if model == "binary" and regime != "both":
-        raise DataError(f"regime={regime!r}: the binary reference varies every mechanism across environments; "
-                        "choosing which mechanisms vary is available for model='bivariate' or 'icm'")
+    graph = _check_graph(graph, model)
+    candidates = _candidates(regime, model, graph)
     if not (0 < float(target) <= 1):
         raise DataError(f"target={target}: give a proportion in (0, 1]")
     R = _positive_int(replicates, "replicates")
@@ -204,37 +299,51 @@ def power_analysis(
     if sample_grid[0] < 2:
         raise DataError("the causal de Finetti tests need at least 2 samples per environment; "
                         f"got samples={list(sample_grid)}")
-    if model != "bivariate":
+    if model != "bivariate" and graph is None:
         num_vars = _positive_int(num_vars, "num_vars")
         if num_vars < 2:
             raise DataError("num_vars must be at least 2")
     key = jax.random.PRNGKey(int(seed))
-    t_sim = time.perf_counter()
-    x_all, truth = _simulate(model, key, env_grid[-1], sample_grid[-1], R, regime, num_vars)
-    t_sim = time.perf_counter() - t_sim
-    rows = []
-    for E, N in itertools.product(env_grid, sample_grid):
+    rows, t_sim = [], 0.0
+    for label, gen_regime in candidates:
         t0 = time.perf_counter()
-        x = np.ascontiguousarray(x_all[:, :E, :N])
-        results = discover_batch(x, method="cdf", alpha=alpha, ci_test=ci_test, seed=int(seed))
-        est = [np.asarray(r.adjacency(), dtype=int) for r in results]
-        exact = sum(int(np.array_equal(a, b)) for a, b in zip(est, truth))
-        lo, hi = _wilson(exact, R)
-        rows.append({"num_envs": E, "num_samples": N, "replicates": R, "accuracy": exact / R, "ci_low": lo,
-                     "ci_high": hi, "mean_shd": float(np.mean([shd(a, b) for a, b in zip(est, truth)])),
-                     "mean_normalized_shd": float(np.mean([normalized_shd(a, b) for a, b in zip(est, truth)])),
-                     "seconds": time.perf_counter() - t0})
-        if progress:
-            r = rows[-1]
-            print(f"E={E} N={N}: accuracy {r['accuracy']:.2f} [{lo:.2f}, {hi:.2f}] ({r['seconds']:.1f} s)")
+        x_all, truth = _simulate(model, key, env_grid[-1], sample_grid[-1], R, gen_regime, num_vars, graph=graph)
+        t_sim += time.perf_counter() - t0
+        for E, N in itertools.product(env_grid, sample_grid):
+            t0 = time.perf_counter()
+            x = np.ascontiguousarray(x_all[:, :E, :N])
+            results = discover_batch(x, method="cdf", alpha=alpha, ci_test=ci_test, seed=int(seed))
+            est = [np.asarray(r.adjacency(), dtype=int) for r in results]
+            exact = sum(int(np.array_equal(a, b)) for a, b in zip(est, truth))
+            lo, hi = _wilson(exact, R)
+            rows.append({"regime": label, "num_envs": E, "num_samples": N, "replicates": R, "accuracy": exact / R,
+                         "ci_low": lo, "ci_high": hi,
+                         "mean_shd": float(np.mean([shd(a, b) for a, b in zip(est, truth)])),
+                         "mean_normalized_shd": float(np.mean([normalized_shd(a, b) for a, b in zip(est, truth)])),
+                         "seconds": time.perf_counter() - t0})
+            if progress:
+                r = rows[-1]
+                print(f"{label}: E={E} N={N}: accuracy {r['accuracy']:.2f} [{lo:.2f}, {hi:.2f}] "
+                      f"({r['seconds']:.1f} s)")
     table = pd.DataFrame(rows)
     table["reached"] = (table["ci_low"] if conservative else table["accuracy"]) >= float(target)
-    order = table.assign(total=table["num_envs"] * table["num_samples"]).sort_values(["total", "num_envs"],
-                                                                                     kind="stable")
+    by_regime = {label: _first(table[table["regime"] == label]) for label, _ in candidates}
+    first = _first(table)
+    settings = {"model": model, "regime": [label for label, _ in candidates], "replicates": R,
+                "alpha": float(alpha), "ci_test": ci_test,
+                "num_vars": None if model == "bivariate" else (graph.number_of_nodes() if graph is not None
+                                                               else num_vars),
+                "graph": None if graph is None else [list(e) for e in graph.edges],
+                "conservative": bool(conservative), "seed": int(seed), "simulation_seconds": t_sim}
+    return PowerAnalysis(table=table, first=first, target=float(target), settings=settings, by_regime=by_regime)
+
+
+def _first(table: pd.DataFrame) -> dict | None:
+    """The reached row with the fewest samples in total, then fewer environments, then higher accuracy."""
+    order = table.assign(total=table["num_envs"] * table["num_samples"], neg=-table["accuracy"]).sort_values(
+        ["total", "num_envs", "neg"], kind="stable")
     hits = order[order["reached"]]
-    first = None if hits.empty else {k: (v.item() if hasattr(v, "item") else v)
-                                     for k, v in hits.drop(columns="total").iloc[0].to_dict().items()}
-    settings = {"model": model, "regime": regime, "replicates": R, "alpha": float(alpha), "ci_test": ci_test,
-                "num_vars": None if model == "bivariate" else num_vars, "conservative": bool(conservative),
-                "seed": int(seed), "simulation_seconds": t_sim}
-    return PowerAnalysis(table=table, first=first, target=float(target), settings=settings)
+    if hits.empty:
+        return None
+    return {k: (v.item() if hasattr(v, "item") else v)
+            for k, v in hits.drop(columns=["total", "neg"]).iloc[0].to_dict().items()}

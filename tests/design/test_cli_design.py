@@ -79,8 +79,8 @@ def test_design_power_table(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(discover_module, "discover_batch", lambda x, **kw: [Empty() for _ in range(len(x))])
     monkeypatch.setattr("causalid.design.power._simulate",
-                        lambda model, key, E, N, R, regime, num_vars: (np.zeros((R, E, N, 2)),
-                                                                       np.eye(2, k=1, dtype=int)[None].repeat(R, 0)))
+                        lambda model, key, E, N, R, regime, num_vars, graph=None: (
+                            np.zeros((R, E, N, 2)), np.eye(2, k=1, dtype=int)[None].repeat(R, 0)))
     out = tmp_path / "power.csv"
     rc = main(["design", "power", "--envs", "50", "100", "200", "--replicates", "6", "--target", "0.99", "--quiet",
                "--out", str(out)])
@@ -89,6 +89,41 @@ def test_design_power_table(tmp_path, monkeypatch, capsys):
     assert "no setting reached the target" in text
     table = pd.read_csv(out)
     assert list(table["num_envs"]) == [50, 100, 200] and (table["replicates"] == 6).all()
+    assert (table["regime"] == "both").all()
+
+
+def test_design_power_compares_interventions_on_a_hypothesised_graph(tmp_path, monkeypatch, capsys):
+    # stand-in engine that recovers the graph only when Y's mechanism varies: the command must
+    # read the graph, pass one candidate per --intervene node and recommend Y
+    seen = []
+
+    def fake_sim(model, key, E, N, R, regime, num_vars, graph=None):
+        seen.append((model, regime, sorted(graph.edges)))
+        adj = np.array([[0, 1], [0, 0]])
+        return np.full((R, E, N, 2), float("Y" in regime)), adj[None].repeat(R, 0)
+
+    class Fit:
+        def __init__(self, adj):
+            self._adj = adj
+
+        def adjacency(self):
+            return self._adj
+
+    monkeypatch.setattr("causalid.design.power._simulate", fake_sim)
+    monkeypatch.setattr(discover_module, "discover_batch",
+                        lambda x, **kw: [Fit(np.array([[0, 1], [0, 0]]) * int(x.mean() > 0.5)) for _ in x])
+    graph = tmp_path / "graph.csv"
+    graph.write_text("cause,effect\nX,Y\n")
+    out = tmp_path / "power.csv"
+    rc = main(["design", "power", "--model", "icm", "--graph", str(graph), "--intervene", "X", "Y",
+               "--envs", "50", "--replicates", "4", "--quiet", "--out", str(out)])
+    assert rc == 0
+    assert seen == [("icm", frozenset("X"), [("X", "Y")]), ("icm", frozenset("Y"), [("X", "Y")])]
+    text = capsys.readouterr().out
+    assert "with intervene on Y (only those mechanisms varying)" in text
+    assert list(pd.read_csv(out)["regime"]) == ["intervene on X", "intervene on Y"]
+    assert main(["design", "power", "--intervene", "X"]) == 2
+    assert "--intervene needs --graph" in capsys.readouterr().err
 
 
 def test_design_lti_refuses_a_file_that_is_not_a_system(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import networkx as nx
 import numpy as np
 import pytest
 
@@ -27,7 +28,7 @@ class _Fake:
         return self._adj
 
 
-def fake_simulate(model, key, E, N, R, regime, num_vars):
+def fake_simulate(model, key, E, N, R, regime, num_vars, graph=None):
     """Stand-in generator: noise data and a truth cycling through X→Y, Y→X and no edge."""
     x = np.random.default_rng(0).normal(size=(R, E, N, 2))
     adj = np.zeros((R, 2, 2), dtype=int)
@@ -52,6 +53,7 @@ def test_bookkeeping_with_an_engine_that_needs_100_environments(monkeypatch):
     pa = power_analysis("bivariate", envs=(50, 100, 200), replicates=6, target=0.9)
     t = pa.table
     assert list(t["num_envs"]) == [50, 100, 200] and list(t["replicates"]) == [6, 6, 6]
+    assert list(t["regime"]) == ["both"] * 3 and pa.best_regime == "both"
     assert list(t["accuracy"]) == [2 / 6, 1.0, 1.0]                 # the 2 no-edge truths are "recovered"
     assert pa.first["num_envs"] == 100 and pa.first["accuracy"] == 1.0
     assert list(t["mean_shd"]) == [4 / 6, 0.0, 0.0]
@@ -69,6 +71,12 @@ def test_bookkeeping_with_an_engine_that_needs_100_environments(monkeypatch):
     ({"regime": "neither"}, "unknown regime"),
     ({"envs": ()}, "at least one value"),
     ({"model": "binary", "regime": "cause"}, "varies every mechanism"),
+    ({"regime": []}, "at least one candidate"),
+    ({"regime": ["both", "both"]}, "twice"),
+    ({"regime": [{"X"}]}, "needs model='icm' and a graph"),
+    ({"model": "icm", "graph": nx.DiGraph([("X", "Y")]), "regime": [{"W"}]}, r"\['W'\] are not in the graph"),
+    ({"model": "bivariate", "graph": nx.DiGraph([("X", "Y")])}, "model='icm' only"),
+    ({"model": "icm", "graph": nx.DiGraph([("X", "Y"), ("Y", "X")])}, "without cycles"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(DataError, match=match):
@@ -80,3 +88,52 @@ def test_real_generator_and_engine_gain_power_with_environments():
     pa = power_analysis("bivariate", envs=(20, 200), replicates=20, target=0.8, seed=1)
     acc = pa.table["accuracy"].to_numpy()
     assert acc[1] > acc[0] and acc[1] >= 0.7       # published: 0.82 at E = 200 with KCI
+
+
+def test_candidates_are_compared_and_the_cheapest_to_reach_the_target_is_recommended(monkeypatch):
+    # stand-in engine: with regime "cause" it recovers the truth from 100 environments, with
+    # "mechanism" from 200, with "both" never; the generator is told the regime of each block
+    regimes = []
+
+    def fake_sim(model, key, E, N, R, regime, num_vars, graph=None):
+        regimes.append(regime)
+        x, adj = fake_simulate(model, key, E, N, R, regime, num_vars)
+        return x + {"both": 0.0, "cause": 1.0, "mechanism": 2.0}[regime], adj
+
+    def fake_batch(x, method="cdf", **kw):
+        R, E = x.shape[:2]
+        need = {1: 100, 2: 200}.get(int(round(x.mean())), 10**9)
+        truth = fake_simulate(None, None, E, 2, R, None, None)[1]
+        return [_Fake(truth[r] if E >= need else np.ones((2, 2), dtype=int)) for r in range(R)]
+
+    monkeypatch.setattr("causalid.design.power._simulate", fake_sim)
+    monkeypatch.setattr(discover_module, "discover_batch", fake_batch)
+    pa = power_analysis("bivariate", envs=(50, 100, 200), replicates=6, target=0.9,
+                        regime=["both", "mechanism", "cause"])
+    assert regimes == ["both", "mechanism", "cause"]
+    assert list(pa.table["regime"]) == ["both"] * 3 + ["mechanism"] * 3 + ["cause"] * 3
+    assert pa.by_regime["both"] is None
+    assert pa.by_regime["mechanism"]["num_envs"] == 200 and pa.by_regime["cause"]["num_envs"] == 100
+    assert pa.best_regime == "cause" and pa.first["num_envs"] == 100
+    text = pa.summary()
+    assert "only the root (cause) mechanisms varying" in text and "both: does not reach the target" in text
+    assert pa.settings["regime"] == ["both", "mechanism", "cause"]
+
+
+def test_a_hypothesised_graph_is_simulated_for_every_replicate_with_the_chosen_interventions():
+    from causalid.design.power import _candidates, _check_graph, _simulate
+
+    g = _check_graph(nx.DiGraph([("X", "Y"), ("Y", "Z")]), "icm")
+    (label, nodes), = _candidates([("Y",)], "icm", g)
+    assert label == "intervene on Y" and nodes == frozenset({"Y"})
+    key = np.array([0, 7], dtype=np.uint32)
+    x, adj = _simulate("icm", key, 40, 3, 4, nodes, None, graph=g)
+    assert x.shape == (4, 40, 3, 3) and adj.shape == (4, 3, 3)
+    np.testing.assert_array_equal(adj[2], [[0, 1, 0], [0, 0, 1], [0, 0, 0]])
+    assert not np.allclose(x[0], x[1])                                  # replicates differ
+    # the generator gets the node set: only Y's mechanism parameters are per-environment sites
+    from causalid.models import exchangeable as ex
+
+    dims, _ = ex.site_dims(g, "linear_gaussian", nodes, ["X", "Y", "Z"], 3)
+    varying = {k.split("_")[0] for k, d in dims.items() if d[:1] == ("env",) and d != ("env", "sample")}
+    assert varying == {"Y"}
