@@ -104,10 +104,18 @@ class PowerAnalysis:
                     f"{self.first['ci_high']:.2f})")
             if len(labels) > 1:
                 tail += f" with {_describe(self.first['regime'])}"
+                f = self.first
+                close = []
                 for label in labels:
                     row = self.by_regime.get(label)
                     tail += (f"\n  {label}: " + ("does not reach the target on this grid" if row is None else
                              f"{row['num_envs']} x {row['num_samples']} (accuracy {row['accuracy']:.2f})"))
+                    if (row is not None and label != f["regime"] and row["num_envs"] == f["num_envs"]
+                            and row["num_samples"] == f["num_samples"] and row["ci_high"] >= f["ci_low"]):
+                        close.append(label)
+                if close:
+                    tail += (f"\n  {', '.join(close)} reach(es) the target at the same setting with an overlapping "
+                             "95% interval: the choice is not clear-cut; raise replicates or refine the grid")
         return f"{head}\n{body}\n{tail}"
 
     def __str__(self) -> str:
@@ -160,8 +168,10 @@ def _candidates(regime, model: str, graph) -> list[tuple[str, str | frozenset]]:
             raise DataError(f"regime {sorted(nodes)}: a set of nodes to intervene on needs model='icm' and a "
                             "graph (the hypothesised DAG)")
         unknown = sorted(nodes - {str(v) for v in graph.nodes})
-        if not nodes or unknown:
-            raise DataError(f"regime {sorted(nodes)}: node(s) {unknown or '(none)'} are not in the graph "
+        if not nodes:
+            raise DataError("regime: an empty set of nodes to intervene on; name at least one node")
+        if unknown:
+            raise DataError(f"regime {sorted(nodes)}: node(s) {unknown} are not in the graph "
                             f"(nodes: {sorted(str(v) for v in graph.nodes)})")
         out.append(("intervene on " + ", ".join(sorted(nodes)), nodes))
     labels = [label for label, _ in out]
