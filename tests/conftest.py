@@ -1,6 +1,25 @@
 """Suite-wide configuration."""
 
+import os
+
 import pytest
+
+# XLA compilation, not execution, is most of the suite's time (one test, one program).  On CPU
+# the classic emitters compile causalid's programs in about two thirds of the CPU time of the
+# MLIR fusion emitters and compute the same numbers (measured on tests/infer/test_hmm_fit.py and
+# tests/infer/test_lti.py: 250 s -> 166 s of CPU), so the tests, their workers and the command
+# lines they start use them (causalid._compile does the same for the causal de Finetti tests,
+# the designers and the sweep generators in every process).  Benchmarks keep XLA's defaults, so
+# their timings are the ones users get.  Set before JAX starts its backend.
+_FLAG = "--xla_cpu_use_fusion_emitters=false"
+
+
+def pytest_configure(config):
+    markexpr = config.getoption("markexpr", "") or ""
+    benchmark = "benchmark" in markexpr and "not benchmark" not in markexpr
+    flags = os.environ.get("XLA_FLAGS", "")
+    if not benchmark and "xla_cpu_use_fusion_emitters" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {_FLAG}".strip()
 
 
 @pytest.hookimpl(tryfirst=True)
