@@ -103,6 +103,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--conservative", action="store_true", help="decide by the lower end of the 95%% interval")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the table as CSV")
+    p.add_argument("--json", metavar="FILE", help="write the whole analysis as JSON (PowerAnalysis.load reads it)")
+    p.add_argument("--plot", metavar="FIG", help="plot accuracy against environments (PNG, PDF, SVG)")
     p.add_argument("--quiet", action="store_true", help="no per-setting progress")
 
 
@@ -225,6 +227,12 @@ def _power(args) -> int:
     if args.out:
         pa.table.to_csv(args.out, index=False)
         _wrote(args, args.out)
+    if args.json:
+        pa.save(args.json)
+        _wrote(args, args.json)
+    if args.plot:
+        pa.plot(args.plot)
+        _wrote(args, args.plot)
     return 0
 
 

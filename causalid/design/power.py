@@ -55,6 +55,7 @@ from causalid.errors import DataError
 __all__ = ["PowerAnalysis", "power_analysis"]
 
 _MODELS = ("bivariate", "binary", "icm")
+_FORMAT = "causalid.power_analysis/1"
 
 
 @dataclass
@@ -120,6 +121,63 @@ class PowerAnalysis:
 
     def __str__(self) -> str:
         return self.summary()
+
+    # ------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict:
+        from causalid._json import plain
+
+        return {"format": _FORMAT, "table": plain(self.table.to_dict(orient="list")), "first": plain(self.first),
+                "target": self.target, "settings": plain(self.settings), "by_regime": plain(self.by_regime)}
+
+    def save(self, path) -> None:
+        """Write the analysis as JSON (read it back with :meth:`load`)."""
+        import json
+        from pathlib import Path
+
+        Path(path).write_text(json.dumps(self.to_dict()))
+
+    @classmethod
+    def load(cls, path) -> PowerAnalysis:
+        from causalid.design.result import _read_json
+
+        d = _read_json(path, "a power analysis")
+        if not isinstance(d, dict) or d.get("format") != _FORMAT:
+            found = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise DataError(f"'{path}' is not a causalid power analysis (format {found!r}; expected {_FORMAT!r})")
+        missing = [k for k in ("table", "target") if k not in d]
+        if missing:
+            raise DataError(f"'{path}': the power analysis lacks field(s) {missing}")
+        return cls(table=pd.DataFrame(d["table"]), first=d.get("first"), target=float(d["target"]),
+                   settings=dict(d.get("settings") or {}), by_regime=dict(d.get("by_regime") or {}))
+
+    def plot(self, path=None):
+        """Accuracy (with its 95 % interval) against environments, one line per candidate and
+        number of samples, with the target; returns the matplotlib figure (saved to ``path``)."""
+        import matplotlib
+
+        if path is not None:
+            matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        t = self.table
+        for (regime, N), g in t.groupby(["regime", "num_samples"], sort=False):
+            g = g.sort_values("num_envs")
+            label = f"{regime}, N = {N}" if t["num_samples"].nunique() > 1 else str(regime)
+            line, = ax.plot(g["num_envs"], g["accuracy"], marker="o", label=label)
+            ax.fill_between(g["num_envs"], g["ci_low"], g["ci_high"], color=line.get_color(), alpha=0.15)
+        ax.axhline(self.target, color="k", ls="--", lw=1, label=f"target {self.target:g}")
+        ax.set_xlabel("environments E")
+        ax.set_ylabel("proportion of exactly recovered graphs")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"power analysis ({self.settings.get('model')}, "
+                     f"{self.settings.get('replicates')} replicates per setting)")
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=120)
+            plt.close(fig)
+        return fig
 
 
 def _wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:

@@ -116,8 +116,13 @@ def test_design_power_compares_interventions_on_a_hypothesised_graph(tmp_path, m
     graph.write_text("cause,effect\nX,Y\n")
     out = tmp_path / "power.csv"
     rc = main(["design", "power", "--model", "icm", "--graph", str(graph), "--intervene", "X", "Y",
-               "--envs", "50", "--replicates", "4", "--quiet", "--out", str(out)])
+               "--envs", "50", "--replicates", "4", "--quiet", "--out", str(out),
+               "--json", str(tmp_path / "power.json"), "--plot", str(tmp_path / "power.png")])
     assert rc == 0
+    from causalid.design import PowerAnalysis
+
+    assert PowerAnalysis.load(tmp_path / "power.json").best_regime == "intervene on Y"
+    assert (tmp_path / "power.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert seen == [("icm", frozenset("X"), [("X", "Y")]), ("icm", frozenset("Y"), [("X", "Y")])]
     text = capsys.readouterr().out
     assert "with intervene on Y (only those mechanisms varying)" in text

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import networkx as nx
 import numpy as np
+import pandas as pd
 import pytest
 
 import causalid.infer.discover as discover_module
-from causalid.design import power_analysis
+from causalid.design import PowerAnalysis, power_analysis
 from causalid.design.power import _wilson
 from causalid.errors import DataError
 
@@ -90,7 +91,7 @@ def test_real_generator_and_engine_gain_power_with_environments():
     assert acc[1] > acc[0] and acc[1] >= 0.7       # published: 0.82 at E = 200 with KCI
 
 
-def test_candidates_are_compared_and_the_cheapest_to_reach_the_target_is_recommended(monkeypatch):
+def test_candidates_are_compared_and_the_cheapest_to_reach_the_target_is_recommended(monkeypatch, tmp_path):
     # stand-in engine: with regime "cause" it recovers the truth from 100 environments, with
     # "mechanism" from 200, with "both" never; the generator is told the regime of each block
     regimes = []
@@ -119,6 +120,17 @@ def test_candidates_are_compared_and_the_cheapest_to_reach_the_target_is_recomme
     assert "only the root (cause) mechanisms varying" in text and "both: does not reach the target" in text
     assert "not clear-cut" not in text
     assert pa.settings["regime"] == ["both", "mechanism", "cause"]
+    # JSON round trip and a plot with one line (and band) per candidate
+    path = tmp_path / "pa.json"
+    pa.save(path)
+    back = PowerAnalysis.load(path)
+    pd.testing.assert_frame_equal(back.table, pa.table)
+    assert back.first == pa.first and back.by_regime == pa.by_regime and back.summary() == pa.summary()
+    fig = pa.plot(tmp_path / "pa.png")
+    assert len(fig.axes[0].lines) == 4 and (tmp_path / "pa.png").stat().st_size > 0
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    with pytest.raises(DataError, match="not a causalid power analysis"):
+        PowerAnalysis.load(tmp_path / "bad.json")
 
 
 def test_a_hypothesised_graph_is_simulated_for_every_replicate_with_the_chosen_interventions():
