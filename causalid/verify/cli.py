@@ -68,7 +68,7 @@ def add_report_parser(subparsers) -> None:
 
 def run_verify(args) -> int:
     """Run ``causalid verify``; returns the exit status."""
-    from causalid.verify.execute import _import_distributed, run_sweep
+    from causalid.verify.execute import check_execution, run_sweep
     from causalid.verify.store import ResultStore
     from causalid.verify.sweep import load_sweep
 
@@ -77,8 +77,7 @@ def run_verify(args) -> int:
         print(sweep.summary())
         print(sweep.cell_table().to_string(index=False))
         return 0
-    if args.workers is not None or args.scheduler is not None:
-        _import_distributed()
+    check_execution(sweep, args.workers, args.scheduler, args.chunk_size)  # before the store exists
     ResultStore.open(args.out, sweep)  # refuse another sweep's store before saying anything
     if not args.quiet:
         print(sweep.summary(), file=sys.stderr)
@@ -110,7 +109,7 @@ def run_report(args) -> int:
 
 
 def main(argv=None) -> int:
-    """``python -m causalid.verify.cli {verify,report} ...``: the same as ``causalid verify/report``."""
+    """``python -m causalid.verify.cli {verify,report} ...``: ``causalid verify/report``."""
     from causalid.cli import main as causalid_main
 
     return causalid_main(argv)

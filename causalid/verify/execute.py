@@ -103,6 +103,29 @@ def _run_chunk(sweep: Sweep, indices: list[int]) -> list[tuple[int, pd.DataFrame
     return [(i, run_cell(sweep, i)) for i in indices]
 
 
+def check_execution(sweep: Sweep, workers, scheduler, chunk_size) -> int:
+    """Check the execution options before anything touches the store; returns the chunk size."""
+    if workers is not None and scheduler is not None:
+        raise DataError(
+            "give either workers (a local Dask cluster) or scheduler (an existing one), not both"
+        )
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise DataError(f"workers = {workers!r}: give a positive number of worker processes")
+    chunk = sweep.chunk_size if chunk_size is None else chunk_size
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise DataError(f"chunk_size = {chunk!r}: give a positive number of cells per task")
+    if chunk_size is not None and workers is None and scheduler is None:
+        raise DataError(
+            f"chunk_size = {chunk_size}: cells are sent to Dask in chunks only with workers or a "
+            "scheduler; leave it out for an in-process run"
+        )
+    if workers is not None or scheduler is not None:
+        _import_distributed()  # before touching the store: a missing extra changes nothing
+    return chunk
+
+
 def run_sweep(
     sweep_or_path,
     out,
@@ -142,19 +165,7 @@ def run_sweep(
     (6, 3)
     """
     sweep = sweep_or_path if isinstance(sweep_or_path, Sweep) else load_sweep(sweep_or_path)
-    if workers is not None and scheduler is not None:
-        raise DataError(
-            "give either workers (a local Dask cluster) or scheduler (an existing one), not both"
-        )
-    if workers is not None and (
-        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
-    ):
-        raise DataError(f"workers = {workers!r}: give a positive number of worker processes")
-    chunk = sweep.chunk_size if chunk_size is None else chunk_size
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise DataError(f"chunk_size = {chunk!r}: give a positive number of cells per task")
-    if workers is not None or scheduler is not None:
-        _import_distributed()  # before touching the store: a missing extra changes nothing
+    chunk = check_execution(sweep, workers, scheduler, chunk_size)
     store = ResultStore.open(out, sweep)
     done = store.finished()
     todo = [c.index for c in sweep.cells if c.index not in done]

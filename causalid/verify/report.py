@@ -292,7 +292,7 @@ def write_report(path, out=None, *, progress: bool = False) -> Path:
     md = [f"# {sweep.get('name', 'sweep')}\n", _status_line(manifest, frame) + "\n"]
     for m in metrics:
         md += [f"\n## {m}\n\n", _markdown(tables[m])]
-    (out / "summary.md").write_text("".join(md))
+    (out / "summary.md").write_text("".join(md), encoding="utf-8")
     wrote(out / "summary.md")
     if refs:
         ref_rows = [
@@ -349,7 +349,7 @@ def write_report(path, out=None, *, progress: bool = False) -> Path:
         wrote(out / "sbc.csv")
 
     page = _html(manifest, frame, tables, figures, error_table, sbc_table, sbc_figures, out)
-    (out / "index.html").write_text(page)
+    (out / "index.html").write_text(page, encoding="utf-8")
     wrote(out / "index.html")
     return out / "index.html"
 

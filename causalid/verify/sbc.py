@@ -711,7 +711,7 @@ class SBCResult:
                 **meta,
                 "columns": {c: plain(self.frame[c].tolist()) for c in self.frame.columns},
             }
-            path.write_text(json.dumps(doc))
+            path.write_text(json.dumps(doc), encoding="utf-8")
         else:
             raise DataError(f"unknown file type {path.suffix!r}; use .parquet or .json")
         return path
@@ -732,7 +732,7 @@ class SBCResult:
                 raise DataError(f"{path} is not an SBC table written by SBCResult.save")
             meta, frame = json.loads(raw), table.to_pandas()
         elif path.suffix == ".json":
-            meta = json.loads(path.read_text())
+            meta = json.loads(path.read_text(encoding="utf-8"))
             if meta.get("format") != FORMAT:
                 raise DataError(f"{path} is not an SBC table written by SBCResult.save")
             frame = pd.DataFrame(meta["columns"])

@@ -42,6 +42,7 @@ import datetime
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,21 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _only_creation_leftovers(path: Path) -> bool:
+    """True when ``path`` holds nothing but what a store's creation writes before its manifest
+    (an empty ``cells/``, ``sweep.toml``, temporary files): a sweep killed while creating its
+    store starts again from scratch instead of refusing the folder."""
+    for entry in path.iterdir():
+        if entry.name == "cells" and entry.is_dir() and not any(entry.iterdir()):
+            continue
+        if entry.name == "sweep.toml" and entry.is_file():
+            continue
+        if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file():
+            continue
+        return False
+    return True
+
+
 class ResultStore:
     """A sweep's result directory (see the module docstring for the layout and row schema).
 
@@ -162,12 +178,23 @@ class ResultStore:
                     f"'{sweep.name}', hash {sweep.hash[:12]}): give a new --out directory, or "
                     "delete that one to start over"
                 )
+            if old.get("causalid") != __version__:
+                warnings.warn(
+                    f"'{path}' was started with causalid {old.get('causalid')} and is resumed with "
+                    f"{__version__}: the finished cells are kept as they are, so the store mixes "
+                    "results of both versions (use a new --out directory to rerun everything)",
+                    stacklevel=2,
+                )
             if old["sweep"] != config:  # name, description, references or execution changed
                 old["sweep"] = config
                 store._write_manifest()
+            toml = path / "sweep.toml"
+            text = None if sweep.text is None else sweep.text.encode()
+            if text is not None and (not toml.exists() or toml.read_bytes() != text):
+                _atomic_bytes(toml, lambda fh: fh.write(text))
             store._clean_temporary()
             return store
-        if path.exists() and any(path.iterdir()):
+        if path.exists() and not _only_creation_leftovers(path):
             raise StoreError(
                 f"'{path}' is not empty and is not a sweep store (no manifest.json); give a new "
                 "or empty --out directory"
@@ -190,6 +217,7 @@ class ResultStore:
             "sweep": config,
         }
         store = cls(path, manifest)
+        store._clean_temporary()
         if sweep.text is not None:
             _atomic_bytes(path / "sweep.toml", lambda fh: fh.write(sweep.text.encode()))
         store._write_manifest()
@@ -206,7 +234,7 @@ class ResultStore:
                 f"SWEEP.toml --out {path}' first"
             )
         try:
-            manifest = json.loads(manifest_path.read_text())
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise StoreError(f"cannot read '{manifest_path}': {exc}") from None
         if manifest.get("format") != FORMAT:

@@ -234,9 +234,20 @@ def load_sweep(path) -> Sweep:
     ([50, 100], ('envs',))
     """
     path = Path(path)
+    if path.is_dir():
+        raise SweepError(
+            f"'{path}' is a directory; give the sweep's TOML file "
+            "(e.g. examples/sweeps/bivariate.toml)"
+        )
     if not path.is_file():
         raise SweepError(f"sweep file '{path}' does not exist")
-    return parse_sweep(path.read_text(), source=str(path))
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SweepError(
+            f"sweep file '{path}' is not UTF-8 text (byte {exc.start}); TOML files are UTF-8"
+        ) from None
+    return parse_sweep(text, source=str(path))
 
 
 def parse_sweep(text: str, source: str = "<string>") -> Sweep:
@@ -436,7 +447,7 @@ def _engines(config: dict, fam: Family, cells: list[Cell]) -> dict:
             raise TypeError(
                 f"{where}: must be a table ([{where}]) with the engine's method and options"
             )
-        method = table.get("method", name)
+        method = Setting(str).check(table.get("method", name), f"{where}.method")
         if method not in fam.engines:
             raise ValueError(
                 f"{where}.method = {method!r}: family '{fam.name}' has engines {list(fam.engines)}"

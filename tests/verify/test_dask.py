@@ -92,11 +92,24 @@ def test_missing_dask_is_a_clear_error(tmp_path, monkeypatch):
         ({"workers": 2, "scheduler": "tcp://127.0.0.1:8786"}, "either workers .* or scheduler"),
         ({"workers": 0}, "workers = 0: give a positive number"),
         ({"chunk_size": 0}, "chunk_size = 0: give a positive number"),
+        ({"chunk_size": 2}, "only with workers or a scheduler"),
     ],
 )
 def test_bad_execution_options(tmp_path, kwargs, message):
     with pytest.raises(DataError, match=message):
-        run_sweep(parse_sweep(TINY), tmp_path, progress=False, **kwargs)
+        run_sweep(parse_sweep(TINY), tmp_path / "out", progress=False, **kwargs)
+    assert not os.path.exists(tmp_path / "out")                  # nothing was created
+
+
+def test_command_line_checks_execution_options_before_creating_the_store(tmp_path, capsys):
+    from causalid.cli import main
+
+    sweep = tmp_path / "tiny.toml"
+    sweep.write_text(TINY, encoding="utf-8")
+    for extra in (["--workers", "0"], ["--chunk-size", "0"]):
+        assert main(["verify", str(sweep), "--out", str(tmp_path / "out"), *extra]) == 2
+        assert "give a positive number" in capsys.readouterr().err
+        assert not os.path.exists(tmp_path / "out")
 
 
 def _draw(key, scale, n):

@@ -192,6 +192,38 @@ def test_presentation_changes_resume_and_update_the_manifest(tmp_path):
     renamed = parse_sweep(TINY.replace('name = "tiny"', 'name = "renamed"'))
     assert ResultStore.open(tmp_path, renamed).manifest["sweep"]["name"] == "renamed"
     assert ResultStore.read(tmp_path).manifest["sweep"]["name"] == "renamed"
+    assert (tmp_path / "sweep.toml").read_text(encoding="utf-8") == renamed.text
+
+
+def test_a_sweep_killed_while_creating_its_store_starts_again(tmp_path):
+    # what creation writes before the manifest: cells/, sweep.toml, a dead writer's temporary file
+    sweep = parse_sweep(TINY)
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "sweep.toml").write_text("half a sw", encoding="utf-8")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".manifest.json.{dead.pid}.tmp"
+    stale.write_bytes(b"{")
+    store = ResultStore.open(tmp_path, sweep)
+    assert store.finished() == set() and not stale.exists()
+    assert (tmp_path / "sweep.toml").read_text(encoding="utf-8") == sweep.text
+    assert ResultStore.read(tmp_path).manifest["hash"] == sweep.hash
+    # anything else in the folder is still refused
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="not empty and is not a sweep store"):
+        ResultStore.open(other, sweep)
+
+
+def test_resuming_with_another_causalid_version_warns(tmp_path, monkeypatch):
+    import causalid
+
+    sweep = parse_sweep(TINY)
+    ResultStore.open(tmp_path, sweep)
+    monkeypatch.setattr(causalid, "__version__", "99.0")
+    with pytest.warns(UserWarning, match="mixes results of both versions"):
+        ResultStore.open(tmp_path, sweep)
 
 
 def test_temporary_files_of_dead_writers_are_removed(tmp_path):

@@ -166,6 +166,10 @@ B = "family = 'bivariate'\nreplicates = 2\n"
             "engines.x.method = 'pc': family 'bivariate' has engines",
         ),
         (
+            B + "[generator]\nenvs = 10\n[engines.x]\nmethod = ['cdf']",
+            "engines.x.method",
+        ),
+        (
             B + "[generator]\nenvs = 10\n[engines.cdf]\nalpah = 0.1",
             "engines.cdf.alpah: unknown key; did you mean 'alpha'?",
         ),
@@ -218,3 +222,9 @@ def test_mistakes_raise_one_line_naming_the_key(text, message):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(SweepError, match="does not exist"):
         load_sweep(tmp_path / "nope.toml")
+    with pytest.raises(SweepError, match="is a directory; give the sweep's TOML file"):
+        load_sweep(tmp_path)
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes("family = 'bivariate'\nreplicates = 2\nname = 'café'\n".encode("latin-1"))
+    with pytest.raises(SweepError, match="is not UTF-8 text"):
+        load_sweep(latin)
