@@ -99,8 +99,8 @@ class Setting:
         ``REQUIRED``: the sweep must give it.
     choices : tuple
         Allowed values of a ``str`` setting.
-    minimum : float, optional
-        Smallest allowed value of a number.
+    minimum, maximum : float, optional
+        Smallest and largest allowed values of a number.
     doc : str
     """
 
@@ -109,6 +109,7 @@ class Setting:
     choices: tuple = ()
     minimum: float | None = None
     doc: str = ""
+    maximum: float | None = None
 
     def check(self, value, where: str):
         """The value converted to ``kind``; raises ``ValueError`` with a one-line message."""
@@ -134,6 +135,8 @@ class Setting:
                 raise ValueError(f"{where} = {value!r}: choose one of {list(self.choices)}")
         if self.minimum is not None and value < self.minimum:
             raise ValueError(f"{where} = {value!r}: must be at least {self.minimum:g}")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"{where} = {value!r}: must be at most {self.maximum:g}")
         return value
 
 
@@ -599,12 +602,18 @@ def _lti_fit_score(method, options, sim, key, metrics):
             continue
         est = LTISystem(res.A, res.B, res.C)
         got = lti_metrics(rep["system"], est, sources_true=rep["u"], sources_est=res.sources)
+        rho = float(np.max(np.abs(np.linalg.eigvals(np.asarray(res.A)))))
+        unstable = "h2_error" in scores.values and "h2_error" not in got and rho >= 1
+        if unstable:  # a failed fit, not a metric that does not apply: counted as missing
+            got["h2_error"] = np.nan
         scores.set(
             r,
             got,
             f"{NOT_APPLICABLE} to a '{method}' estimate in {res.coordinates} coordinates"
             + ("" if res.sources is not None else " without sources"),
         )
+        if unstable:
+            scores.errors["h2_error"][r] = f"estimate unstable (spectral radius {rho:.4g} >= 1)"
     return scores
 
 
@@ -903,7 +912,9 @@ HMM = Family(
         ),
         "num_categories": Setting(int, 3, minimum=2, doc="symbols of categorical emissions"),
         "vary": Setting(str, "none", choices=tuple(_VARY), doc="mechanisms that vary in the truth"),
-        "self_prob": Setting(float, 0.8, minimum=0.0, doc="probability of keeping a state"),
+        "self_prob": Setting(
+            float, 0.8, minimum=0.0, maximum=1.0, doc="probability of keeping a state"
+        ),
         "separation": Setting(float, 3.0, minimum=0.0, doc="separation of the emission means"),
         "env_spread": Setting(
             float, 0.5, minimum=0.0, doc="spread of varying mechanisms across envs"

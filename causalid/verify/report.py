@@ -236,10 +236,14 @@ def _sbc_parts(store: ResultStore):
     for f in sorted((store.path / "sbc").glob("*.parquet")):
         try:
             res = SBCResult.load(f)
-        except DataError:  # a plain table (write_table): every extra column is a setting
+        except DataError:  # a plain table (write_table): text/boolean extra columns are
+            # settings (one SBC run per combination), numeric ones per-replicate diagnostics
             frame = _read_parquet(f)
-            settings = tuple(c for c in frame.columns if c not in CORE_COLUMNS)
-            res = SBCResult(frame, settings=settings)
+            extra = [c for c in frame.columns if c not in CORE_COLUMNS]
+            diagnostics = tuple(c for c in extra if pd.api.types.is_numeric_dtype(frame[c])
+                                and not pd.api.types.is_bool_dtype(frame[c]))
+            settings = tuple(c for c in extra if c not in diagnostics)
+            res = SBCResult(frame, settings=settings, diagnostics=diagnostics)
         out.append((f.stem, res))
     return out
 

@@ -503,6 +503,18 @@ class SBCResult:
                     f"concatenated: {first.settings}/{first.thin} vs "
                     f"{r.settings}/{r.thin}"
                 )
+        seen: dict = {}
+        for i, r in enumerate(results):
+            for values, _ in r._groups():
+                if values in seen:
+                    raise DataError(
+                        f"SBC results {seen[values]} and {i} both hold the run with settings "
+                        f"{dict(zip(first.settings, values)) or '(none)'}: give each run a "
+                        "distinguishing setting value (e.g. settings={'model': 'correct'}) before "
+                        "concatenating"
+                    )
+            for values, _ in r._groups():
+                seen[values] = i
         diagnostics = tuple(dict.fromkeys(d for r in results for d in r.diagnostics))
         frame = pd.concat([r.frame for r in results], ignore_index=True)
         return cls(frame, first.thin, first.settings, diagnostics)

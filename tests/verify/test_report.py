@@ -85,9 +85,11 @@ def test_report_has_every_table_and_plot(tmp_path):
     )
     SBCResult(uniform, settings=("model",)).save(tmp_path / "sbc" / "right.parquet")
     skewed = uniform.assign(
-        rank=np.minimum(rng.integers(0, 20, 400), rng.integers(0, 20, 400)), model="wrong"
+        rank=np.minimum(rng.integers(0, 20, 400), rng.integers(0, 20, 400)), model="wrong",
+        accept_prob=rng.uniform(0.7, 0.9, 400),
     )
-    write_table(tmp_path, "sbc", skewed, "wrong")  # a plain table: its extra columns are settings
+    # a plain table: its text column is a setting, its numeric one a per-replicate diagnostic
+    write_table(tmp_path, "sbc", skewed, "wrong")
 
     page = write_report(tmp_path)
     assert page == tmp_path / "report" / "index.html"
@@ -140,6 +142,8 @@ def test_report_has_every_table_and_plot(tmp_path):
     sbc = pd.read_csv(tmp_path / "report" / "sbc.csv")
     verdict = sbc.groupby("model")["passed"].all()
     assert bool(verdict["right"]) and not bool(verdict["wrong"])
+    assert "accept_prob" not in sbc.columns
+    assert sbc.groupby("model").size().to_dict() == {"right": 2, "wrong": 2}
     html = page.read_text()
     assert "Simulation-based calibration" in html and "Missing values" in html
 

@@ -195,6 +195,9 @@ def test_holm_correction_and_group_verdicts():
     order = np.argsort(p)
     holm = np.minimum(np.maximum.accumulate(p[order] * np.array([3, 2, 1])), 1.0)
     np.testing.assert_allclose(table["p_adjusted"].to_numpy()[order], holm)
+    with pytest.raises(DataError, match="both hold the run with settings {'case': 'good'}"):
+        SBCResult.concat([_result(good, 19, names=("a", "b", "c"), case="good"),
+                          _result(bad, 19, names=("a", "b", "c"), case="good")])
     bonf = res.test(correction="bonferroni").table
     np.testing.assert_allclose(bonf["p_adjusted"], np.minimum(bonf["p_value"] * 3, 1.0))
     chi2 = res.test(bins=4).table

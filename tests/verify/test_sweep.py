@@ -204,6 +204,10 @@ B = "family = 'bivariate'\nreplicates = 2\n"
             "reference[0].envs: give a list as long as value",
         ),
         (
+            "family = 'hmm'\nreplicates = 2\n[generator]\nself_prob = 1.5",
+            "generator.self_prob = 1.5: must be at most 1",
+        ),
+        (
             B + "[execution]\nworkers = 2",
             "execution.workers: unknown key",
         ),
@@ -228,3 +232,28 @@ def test_missing_file_is_a_clear_error(tmp_path):
     latin.write_bytes("family = 'bivariate'\nreplicates = 2\nname = 'café'\n".encode("latin-1"))
     with pytest.raises(SweepError, match="is not UTF-8 text"):
         load_sweep(latin)
+
+
+def test_an_unstable_lti_estimate_counts_as_a_missing_h2_error(monkeypatch):
+    # a stand-in engine returns an unstable A: h2_error is then a failure (missing, with the
+    # reason), not a metric that does not apply, so summaries cannot hide it
+    from types import SimpleNamespace
+
+    import causalid.infer.lti as lti_engine
+    from causalid.verify import families
+    from causalid.verify.families import NOT_APPLICABLE
+
+    sweep = parse_sweep("family = 'lti'\nreplicates = 1\nmetrics = ['h2_error', 'mcc']\n"
+                        "[generator]\nstates = 2\nsteps = 50\n")
+    cell = sweep.cells[0]
+
+    def unstable(data, method, **kw):
+        return SimpleNamespace(A=1.5 * np.eye(2), B=np.eye(2), C=np.eye(2), sources=None,
+                               coordinates="observed")
+
+    monkeypatch.setattr(lti_engine, "identify_lti", unstable)
+    (record,) = families.evaluate_cell(families.FAMILIES["lti"], cell.settings, sweep.engines,
+                                       sweep.metrics, 1, 0, 0)
+    assert np.isnan(record["values"]["h2_error"][0])
+    assert record["errors"]["h2_error"][0] == "estimate unstable (spectral radius 1.5 >= 1)"
+    assert record["errors"]["mcc"][0].startswith(NOT_APPLICABLE)     # no sources: does not apply
