@@ -275,8 +275,10 @@ def write_report(path, out=None, *, progress: bool = False) -> Path:
     out = Path(out) if out is not None else store.path / "report"
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
-    for old in plots.glob("*.png"):  # a re-run must not show stale plots
+    for old in plots.glob("*.png"):  # a re-run must not show stale plots or tables
         old.unlink()
+    for name in ("references.csv", "errors.csv", "sbc.csv"):  # written only when there is content
+        (out / name).unlink(missing_ok=True)
     frame = store.load()
     columns = list(manifest["columns"])
     engines, metrics = list(manifest["engines"]), list(manifest["metrics"])

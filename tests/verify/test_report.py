@@ -146,6 +146,13 @@ def test_report_has_every_table_and_plot(tmp_path):
     assert sbc.groupby("model").size().to_dict() == {"right": 2, "wrong": 2}
     html = page.read_text()
     assert "Simulation-based calibration" in html and "Missing values" in html
+    # a re-run without the SBC table leaves no stale table or plot behind
+    import shutil
+
+    shutil.rmtree(tmp_path / "sbc")
+    write_report(tmp_path)
+    assert not (tmp_path / "report" / "sbc.csv").exists()
+    assert not list((tmp_path / "report" / "plots").glob("sbc_*.png"))
 
 
 def test_report_of_an_unfinished_store_and_of_a_grid_without_numbers(tmp_path):
