@@ -138,15 +138,9 @@ class PowerAnalysis:
 
     @classmethod
     def load(cls, path) -> PowerAnalysis:
-        from causalid.design.result import _read_json
+        from causalid.design.result import _read_result
 
-        d = _read_json(path, "a power analysis")
-        if not isinstance(d, dict) or d.get("format") != _FORMAT:
-            found = d.get("format") if isinstance(d, dict) else type(d).__name__
-            raise DataError(f"'{path}' is not a causalid power analysis (format {found!r}; expected {_FORMAT!r})")
-        missing = [k for k in ("table", "target") if k not in d]
-        if missing:
-            raise DataError(f"'{path}': the power analysis lacks field(s) {missing}")
+        d = _read_result(path, "a causalid power analysis", _FORMAT, ("table", "target"))
         return cls(table=pd.DataFrame(d["table"]), first=d.get("first"), target=float(d["target"]),
                    settings=dict(d.get("settings") or {}), by_regime=dict(d.get("by_regime") or {}))
 

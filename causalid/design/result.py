@@ -34,6 +34,18 @@ def _read_json(path, what: str) -> dict:
         raise DataError(f"cannot read {what} from '{path}': {exc}") from None
 
 
+def _read_result(path, what: str, fmt: str, required) -> dict:
+    """The JSON of a saved result, checked for its ``format`` tag and ``required`` fields."""
+    d = _read_json(path, what)
+    if not isinstance(d, dict) or d.get("format") != fmt:
+        found = d.get("format") if isinstance(d, dict) else type(d).__name__
+        raise DataError(f"'{path}' is not {what} (format {found!r}; expected {fmt!r})")
+    missing = [k for k in required if k not in d]
+    if missing:
+        raise DataError(f"'{path}' lacks field(s) {missing} of {what}")
+    return d
+
+
 @dataclass
 class Design:
     """Designed input laws ``u_t ~ N(mean[e], diag var[e])`` for E environments.
@@ -259,13 +271,8 @@ class NextDesign:
     def load(cls, path) -> NextDesign:
         from causalid.identify.lti import LTIIdentifiabilityReport
 
-        d = _read_json(path, "a next-environment design")
-        if not isinstance(d, dict) or d.get("format") != _NEXT_FORMAT:
-            found = d.get("format") if isinstance(d, dict) else type(d).__name__
-            raise DataError(f"'{path}' is not a causalid next-environment design (format {found!r})")
-        missing = [k for k in ("mean", "var", "eig", "steps", "table", "current") if k not in d]
-        if missing:
-            raise DataError(f"'{path}' lacks field(s) {missing} of a next-environment design")
+        d = _read_result(path, "a causalid next-environment design", _NEXT_FORMAT,
+                         ("mean", "var", "eig", "steps", "table", "current"))
         return cls(mean=np.asarray(d["mean"], float), var=np.asarray(d["var"], float), eig=float(d["eig"]),
                    steps=int(d["steps"]), table=pd.DataFrame(d["table"]),
                    candidates=None if d.get("candidates") is None else pd.DataFrame(d["candidates"]),

@@ -91,6 +91,16 @@ def test_save_and_load(proposal, tmp_path):
     assert back.eig == proposal.eig
     assert back.table.equals(proposal.table)
     assert causalid.design_next is design_next
+    import json
+
+    doc = json.loads(path.read_text())
+    (tmp_path / "other.json").write_text(json.dumps({**doc, "format": "other"}))
+    with pytest.raises(DataError, match="is not a causalid next-environment design"):
+        NextDesign.load(tmp_path / "other.json")
+    del doc["eig"]
+    (tmp_path / "cut.json").write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"lacks field\(s\) \['eig'\]"):
+        NextDesign.load(tmp_path / "cut.json")
 
 
 @pytest.mark.slow
