@@ -56,6 +56,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import networkx as nx
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax import lax
@@ -67,6 +68,7 @@ from causalid.errors import DataError
 __all__ = [
     "ANM_CENTRES",
     "ICMPrior",
+    "bivariate_adjacency",
     "bivariate_continuous_model",
     "icm_model",
     "intervene",
@@ -572,6 +574,16 @@ def scm_bivariate_continuous(
     _check_regime(regime)
     sites = _run_bivariate(key, num_envs, num_samples, regime)
     return sites["x"], sites["label"]
+
+
+def bivariate_adjacency(label) -> np.ndarray:
+    """Adjacency matrices ``(..., 2, 2)`` over ``(X, Y)`` of :func:`scm_bivariate_continuous`
+    labels (0 = X→Y, 1 = Y→X, 2 = no edge)."""
+    label = np.asarray(label)
+    adj = np.zeros(label.shape + (2, 2), dtype=int)
+    adj[label == 0, 0, 1] = 1
+    adj[label == 1, 1, 0] = 1
+    return adj
 
 
 def _covering_dag(key: Array, num_vars: int) -> Array:

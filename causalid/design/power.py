@@ -261,11 +261,7 @@ def _simulate(model: str, key, E: int, N: int, R: int, regime, num_vars: int, gr
         return np.asarray(x), np.broadcast_to(adj, (R, *adj.shape)).copy()
     if model == "bivariate":
         x, label = jax.vmap(lambda k: ex.scm_bivariate_continuous(k, E, N, regime=regime))(keys)
-        label = np.asarray(label)
-        adj = np.zeros((R, 2, 2), dtype=int)
-        adj[label == 0, 0, 1] = 1
-        adj[label == 1, 1, 0] = 1
-        return np.asarray(x), adj
+        return np.asarray(x), ex.bivariate_adjacency(label)
     if model == "binary":
         x, adj = jax.vmap(lambda k: ex.scm_multivariate_binary(k, E, N, num_vars))(keys)
         return np.asarray(x), np.asarray(adj, dtype=int)

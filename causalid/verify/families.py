@@ -422,14 +422,10 @@ def _precompile_bivariate(s, R):
 
 
 def _simulate_bivariate(key, s, R):
-    from causalid.models.exchangeable import scm_bivariate_continuous
+    from causalid.models.exchangeable import bivariate_adjacency, scm_bivariate_continuous
 
     x, label = _replicates(scm_bivariate_continuous, _bivariate_static(s), jax.random.split(key, R))
-    label = np.asarray(label)
-    adj = np.zeros((R, 2, 2), dtype=int)
-    adj[label == 0, 0, 1] = 1
-    adj[label == 1, 1, 0] = 1
-    return {"x": np.asarray(x), "adjacency": adj}
+    return {"x": np.asarray(x), "adjacency": bivariate_adjacency(label)}
 
 
 def _binary_static(s) -> tuple:

@@ -320,3 +320,11 @@ def test_covering_dag_sampler_on_four_nodes():
     assert np.all(np.tril(adj) == 0)
     assert np.all((adj.sum(1) + adj.sum(2)) > 0)
     assert np.all(adj[:, np.triu_indices(4, 1)[0], np.triu_indices(4, 1)[1]].mean(0) > 0.3)
+
+
+def test_bivariate_adjacency_of_the_reference_labels():
+    from causalid.models.exchangeable import bivariate_adjacency
+
+    adj = bivariate_adjacency(np.array([0, 1, 2]))
+    np.testing.assert_array_equal(adj, [[[0, 1], [0, 0]], [[0, 0], [1, 0]], [[0, 0], [0, 0]]])
+    assert bivariate_adjacency(1).shape == (2, 2)
