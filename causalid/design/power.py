@@ -74,15 +74,18 @@ class PowerAnalysis:
         the target, as a row of ``table``; None when none does.
     target : float
     settings : dict
-    by_regime : dict
-        ``{regime label: first row reaching the target, or None}`` for every candidate.
     """
 
     table: pd.DataFrame
     first: dict | None
     target: float
     settings: dict = field(default_factory=dict)
-    by_regime: dict = field(default_factory=dict)
+
+    @property
+    def by_regime(self) -> dict:
+        """``{regime label: first row reaching the target, or None}`` for every candidate."""
+        labels = self.settings.get("regime") or list(pd.unique(self.table["regime"]))
+        return {label: _first(self.table[self.table["regime"] == label]) for label in labels}
 
     @property
     def best_regime(self) -> str | None:
@@ -106,9 +109,9 @@ class PowerAnalysis:
             if len(labels) > 1:
                 tail += f" with {_describe(self.first['regime'])}"
                 f = self.first
-                close = []
+                close, by_regime = [], self.by_regime
                 for label in labels:
-                    row = self.by_regime.get(label)
+                    row = by_regime.get(label)
                     tail += (f"\n  {label}: " + ("does not reach the target on this grid" if row is None else
                              f"{row['num_envs']} x {row['num_samples']} (accuracy {row['accuracy']:.2f})"))
                     if (row is not None and label != f["regime"] and row["num_envs"] == f["num_envs"]
@@ -127,7 +130,7 @@ class PowerAnalysis:
         from causalid._json import plain
 
         return {"format": _FORMAT, "table": plain(self.table.to_dict(orient="list")), "first": plain(self.first),
-                "target": self.target, "settings": plain(self.settings), "by_regime": plain(self.by_regime)}
+                "target": self.target, "settings": plain(self.settings)}
 
     def save(self, path) -> None:
         """Write the analysis as JSON (read it back with :meth:`load`)."""
@@ -142,7 +145,7 @@ class PowerAnalysis:
 
         d = _read_result(path, "a causalid power analysis", _FORMAT, ("table", "target"))
         return cls(table=pd.DataFrame(d["table"]), first=d.get("first"), target=float(d["target"]),
-                   settings=dict(d.get("settings") or {}), by_regime=dict(d.get("by_regime") or {}))
+                   settings=dict(d.get("settings") or {}))
 
     def plot(self, path=None):
         """Accuracy (with its 95 % interval) against environments, one line per candidate and
@@ -385,7 +388,6 @@ def power_analysis(
                       f"({r['seconds']:.1f} s)")
     table = pd.DataFrame(rows)
     table["reached"] = (table["ci_low"] if conservative else table["accuracy"]) >= float(target)
-    by_regime = {label: _first(table[table["regime"] == label]) for label, _ in candidates}
     first = _first(table)
     settings = {"model": model, "regime": [label for label, _ in candidates], "replicates": R,
                 "alpha": float(alpha), "ci_test": ci_test,
@@ -393,7 +395,7 @@ def power_analysis(
                                                                else num_vars),
                 "graph": None if graph is None else [list(e) for e in graph.edges],
                 "conservative": bool(conservative), "seed": int(seed), "simulation_seconds": t_sim}
-    return PowerAnalysis(table=table, first=first, target=float(target), settings=settings, by_regime=by_regime)
+    return PowerAnalysis(table=table, first=first, target=float(target), settings=settings)
 
 
 def _first(table: pd.DataFrame) -> dict | None:
