@@ -10,8 +10,9 @@ approaches them).  A start whose objective turns NaN keeps its best finite point
 Where the work goes: a design is usually computed once per process, so XLA compilation
 dominates its cost.  The objective and its gradient for all starts are one compiled program
 (the caller's ``jax.jit`` of ``jax.vmap(jax.value_and_grad(objective))``, see
-:func:`batched_value_and_grad`, compiled by :func:`compiled`); the Adam update is a handful
-of element-wise NumPy operations on the (S, ...) stack, run on the host between calls.
+:func:`batched_value_and_grad`, compiled by :func:`causalid._compile.compiled`); the Adam
+update is a handful of element-wise NumPy operations on the (S, ...) stack, run on the host
+between calls.
 Compiling the update and the iteration loop into the program as well (a ``lax.scan``)
 costs about as much XLA compilation again as the objective itself, while the host loop adds
 only ~0.1 ms per step.
@@ -32,7 +33,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from causalid._compile import compiled  # noqa: F401  (re-exported for the designers)
 from causalid.stats._linalg import cholesky, solve_lower
 
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8

@@ -88,7 +88,7 @@ The random starts come from NumPy generators seeded by the key's words
 
 Cost: a design is usually made once per process, so XLA compilation dominates.  The first
 call for a new shape or criterion compiles one program, the batched objective and gradient
-(:func:`_surrogate_value_and_grad`, through :func:`causalid.design._optim.compiled`; about
+(:func:`_surrogate_value_and_grad`, through :func:`causalid._compile.compiled`; about
 0.6 s of CPU for n = m = 10 with the system-free criteria, more for ``d-optimal``/``eig``,
 whose information matrices are differentiated through custom derivative rules, and which
 also compile their exact scorer); everything else is NumPy.  A first call for n = m = 10,
@@ -110,10 +110,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from causalid._compile import compiled
 from causalid.design._optim import (
     ascend,
     batched_value_and_grad,
-    compiled,
     logdet_spd,
     soft_log_lambda_min,
     spd_inv,

@@ -39,7 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from causalid.design._optim import ascend, batched_value_and_grad, compiled
+from causalid._compile import compiled
+from causalid.design._optim import ascend, batched_value_and_grad
 from causalid.design.lti import (
     _LEARNING_RATE,
     _decode,
