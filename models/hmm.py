@@ -228,16 +228,27 @@ def _gaussian_log_lik(means, covs, y0, obs, partial: bool):
     channels' :math:`\\log 2\\pi` terms.  Rows without any missing channel use one inverse per
     state; per-row inverses are computed only where some channel is missing.
     """
-    D = means.shape[-1]
+    T, D = y0.shape
+    K = means.shape[0]
     inv, logdet = jax.vmap(_spd_inv_logdet)(covs)  # (K, D, D), (K,)
-    r = y0[:, None, :] - means[None]  # (T, K, D)
-    quad = jnp.sum(r[..., :, None] * r[..., None, :] * inv[None], axis=(-1, -2))  # broadcast: fast on CPU
+    # (y - m)' P (y - m) = vec(y y') . vec(P) - 2 y' P m + m' P m: two matrix products instead of
+    # a (T, K, D, D) temporary (7x faster on CPU for K = 8, D = 2).  Rows and means are centred on
+    # the states' average mean first, so the expansion does not cancel digits on offset data.
+    # The cross term uses P's symmetric part, so that derivatives with respect to ``covs`` are
+    # symmetric like those of the unexpanded form.
+    centre = jnp.mean(means, axis=0)
+    yc, mc = y0 - centre, means - centre
+    sym = 0.5 * (inv + jnp.swapaxes(inv, -1, -2))
+    pm = jnp.einsum("kde,ke->kd", sym, mc)
+    outer = (yc[:, :, None] * yc[:, None, :]).reshape(T, D * D)
+    quad = outer @ sym.reshape(K, D * D).T - 2.0 * yc @ pm.T + jnp.sum(mc * pm, axis=-1)[None]
     full = -0.5 * (quad + logdet[None] + D * jnp.log(2 * jnp.pi))
     none_seen = ~jnp.any(obs, axis=1)
     if not partial:
         return jnp.where(none_seen[:, None], 0.0, full)
     some_missing = jnp.any(~obs, axis=1)
     m = obs.astype(y0.dtype)
+    r = y0[:, None, :] - means[None]  # (T, K, D)
 
     def masked(row_m, row_r):
         sw = covs * row_m[None, :, None] * row_m[None, None, :] + jnp.diag(1.0 - row_m)[None]
@@ -356,9 +367,13 @@ def log_likelihood(params: dict, y: Array, config: HMMConfig, lengths=None, inpu
 
 
 def sequence_log_likelihoods(params: dict, y: Array, config: HMMConfig, lengths=None, inputs=None,
-                             *, method: str = "auto") -> Array:
-    """Log-likelihood of every sequence, ``(E, N)``."""
-    partial = has_partial_rows(y)
+                             *, method: str = "auto", partial: bool | None = None) -> Array:
+    """Log-likelihood of every sequence, ``(E, N)``.
+
+    ``partial`` is as in :func:`emission_log_lik` (``None``: decided from ``y``); pass it when
+    calling this under ``jit``, where ``y`` is traced and would otherwise take the slower path.
+    """
+    partial = has_partial_rows(y) if partial is None else partial
     y = jnp.asarray(y)
     E, N, T, _ = y.shape
     if lengths is None:
@@ -451,8 +466,10 @@ def random_hmm_params(key, config: HMMConfig, *, self_prob: float = 0.8, separat
                       env_spread: float = 0.5) -> dict:
     """A well-separated random multi-environment HMM in the per-environment dictionary form.
 
-    Transitions keep each state with probability about ``self_prob``; Gaussian means are
-    ``separation`` standard deviations apart on average; Poisson rates are spread on a log
+    Transitions keep each state with probability about ``self_prob``; the shared Gaussian means
+    lie on a line in a random direction, neighbours ``separation`` (unit) standard deviations
+    apart along it, in a random state order, with jitter across the line (so no two states ever
+    share a mean before the per-environment perturbation); Poisson rates are spread on a log
     scale; varying mechanisms are perturbed per environment by ``env_spread`` (transition logits,
     means in standard deviations, log-rates, category logits).
     """
@@ -469,7 +486,14 @@ def random_hmm_params(key, config: HMMConfig, *, self_prob: float = 0.8, separat
     params = {"init": init, "trans": trans}
     n_em = E if config.emis_vary else 1
     if config.emission == "gaussian":
-        centre = separation * jax.random.normal(keys[2], (1, K, D))
+        k_dir, k_order, k_jit = jax.random.split(keys[2], 3)
+        u = jax.random.normal(k_dir, (D,))
+        u = u / jnp.linalg.norm(u)
+        along = separation * (jnp.arange(K) - (K - 1) / 2.0)
+        along = along[jax.random.permutation(k_order, K)]
+        across = 0.5 * separation * jax.random.normal(k_jit, (K, D))
+        across = across - (across @ u)[:, None] * u
+        centre = (along[:, None] * u + across)[None]
         means = centre + env_spread * jax.random.normal(keys[3], (n_em, K, D))
         sd = jnp.exp(0.2 * jax.random.normal(keys[4], (n_em, K, D)))
         if config.covariance == "full" and D > 1:
