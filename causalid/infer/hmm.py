@@ -33,6 +33,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 from scipy.optimize import linear_sum_assignment
 
+from causalid._compile import compiled
 from causalid.data.sequences import SequenceData
 from causalid.dynamics.hmm import hmm_smoother
 from causalid.dynamics.kalman import _spd_inv_logdet
@@ -239,8 +240,9 @@ def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float,
     bar = tqdm(total=max_iters, desc=desc, disable=not progress, leave=False)
     while it < max_iters and not bool(jnp.all(done)):
         n = min(block, max_iters - it)
-        params, ll, done, tr = _em_block(params, ll, done, y, lengths, min_covar, tol, config=config,
-                                         partial=partial, num_iters=n, batch_y=batch_y)
+        args = (params, ll, done, y, lengths, min_covar, tol)
+        params, ll, done, tr = compiled(_em_block, *args, config=config, partial=partial, num_iters=n,
+                                        batch_y=batch_y)(*args)
         traces.append(np.asarray(tr))
         it += n
         bar.update(n)
@@ -257,7 +259,8 @@ def _initial_params(key, data: SequenceData, config: HMMConfig, R: int) -> dict:
     """``R`` starting points: restart 0 places states at quantiles of the pooled data, the
     others at random observed rows (Gaussian / Poisson) or random symbol profiles."""
     K, D, E = config.num_states, config.obs_dim, config.num_envs
-    rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
+    # the key's own words seed NumPy (drawing an integer from it would compile a JAX program)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
     valid = np.arange(data.num_steps)[None, None, :] < data.lengths[..., None]
     rows = data.y[valid]  # (rows, D)
     col_mean = np.nanmean(rows, axis=0)
@@ -387,7 +390,8 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
         Gaussian emissions.
     method : {"em", "map", "nuts"}
     num_restarts : int
-        EM random starts, run at once; the best log-likelihood is kept.
+        EM random starts, run at once; the best log-likelihood is kept.  ``0`` runs only the
+        ``init_params`` starts.
     max_iters : int
         EM iterations per restart (``"map"``: BFGS iterations).
     tol : float
@@ -422,6 +426,9 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
     if emission not in ("gaussian", "poisson", "categorical"):
         raise DataError(f"emission must be 'gaussian', 'poisson' or 'categorical'; got {emission!r}")
     num_categories = _check_values(data, emission, num_categories)
+    if int(num_restarts) < (0 if init_params else 1):
+        raise DataError(f"num_restarts must be at least {0 if init_params else 1}"
+                        f"{' with init_params' if init_params else ''}; got {num_restarts}")
     vary = vary_from_shared(shared)
     config = HMMConfig(int(num_states), emission, data.obs_dim, data.num_envs, vary, covariance,
                        num_categories, len(data.input_names))
@@ -448,8 +455,9 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
         params, posterior = _fit_nuts(key, params, data, config, prior, num_warmup, num_samples, num_chains,
                                       progress)
     params = {k: np.asarray(v) for k, v in params.items()}
-    ll_seq = np.asarray(sequence_log_likelihoods({k: jnp.asarray(v) for k, v in params.items()}, y, config,
-                                                 lengths, None if data.inputs is None else jnp.asarray(data.inputs)))
+    args = ({k: jnp.asarray(v) for k, v in params.items()}, y, lengths,
+            None if data.inputs is None else jnp.asarray(data.inputs))
+    ll_seq = np.asarray(compiled(_sequence_lls, *args, config=config, partial=has_partial_rows(data.y))(*args))
     return HMMResult(
         params=params, config=config, log_likelihood=float(ll_seq.sum()),
         num_observations=data.num_observations, method=method, names=data.names, env_names=data.env_names,
@@ -460,6 +468,20 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
     )
 
 
+@functools.partial(jax.jit, static_argnames=("config", "partial"))
+def _sequence_lls(params, y, lengths, inputs, *, config, partial):
+    """:func:`sequence_log_likelihoods` compiled once (run eagerly, its dozens of small
+    operations each compiled on first use and cost a cold fit seconds)."""
+    return sequence_log_likelihoods(params, y, config, lengths, inputs, partial=partial)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "partial"))
+def _restart_env_lls(params, y, lengths, *, config, partial):
+    """Per-environment log-likelihoods ``(R, E)`` of a batch of restarts."""
+    return jax.vmap(lambda p: jnp.sum(sequence_log_likelihoods(p, y, config, lengths, partial=partial), axis=1))(
+        params)
+
+
 def min_covar_diag(data: SequenceData, min_covar: float):
     """The M-step's covariance floor: ``min_covar`` times each channel's variance."""
     var = np.nanvar(data.y.reshape(-1, data.obs_dim), axis=0)
@@ -467,11 +489,10 @@ def min_covar_diag(data: SequenceData, min_covar: float):
 
 
 def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, progress, starts=None):
-    R = max(int(R), 1)
-    params = _initial_params(key, data, config, R)
+    params = _initial_params(key, data, config, max(int(R), 1))
     if starts:
         extra = {k: jnp.stack([jnp.asarray(s[k]) for s in starts]) for k in params}
-        params = {k: jnp.concatenate([params[k], extra[k]]) for k in params}
+        params = {k: jnp.concatenate([params[k], extra[k]]) if R > 0 else extra[k] for k in params}
     params, ll, done, trace = run_em(params, y, lengths, config, max_iters=max_iters, tol=tol,
                                      min_covar=min_covar, partial=has_partial_rows(data.y), progress=progress)
     ll = np.where(np.isfinite(ll), ll, -np.inf)
@@ -480,13 +501,13 @@ def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, progres
     converged = bool(done[best]) or tol <= 0
     if config.trans_vary and config.emis_vary and config.num_envs > 1:
         # nothing is shared: every environment is its own problem, so keep each one's best restart
-        per_env = jax.vmap(lambda p: jnp.sum(sequence_log_likelihoods(p, y, config, lengths), axis=1))(params)
+        per_env = _restart_env_lls(params, y, lengths, config=config, partial=has_partial_rows(data.y))
         pick = np.argmax(np.where(np.isfinite(per_env), per_env, -np.inf), axis=0)  # (E,)
         env = np.arange(config.num_envs)
         best_params = {k: np.asarray(v)[pick, env] for k, v in params.items()}
         converged = bool(np.all(np.asarray(done)[pick])) or tol <= 0
     else:
-        best_params = {k: v[best] for k, v in params.items()}
+        best_params = {k: np.asarray(v)[best] for k, v in params.items()}
         _check_restarts(params, ll, best, config)
     best_params = canonical_order(best_params, config)
     return best_params, float(ll[best]), trace[:, best], ll, n_iter, converged
