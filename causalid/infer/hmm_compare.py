@@ -8,11 +8,18 @@ nested models by EM and runs two likelihood-ratio tests against the model in whi
 * transitions: :math:`\Lambda_T = 2(\ell_{TE} - \ell_{E})` (null: transitions shared);
 * emissions:   :math:`\Lambda_E = 2(\ell_{TE} - \ell_{T})` (null: emissions shared).
 
+In each statistic :math:`\ell_{TE}` is the full model fitted by EM started from the null model's
+fit alone (no random restarts), so the statistic is one fixed procedure applied to the data;
+the best full fit from every start is reported in ``models`` but does not enter the tests.  With
+random restarts the per-environment fits of the full model find spiky optima that the
+bootstrap refits do not, and the observed statistic would be compared with a null made by a
+different optimiser.
+
 The null distribution of each statistic is calibrated by a parametric bootstrap: data sets are
 simulated from the fitted null model with the observed sequence lengths and missing-value
-pattern, both models are refitted to each (all replicates at once, ``vmap``-ed EM, warm-started
-at the generating parameters), and the p-value is :math:`(1 + \#\{\Lambda_b \ge \Lambda\}) / (B +
-1)`.  ``null="chi2"`` uses Wilks' asymptotic :math:`\chi^2` instead (fast, approximate: the
+pattern, and the same procedure is applied to each (all replicates at once, ``vmap``-ed EM):
+the null model refitted from the generating parameters, the full model from that refit; the
+p-value is :math:`(1 + \#\{\Lambda_b \ge \Lambda\}) / (B + 1)`.  ``null="chi2"`` uses Wilks' asymptotic :math:`\chi^2` instead (fast, approximate: the
 parameters sit in the interior, but HMM likelihoods converge slowly to it).
 
 :func:`select_num_states` compares numbers of states by BIC (EM fits) and, on request, by
@@ -22,6 +29,7 @@ arviz PSIS-LOO / WAIC on NUTS fits with the one-step-ahead predictive densities
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +45,7 @@ from causalid.data.sequences import SequenceData
 from causalid.errors import DataError
 from causalid.infer.cdf import adjust_pvalues
 from causalid.infer.hmm import fit_hmm, min_covar_diag, run_em, simulate_like, vary_from_shared
-from causalid.models.hmm import HMMConfig, has_partial_rows, log_likelihood
+from causalid.models.hmm import HMMConfig, has_partial_rows, sequence_log_likelihoods
 
 __all__ = ["MechanismReport", "compare_mechanisms", "select_num_states"]
 
@@ -56,8 +64,9 @@ class MechanismReport:
         The mechanisms whose tests reject "shared"; the two tests are Holm-corrected, so under
         "neither" the chance of declaring any change is at most ``alpha``.
     tests : pandas.DataFrame
-        One row per mechanism: statistic, degrees of freedom, p-value, Holm-adjusted p-value
-        (``p_adjusted``), null, varies (``p_adjusted < alpha``).
+        One row per mechanism: statistic, degrees of freedom, p-value, null, the full model's
+        log-likelihood refitted from the null fit (``full_log_likelihood``), Holm-adjusted p-value
+        (``p_adjusted``), varies (``p_adjusted < alpha``).
     models : pandas.DataFrame
         The four fits: varying mechanisms, log-likelihood, parameters, AIC, BIC.
     alpha : float
@@ -194,17 +203,28 @@ def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alp
 
     rows, nulls = [], {}
     keys = dict(zip(("transitions", "emissions"), jax.random.split(k_boot)))
+    lengths = jnp.asarray(data.lengths)
+    partial = has_partial_rows(data.y)
+    mc = min_covar_diag(data, float(fits["neither"].settings.get("min_covar", 1e-6)))
     for mech, null_model in (("transitions", "emissions"), ("emissions", "transitions")):
-        stat = max(2.0 * (ll["both"] - ll[null_model]), 0.0)
-        df = fits["both"].num_params - fits[null_model].num_params
+        null_fit, full_config = fits[null_model], fits["both"].config
+        start = {k: jnp.asarray(v)[None] for k, v in null_fit.params.items()}
+        stat, full_ll = _lr_statistics(start, jnp.asarray(data.y)[None], lengths, null_fit.config, full_config,
+                                       max_iters, tol, mc, partial)
+        stat = float(stat[0])
+        df = fits["both"].num_params - null_fit.num_params
         if null == "chi2":
             p = float(stats.chi2.sf(stat, df))
         else:
-            boot = _bootstrap(keys[mech], data, fits[null_model], fits["both"].config, num_bootstrap, max_iters,
-                              tol, progress, desc=f"bootstrap {mech}")
+            params = {k: jnp.asarray(v) for k, v in null_fit.params.items()}
+            ys = simulate_like(keys[mech], data, null_fit.config, params, num_bootstrap)
+            start = {k: jnp.broadcast_to(v, (num_bootstrap,) + v.shape) for k, v in params.items()}
+            boot, _ = _lr_statistics(start, ys, lengths, null_fit.config, full_config, max_iters, tol, mc,
+                                     partial, progress=progress, desc=f"bootstrap {mech}")
             nulls[mech] = boot
             p = float((1 + np.sum(boot >= stat)) / (len(boot) + 1))
-        rows.append({"mechanism": mech, "statistic": stat, "df": df, "p_value": p, "null": null})
+        rows.append({"mechanism": mech, "statistic": stat, "df": df, "p_value": p, "null": null,
+                     "full_log_likelihood": float(full_ll[0])})
     tests = pd.DataFrame(rows)
     tests["p_adjusted"] = adjust_pvalues(tests["p_value"].to_numpy(), "holm")
     tests["varies"] = tests["p_adjusted"] < alpha
@@ -217,24 +237,26 @@ def _shared(name: str) -> str:
     return {"neither": "all", "transitions": "emissions", "emissions": "transitions", "both": "none"}[name]
 
 
-def _bootstrap(key, data: SequenceData, null_fit, full_config: HMMConfig, B: int, max_iters: int, tol: float,
-               progress: bool, desc: str) -> np.ndarray:
-    """Likelihood-ratio statistics on ``B`` data sets simulated from ``null_fit``."""
-    config = null_fit.config
-    params = {k: jnp.asarray(v) for k, v in null_fit.params.items()}
-    ys = simulate_like(key, data, config, params, B)
-    lengths = jnp.asarray(data.lengths)
-    partial = has_partial_rows(data.y)
-    mc = min_covar_diag(data, float(null_fit.settings.get("min_covar", 1e-6)))
-    start = {k: jnp.broadcast_to(v, (B,) + v.shape) for k, v in params.items()}
-    lls = []
-    for cfg in (config, full_config):
-        fitted, _, _, _ = run_em(start, ys, lengths, cfg, max_iters=max_iters, tol=tol, min_covar=mc,
-                                 partial=partial, batch_y=True, progress=progress, desc=desc)
+def _lr_statistics(start, ys, lengths, null_config: HMMConfig, full_config: HMMConfig, max_iters: int,
+                   tol: float, min_covar, partial: bool, progress: bool = False, desc: str = "EM"):
+    r"""The test statistic on every data set of ``ys`` (leading axis; all fitted at once): the null
+    model refitted by EM from ``start``, the full model from that refit, and
+    :math:`2(\ell_{full} - \ell_{null})` at the final parameters.  The observed statistic
+    (one data set, started at the null fit) and the bootstrap's (started at the generating
+    parameters) are this one procedure.  Returns the statistics and the full log-likelihoods."""
+    lls, p = [], start
+    for cfg in (null_config, full_config):
+        p, _, _, _ = run_em(p, ys, lengths, cfg, max_iters=max_iters, tol=tol, min_covar=min_covar,
+                            partial=partial, batch_y=True, progress=progress, desc=desc)
         # the log-likelihood at the final parameters (EM reports the one before its last update)
-        score = jax.jit(jax.vmap(lambda p, y, cfg=cfg: log_likelihood(p, y, cfg, lengths)))
-        lls.append(np.asarray(score(fitted, ys)))
-    return np.maximum(2.0 * (lls[1] - lls[0]), 0.0)
+        lls.append(np.asarray(_total_log_likelihoods(p, ys, lengths, config=cfg, partial=partial)))
+    return np.maximum(2.0 * (lls[1] - lls[0]), 0.0), lls[1]
+
+
+@functools.partial(jax.jit, static_argnames=("config", "partial"))
+def _total_log_likelihoods(params, ys, lengths, *, config, partial):
+    return jax.vmap(lambda p, y: jnp.sum(sequence_log_likelihoods(p, y, config, lengths, partial=partial)))(
+        params, ys)
 
 
 def select_num_states(data, states=(1, 2, 3, 4), emission: str = "gaussian", *, criteria=("bic",),

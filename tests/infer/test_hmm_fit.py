@@ -127,6 +127,10 @@ def test_viterbi_smooth_score_and_save_load(tmp_path):
         np.testing.assert_array_equal(back.params[k], v)
     assert back.bic == res.bic and back.config == res.config
     assert "2 states" in res.summary()
+    # started only from a given fit (num_restarts=0), EM stays at that optimum
+    again = causalid.fit_hmm(y, 2, num_restarts=0, init_params=res.params, progress=False)
+    assert again.restart_log_likelihoods.shape == (1,)
+    assert abs(again.log_likelihood - res.log_likelihood) < 1e-6
 
 
 def test_bad_input_is_named():
@@ -139,6 +143,8 @@ def test_bad_input_is_named():
         causalid.fit_hmm(y, 2, shared="sometimes", progress=False)
     with pytest.raises(DataError, match="constant"):
         causalid.fit_hmm(np.ones(10), 2, progress=False)
+    with pytest.raises(DataError, match="num_restarts must be at least 1; got 0"):
+        causalid.fit_hmm(y, 2, num_restarts=0, progress=False)
     with pytest.raises(DataError, match="infinite value at step 1"):
         causalid.fit_hmm(np.array([0.0, np.inf, 1.0]), 2, progress=False)
 
