@@ -19,7 +19,8 @@ The null distribution of each statistic is calibrated by a parametric bootstrap:
 simulated from the fitted null model with the observed sequence lengths and missing-value
 pattern, and the same procedure is applied to each (all replicates at once, ``vmap``-ed EM):
 the null model refitted from the generating parameters, the full model from that refit; the
-p-value is :math:`(1 + \#\{\Lambda_b \ge \Lambda\}) / (B + 1)`.  ``null="chi2"`` uses Wilks' asymptotic :math:`\chi^2` instead (fast, approximate: the
+p-value is :math:`(1 + \#\{\Lambda_b \ge \Lambda\}) / (B + 1)`.  ``null="chi2"`` uses Wilks'
+asymptotic :math:`\chi^2` instead (fast, approximate: the
 parameters sit in the interior, but HMM likelihoods converge slowly to it).
 
 :func:`select_num_states` compares numbers of states by BIC (EM fits) and, on request, by
