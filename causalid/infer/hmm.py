@@ -489,10 +489,12 @@ def min_covar_diag(data: SequenceData, min_covar: float):
 
 
 def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, progress, starts=None):
-    params = _initial_params(key, data, config, max(int(R), 1))
-    if starts:
-        extra = {k: jnp.stack([jnp.asarray(s[k]) for s in starts]) for k in params}
-        params = {k: jnp.concatenate([params[k], extra[k]]) if R > 0 else extra[k] for k in params}
+    extra = {k: jnp.stack([jnp.asarray(s[k]) for s in starts]) for k in starts[0]} if starts else {}
+    if int(R) > 0:
+        params = _initial_params(key, data, config, int(R))
+        params = {k: jnp.concatenate([v, extra[k]]) for k, v in params.items()} if extra else params
+    else:  # only the given starts (fit_hmm refuses R = 0 without them)
+        params = extra
     params, ll, done, trace = run_em(params, y, lengths, config, max_iters=max_iters, tol=tol,
                                      min_covar=min_covar, partial=has_partial_rows(data.y), progress=progress)
     ll = np.where(np.isfinite(ll), ll, -np.inf)
