@@ -505,7 +505,8 @@ class SBCResult:
                 )
         seen: dict = {}
         for i, r in enumerate(results):
-            for values, _ in r._groups():
+            runs = [values for values, _ in r._groups()]
+            for values in runs:
                 if values in seen:
                     raise DataError(
                         f"SBC results {seen[values]} and {i} both hold the run with settings "
@@ -513,8 +514,7 @@ class SBCResult:
                         "distinguishing setting value (e.g. settings={'model': 'correct'}) before "
                         "concatenating"
                     )
-            for values, _ in r._groups():
-                seen[values] = i
+            seen.update(dict.fromkeys(runs, i))
         diagnostics = tuple(dict.fromkeys(d for r in results for d in r.diagnostics))
         frame = pd.concat([r.frame for r in results], ignore_index=True)
         return cls(frame, first.thin, first.settings, diagnostics)
