@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,6 +185,13 @@ def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alp
         raise DataError(f"null must be 'bootstrap' or 'chi2'; got {null!r}")
     if not 0 < alpha < 1:
         raise DataError(f"alpha must be in (0, 1); got {alpha}")
+    if null == "bootstrap":
+        if isinstance(num_bootstrap, bool) or not isinstance(num_bootstrap, int) or num_bootstrap < 1:
+            raise DataError(f"num_bootstrap must be a positive integer; got {num_bootstrap!r}")
+        if 1.0 / (num_bootstrap + 1) > alpha / 2:  # Holm tests the smaller p-value at alpha / 2
+            warnings.warn(f"with num_bootstrap = {num_bootstrap} the smallest bootstrap p-value is "
+                          f"1/{num_bootstrap + 1}, above alpha/2 = {alpha / 2:g}: no change can be "
+                          f"declared; use at least {int(np.ceil(2 / alpha)) - 1} replicates", stacklevel=2)
     key = jax.random.PRNGKey(key) if isinstance(key, int) else key
     k_fit, k_boot = jax.random.split(key)
     opts = {"emission": emission, "covariance": covariance, "num_restarts": num_restarts,

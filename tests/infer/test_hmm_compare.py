@@ -59,3 +59,14 @@ def test_needs_two_environments():
     with pytest.raises(causalid.DataError, match="at least 2 environments"):
         compare_mechanisms(np.random.default_rng(0).normal(size=50), 2, progress=False)
 
+
+def test_bootstrap_size_is_checked():
+    y = {e: [np.random.default_rng(e).normal(size=30)] for e in range(2)}
+    with pytest.raises(causalid.DataError, match="num_bootstrap must be a positive integer; got 0"):
+        compare_mechanisms(y, 2, num_bootstrap=0, progress=False)
+    with pytest.raises(causalid.DataError, match="positive integer; got True"):
+        compare_mechanisms(y, 2, num_bootstrap=True, progress=False)
+    with pytest.warns(UserWarning, match="no change can be declared; use at least 39 replicates"):
+        report = compare_mechanisms(y, 2, num_bootstrap=9, num_restarts=1, max_iters=10, progress=False)
+    assert report.tests["p_value"].min() >= 0.1  # 1 / (9 + 1)
+
