@@ -469,9 +469,10 @@ def random_hmm_params(key, config: HMMConfig, *, self_prob: float = 0.8, separat
     Transitions keep each state with probability about ``self_prob``; the shared Gaussian means
     lie on a line in a random direction, neighbours ``separation`` (unit) standard deviations
     apart along it, in a random state order, with jitter across the line (so no two states ever
-    share a mean before the per-environment perturbation); Poisson rates are spread on a log
-    scale; varying mechanisms are perturbed per environment by ``env_spread`` (transition logits,
-    means in standard deviations, log-rates, category logits).
+    share a mean); Poisson rates are spread on a log scale.  Varying mechanisms are perturbed
+    per environment by ``env_spread`` (transition logits, means in standard deviations, log-rates,
+    category logits); a shared mechanism is the unperturbed base, so the separation above holds
+    exactly for shared means (a single shared draw of the perturbation could undo it).
     """
     K, D, E = config.num_states, config.obs_dim, config.num_envs
     keys = jax.random.split(jnp.asarray(key) if not isinstance(key, int) else jax.random.PRNGKey(key), 8)
@@ -479,10 +480,12 @@ def random_hmm_params(key, config: HMMConfig, *, self_prob: float = 0.8, separat
     base = jnp.full((K, K), off) + (self_prob - off) * jnp.eye(K)
     if K == 1:
         base = jnp.ones((1, 1))
+    spread_tr = env_spread if config.trans_vary else 0.0
+    spread_em = env_spread if config.emis_vary else 0.0
     n_tr = E if config.trans_vary else 1
-    logits = jnp.log(base)[None] + env_spread * jax.random.normal(keys[0], (n_tr, K, K))
+    logits = jnp.log(base)[None] + spread_tr * jax.random.normal(keys[0], (n_tr, K, K))
     trans = jnp.broadcast_to(jax.nn.softmax(logits, -1), (E, K, K))
-    init = jnp.broadcast_to(jax.nn.softmax(env_spread * jax.random.normal(keys[1], (n_tr, K)), -1), (E, K))
+    init = jnp.broadcast_to(jax.nn.softmax(spread_tr * jax.random.normal(keys[1], (n_tr, K)), -1), (E, K))
     params = {"init": init, "trans": trans}
     n_em = E if config.emis_vary else 1
     if config.emission == "gaussian":
@@ -494,7 +497,7 @@ def random_hmm_params(key, config: HMMConfig, *, self_prob: float = 0.8, separat
         across = 0.5 * separation * jax.random.normal(k_jit, (K, D))
         across = across - (across @ u)[:, None] * u
         centre = (along[:, None] * u + across)[None]
-        means = centre + env_spread * jax.random.normal(keys[3], (n_em, K, D))
+        means = centre + spread_em * jax.random.normal(keys[3], (n_em, K, D))
         sd = jnp.exp(0.2 * jax.random.normal(keys[4], (n_em, K, D)))
         if config.covariance == "full" and D > 1:
             a = jax.random.normal(keys[5], (1, K, D, D)) * 0.3  # correlations shared, as in the model
@@ -508,12 +511,12 @@ def random_hmm_params(key, config: HMMConfig, *, self_prob: float = 0.8, separat
         params["covs"] = jnp.broadcast_to(covs, (E, K, D, D))
     elif config.emission == "poisson":
         log_rates = jnp.linspace(0.0, separation * 0.7, K)[None, :, None] + 0.5
-        log_rates = log_rates + env_spread * jax.random.normal(keys[3], (n_em, K, D))
+        log_rates = log_rates + spread_em * jax.random.normal(keys[3], (n_em, K, D))
         params["rates"] = jnp.broadcast_to(jnp.exp(log_rates), (E, K, D))
     else:
         C = config.num_categories
         logits = separation * jax.random.normal(keys[2], (1, K, D, C))
-        logits = logits + env_spread * jax.random.normal(keys[3], (n_em, K, D, C))
+        logits = logits + spread_em * jax.random.normal(keys[3], (n_em, K, D, C))
         params["probs"] = jnp.broadcast_to(jax.nn.softmax(logits, -1), (E, K, D, C))
     if config.input_dim:
         params["trans_weights"] = jax.random.normal(keys[6], (K, config.input_dim, K))

@@ -36,11 +36,32 @@ def test_gaussian_emission_densities_match_scipy_with_missing_channels(offset):
 
 @pytest.mark.parametrize("K, D", [(2, 1), (4, 1), (3, 3)])
 def test_random_gaussian_hmms_keep_their_states_apart(K, D):
-    """The shared state means are at least ``separation`` apart for every seed (the generator's
-    promise; drawn independently, two states of K = 2, D = 1 were less than one standard
-    deviation apart in 6 of 25 draws)."""
-    config = HMMConfig(K, "gaussian", D, 4, ())
+    """Shared state means are at least ``separation`` apart for every seed, whatever
+    ``env_spread`` is (the generator's promise; drawn independently, two states of K = 2, D = 1
+    were less than one standard deviation apart in 6 of 25 draws, and a shared draw of the
+    per-environment perturbation brought them to 1.3 apart in one benchmark seed)."""
+    config = HMMConfig(K, "gaussian", D, 4, ("transitions",))
     for seed in range(30):
-        means = np.asarray(random_hmm_params(seed, config, separation=3.0, env_spread=0.0)["means"])[0]
-        gaps = np.linalg.norm(means[:, None] - means[None], axis=-1)[np.triu_indices(K, 1)]
+        params = random_hmm_params(seed, config, separation=3.0, env_spread=0.5)
+        means = np.asarray(params["means"])
+        np.testing.assert_array_equal(means, np.broadcast_to(means[0], means.shape))
+        gaps = np.linalg.norm(means[0][:, None] - means[0][None], axis=-1)[np.triu_indices(K, 1)]
         assert gaps.min() >= 3.0 - 1e-9, (seed, gaps)
+        trans = np.asarray(params["trans"])  # the varying mechanism differs between environments
+        assert np.abs(trans - trans[0]).max() > 1e-3
+
+
+@pytest.mark.parametrize("emission, site", [("gaussian", "means"), ("poisson", "rates"), ("categorical", "probs")])
+def test_random_hmms_perturb_only_the_varying_mechanisms(emission, site):
+    """``env_spread`` moves varying mechanisms per environment and leaves shared ones at the base."""
+    kw = {"num_categories": 3} if emission == "categorical" else {}
+    for vary in [(), ("transitions",), ("emissions",), ("transitions", "emissions")]:
+        config = HMMConfig(3, emission, 2, 5, vary, **kw)
+        params = random_hmm_params(7, config, env_spread=0.5)
+        base = random_hmm_params(7, config, env_spread=0.0)
+        for name, mech in [("trans", "transitions"), ("init", "transitions"), (site, "emissions")]:
+            got, ref = np.asarray(params[name]), np.asarray(base[name])
+            if mech in vary:
+                assert np.abs(got - got[0]).max() > 1e-3, (vary, name)
+            else:
+                np.testing.assert_array_equal(got, ref, err_msg=f"{vary} {name}")
