@@ -202,3 +202,30 @@ def test_bootstrap_standard_errors_cover_the_truth_with_20_environments(tmp_path
         res.bootstrap(sim["y"], 1)
     with pytest.raises(DataError, match="environment"):
         res.bootstrap(sim["y"][:3], 10)
+
+
+def test_em_batches_compact_without_changing_any_fit(monkeypatch):
+    """run_em gathers unfinished fits into smaller batches as the others converge; every fit of
+    a batch of data sets must still be the fit that EM makes of that data set alone."""
+    from causalid.infer import hmm as hmm_mod
+
+    config = HMMConfig(2, "gaussian", 1, 2, ("emissions",))
+    params = {k: jnp.asarray(v) for k, v in random_hmm_params(4, config).items()}
+    sims = [simulate_hmm(s, config, params, num_sequences=2, num_steps=30)["y"] for s in range(12)]
+    ys = jnp.asarray(np.stack(sims))  # 12 data sets; their fits converge after different iterations
+    lengths = jnp.full((2, 2), 30)
+    start = {k: jnp.broadcast_to(v, (12,) + v.shape) for k, v in params.items()}
+    opts = dict(max_iters=120, tol=1e-7, min_covar=jnp.full((1,), 1e-6), partial=False, batch_y=True)
+    monkeypatch.setattr(hmm_mod, "MIN_COMPACT_BATCH", 1)
+    got, ll, done, trace = hmm_mod.run_em(start, ys, lengths, config, **opts)
+    iters = np.sum(np.isfinite(trace), axis=0)
+    assert iters.min() <= 50 < iters.max()  # blocks of 25: the batch was compacted at least once
+    for r in range(12):
+        one = {k: v[r:r + 1] for k, v in start.items()}
+        p1, ll1, done1, trace1 = hmm_mod.run_em(one, ys[r:r + 1], lengths, config, **opts)
+        for k in got:
+            np.testing.assert_allclose(np.asarray(got[k][r]), np.asarray(p1[k][0]), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(ll[r], ll1[0], rtol=1e-12)
+        assert done[r] == done1[0]
+        np.testing.assert_allclose(trace[:len(trace1), r], trace1[:, 0], rtol=1e-12)
+        assert np.all(np.isnan(trace[len(trace1):, r]))
