@@ -55,3 +55,17 @@ def compiled(jitted, *args, **static) -> Callable[..., Any]:
             _COMPILED.pop(next(iter(_COMPILED)))
         _COMPILED[key] = executable
     return _COMPILED[key]
+
+
+def to_device(x):
+    """A JAX array holding the NumPy value ``x``, made without compiling anything.
+
+    ``jnp.asarray`` of a NumPy array runs a small compiled program per shape in this JAX
+    (``lax.stage``: about 20 ms each on CPU), and ``jnp.full`` / ``jnp.broadcast_to`` outside
+    ``jit`` do the same; a cold front-door call made a dozen of them before its real work.
+    ``jax.device_put`` copies the buffer instead.  A JAX array is returned unchanged.
+    """
+    if isinstance(x, jax.Array):
+        return x
+    return jax.device_put(np.asarray(x))
+

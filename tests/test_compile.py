@@ -24,3 +24,12 @@ def test_compiled_falls_back_when_xla_lacks_an_option(monkeypatch):
     monkeypatch.setattr(_compile, "_COMPILED", {})
     run = _compile.compiled(f, np.ones(3), {"a": np.float64(2.0)}, k=3)
     np.testing.assert_array_equal(run(np.arange(3.0), {"a": np.float64(2.0)}), [0.0, 6.0, 12.0])
+
+
+def test_to_device_copies_numpy_values_and_passes_jax_arrays_through():
+    x = np.arange(6.0).reshape(2, 3)
+    got = _compile.to_device(x)
+    assert isinstance(got, jax.Array) and got.dtype == np.float64 and not got.weak_type
+    np.testing.assert_array_equal(got, x)
+    assert _compile.to_device(got) is got
+    assert _compile.to_device(np.zeros(2, bool)).dtype == bool

@@ -23,6 +23,7 @@ parameters, then put in a canonical order (increasing first emission mean / rate
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 from dataclasses import replace
 
@@ -33,7 +34,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 from scipy.optimize import linear_sum_assignment
 
-from causalid._compile import compiled
+from causalid._compile import compiled, to_device
 from causalid.data.sequences import SequenceData
 from causalid.dynamics.hmm import hmm_smoother
 from causalid.dynamics.kalman import _spd_inv_logdet
@@ -233,7 +234,7 @@ def _bucket(n: int) -> int:
 
 
 def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float, min_covar, partial: bool,
-           batch_y: bool = False, progress: bool = False, desc: str = "EM"):
+           batch_y: bool = False, progress: bool = False, desc: str = "EM", while_running=None):
     """Run EM from a batch of starting points until every fit converges or ``max_iters``.
 
     Iterations run in jitted blocks of up to 25 (the Python loop is over blocks, for the progress
@@ -242,15 +243,17 @@ def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float,
     fit is frozen, so computing it again is wasted work, and with a bootstrap's many data sets
     a few slow fits would otherwise keep the whole batch running (measured: the median fit
     converges in 85 iterations, the slowest run to 300).  Each fit's numbers are those of
-    running it alone.  Returns ``(params, log_lik (R,), done (R,), trace (iters, R))``; the
-    log-likelihood is the one at the start of each fit's last iteration.
+    running it alone.  ``while_running`` (no arguments) is called once, after the first block
+    has been dispatched and before its result is awaited.  Returns ``(params, log_lik (R,),
+    done (R,), trace (iters, R))``; the log-likelihood is the one at the start of each fit's
+    last iteration.
     """
     from tqdm.auto import tqdm
 
     R = jax.tree.leaves(params)[0].shape[0]
     # a strongly typed float64 start: a weak-typed one made the second block recompile
-    ll = jnp.full((R,), -jnp.inf, dtype=jnp.asarray(y).dtype)
-    done = jnp.zeros((R,), bool)
+    ll = to_device(np.full((R,), -np.inf, dtype=y.dtype))
+    done = to_device(np.zeros((R,), bool))
     block = max(1, min(25, max_iters))
     idx = np.arange(R)  # the fits in the running batch (padded with repeats of an unfinished one)
     batch = (params, ll, done, y)
@@ -261,13 +264,16 @@ def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float,
         args = batch[:3] + (batch[3], lengths, min_covar, tol)
         out = compiled(_em_block, *args, config=config, partial=partial, num_iters=n, batch_y=batch_y)(*args)
         p_b, ll_b, done_b, tr = out
+        if while_running is not None:
+            while_running()
+            while_running = None
         tr = np.asarray(tr)
         full_tr = np.full((n, R), np.nan)
         full_tr[:, idx] = tr
         traces.append(full_tr)
         it += n
         bar.update(n)
-        bar.set_postfix(loglik=f"{float(jnp.max(ll_b)):.4f}")
+        bar.set_postfix(loglik=f"{np.max(np.asarray(ll_b)):.4f}")
         if len(idx) == R:  # not compacted yet: the batch is the whole set, in order
             params, ll, done = p_b, ll_b, done_b
         else:  # scatter the batch back (a padded repeat writes its fit's own values again)
@@ -279,7 +285,7 @@ def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float,
         size = _bucket(open_.size)
         if 2 * size <= len(idx):  # at least halves the work (each new size is a compilation)
             idx = np.concatenate([open_, np.full(size - open_.size, open_[0])])
-            take = jnp.asarray(idx)
+            take = to_device(idx)
             batch = (jax.tree.map(lambda a: a[take], params), ll[take], done[take], y[take] if batch_y else y)
         else:
             batch = (p_b, ll_b, done_b, batch[3])
@@ -329,7 +335,7 @@ def _initial_params(key, data: SequenceData, config: HMMConfig, R: int) -> dict:
         freq = freq / freq.sum(-1, keepdims=True)
         probs[0] = 0.5 * freq[None] + 0.5 * np.eye(C)[np.arange(K) % C][:, None, :]
         out["probs"] = probs / probs.sum(-1, keepdims=True)
-    return {k: jnp.broadcast_to(jnp.asarray(v)[:, None], (R, E) + np.shape(v)[1:]) for k, v in out.items()}
+    return {k: to_device(np.broadcast_to(v[:, None], (R, E) + v.shape[1:])) for k, v in out.items()}
 
 
 # ---------------------------------------------------------------------------- alignment
@@ -472,14 +478,22 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
         key = jax.random.PRNGKey(key)
     if data.inputs is not None and method == "em":
         raise DataError("input-driven transitions have no closed-form EM step; use method='map' or 'nuts'")
-    y = jnp.asarray(data.y)
-    lengths = jnp.asarray(data.lengths)
+    y = to_device(data.y)
+    lengths = to_device(data.lengths)
     mc = min_covar_diag(data, min_covar)
 
+    partial = has_partial_rows(data.y)
     if data.inputs is None:
+        # XLA compiles the final log-likelihood on another core while EM runs (a cold fit waited
+        # about 0.5 s for it afterwards; EM's scans keep about one core busy)
+        shapes = {k: jax.ShapeDtypeStruct(v, y.dtype) for k, v in _param_shapes(config).items()}
+        prefetch = threading.Thread(target=compiled, args=(_sequence_lls, shapes, y, lengths, None),
+                                    kwargs={"config": config, "partial": partial}, daemon=True)
         starts = [init_params] if isinstance(init_params, dict) else list(init_params or [])
         params, _, trace, restart_ll, n_iter, converged = _fit_em(
-            key, data, config, y, lengths, num_restarts, max_iters, tol, mc, progress, starts)
+            key, data, config, y, lengths, num_restarts, max_iters, tol, mc, progress, starts,
+            while_running=prefetch.start)
+        prefetch.join()
     else:
         params = _inputs_start(key, data, config)
         trace, restart_ll, n_iter, converged = None, None, 0, True
@@ -491,9 +505,9 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
         params, posterior = _fit_nuts(key, params, data, config, prior, num_warmup, num_samples, num_chains,
                                       progress)
     params = {k: np.asarray(v) for k, v in params.items()}
-    args = ({k: jnp.asarray(v) for k, v in params.items()}, y, lengths,
-            None if data.inputs is None else jnp.asarray(data.inputs))
-    ll_seq = np.asarray(compiled(_sequence_lls, *args, config=config, partial=has_partial_rows(data.y))(*args))
+    args = ({k: to_device(v) for k, v in params.items()}, y, lengths,
+            None if data.inputs is None else to_device(data.inputs))
+    ll_seq = np.asarray(compiled(_sequence_lls, *args, config=config, partial=partial)(*args))
     return HMMResult(
         params=params, config=config, log_likelihood=float(ll_seq.sum()),
         num_observations=data.num_observations, method=method, names=data.names, env_names=data.env_names,
@@ -502,6 +516,19 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
                                        "min_covar": min_covar, "shared": [m for m in ("transitions", "emissions")
                                                                            if m not in vary]},
     )
+
+
+def _param_shapes(config: HMMConfig) -> dict:
+    """Shapes of the per-environment parameters (:attr:`HMMResult.params`) without inputs."""
+    K, D, E = config.num_states, config.obs_dim, config.num_envs
+    shapes = {"init": (E, K), "trans": (E, K, K)}
+    if config.emission == "gaussian":
+        shapes.update(means=(E, K, D), covs=(E, K, D, D))
+    elif config.emission == "poisson":
+        shapes["rates"] = (E, K, D)
+    else:
+        shapes["probs"] = (E, K, D, config.num_categories)
+    return shapes
 
 
 @functools.partial(jax.jit, static_argnames=("config", "partial"))
@@ -521,10 +548,11 @@ def _restart_env_lls(params, y, lengths, *, config, partial):
 def min_covar_diag(data: SequenceData, min_covar: float):
     """The M-step's covariance floor: ``min_covar`` times each channel's variance."""
     var = np.nanvar(data.y.reshape(-1, data.obs_dim), axis=0)
-    return jnp.asarray(min_covar * np.where(var > 0, var, 1.0))
+    return to_device(min_covar * np.where(var > 0, var, 1.0))
 
 
-def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, progress, starts=None):
+def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, progress, starts=None,
+            while_running=None):
     extra = {k: jnp.stack([jnp.asarray(s[k]) for s in starts]) for k in starts[0]} if starts else {}
     if int(R) > 0:
         params = _initial_params(key, data, config, int(R))
@@ -532,7 +560,8 @@ def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, progres
     else:  # only the given starts (fit_hmm refuses R = 0 without them)
         params = extra
     params, ll, done, trace = run_em(params, y, lengths, config, max_iters=max_iters, tol=tol,
-                                     min_covar=min_covar, partial=has_partial_rows(data.y), progress=progress)
+                                     min_covar=min_covar, partial=has_partial_rows(data.y), progress=progress,
+                                     while_running=while_running)
     ll = np.where(np.isfinite(ll), ll, -np.inf)
     best = int(np.argmax(ll))
     n_iter = int(np.sum(np.isfinite(trace[:, best])))

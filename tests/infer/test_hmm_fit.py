@@ -176,7 +176,7 @@ def test_bootstrap_standard_errors_cover_the_truth_with_20_environments(tmp_path
     config = HMMConfig(2, "gaussian", 1, 20, ("transitions",))
     truth, sim = _data(config, seed=11, N=5, T=60)
     res = causalid.fit_hmm(sim["y"], 2, shared="emissions", num_restarts=3, key=1, progress=False)
-    with pytest.warns(causalid.ConvergenceWarning, match="at 0 or 1") as record:
+    with pytest.warns(causalid.ConvergenceWarning, match="at 0 or 1"):
         boot = res.bootstrap(sim["y"], 40, key=2, progress=False)
     assert res.standard_errors is None and boot.settings["num_bootstrap"] == 40
     truth = align_to(res.params, truth, config)
@@ -229,3 +229,22 @@ def test_em_batches_compact_without_changing_any_fit(monkeypatch):
         assert done[r] == done1[0]
         np.testing.assert_allclose(trace[:len(trace1), r], trace1[:, 0], rtol=1e-12)
         assert np.all(np.isnan(trace[len(trace1):, r]))
+
+
+@pytest.mark.parametrize("emission", ["gaussian", "poisson", "categorical"])
+def test_the_final_log_likelihood_program_compiled_during_em_is_the_one_used(monkeypatch, emission):
+    """fit_hmm compiles its final log-likelihood in a background thread while EM runs; the
+    shapes it guesses must be those of the fitted parameters, or the work is thrown away and
+    the program compiled again."""
+    from causalid import _compile
+    from causalid.infer import hmm as hmm_mod
+
+    monkeypatch.setattr(_compile, "_COMPILED", {})
+    rng = np.random.default_rng(0)
+    y = rng.poisson(3.0, size=(2, 2, 20, 2)).astype(float)
+    y[0, 1, 5, 0] = np.nan
+    res = causalid.fit_hmm({"a": list(y[0]), "b": list(y[1])}, 2, emission, shared="emissions",
+                           num_restarts=2, max_iters=3, progress=False)
+    assert {k: v.shape for k, v in res.params.items()} == hmm_mod._param_shapes(res.config)
+    programs = [k for k in _compile._COMPILED if k[0] is hmm_mod._sequence_lls]
+    assert len(programs) == 1
