@@ -14,6 +14,7 @@ the algorithm).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
 _COMPILED: dict = {}
 _MAX_COMPILED = 64
+_LOCK = threading.Lock()  # the cache may be filled from a background thread (see fit_hmm)
 
 
 def compile_lowered(lowered) -> Callable[..., Any]:
@@ -49,12 +51,15 @@ def compiled(jitted, *args, **static) -> Callable[..., Any]:
     key = (jitted, tuple(sorted(static.items())), tree,
            tuple((np.shape(x), str(getattr(x, "dtype", type(x))), bool(getattr(x, "weak_type", False)))
                  for x in leaves))
-    if key not in _COMPILED:
+    with _LOCK:
+        executable = _COMPILED.get(key)
+    if executable is None:  # compiled outside the lock: two threads may compile different programs
         executable = compile_lowered(jitted.lower(*args, **static))
-        if len(_COMPILED) >= _MAX_COMPILED:
-            _COMPILED.pop(next(iter(_COMPILED)))
-        _COMPILED[key] = executable
-    return _COMPILED[key]
+        with _LOCK:
+            if len(_COMPILED) >= _MAX_COMPILED:
+                _COMPILED.pop(next(iter(_COMPILED)))
+            _COMPILED[key] = executable
+    return executable
 
 
 def to_device(x):

@@ -251,6 +251,7 @@ def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float,
     from tqdm.auto import tqdm
 
     R = jax.tree.leaves(params)[0].shape[0]
+    y = to_device(y)
     # a strongly typed float64 start: a weak-typed one made the second block recompile
     ll = to_device(np.full((R,), -np.inf, dtype=y.dtype))
     done = to_device(np.zeros((R,), bool))
@@ -491,7 +492,7 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
                                     kwargs={"config": config, "partial": partial}, daemon=True)
         starts = [init_params] if isinstance(init_params, dict) else list(init_params or [])
         params, _, trace, restart_ll, n_iter, converged = _fit_em(
-            key, data, config, y, lengths, num_restarts, max_iters, tol, mc, progress, starts,
+            key, data, config, y, lengths, num_restarts, max_iters, tol, mc, partial, progress, starts,
             while_running=prefetch.start)
         prefetch.join()
     else:
@@ -551,7 +552,7 @@ def min_covar_diag(data: SequenceData, min_covar: float):
     return to_device(min_covar * np.where(var > 0, var, 1.0))
 
 
-def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, progress, starts=None,
+def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, partial, progress, starts=None,
             while_running=None):
     extra = {k: jnp.stack([jnp.asarray(s[k]) for s in starts]) for k in starts[0]} if starts else {}
     if int(R) > 0:
@@ -560,7 +561,7 @@ def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, progres
     else:  # only the given starts (fit_hmm refuses R = 0 without them)
         params = extra
     params, ll, done, trace = run_em(params, y, lengths, config, max_iters=max_iters, tol=tol,
-                                     min_covar=min_covar, partial=has_partial_rows(data.y), progress=progress,
+                                     min_covar=min_covar, partial=partial, progress=progress,
                                      while_running=while_running)
     ll = np.where(np.isfinite(ll), ll, -np.inf)
     best = int(np.argmax(ll))
@@ -568,7 +569,7 @@ def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, progres
     converged = bool(done[best]) or tol <= 0
     if config.trans_vary and config.emis_vary and config.num_envs > 1:
         # nothing is shared: every environment is its own problem, so keep each one's best restart
-        per_env = _restart_env_lls(params, y, lengths, config=config, partial=has_partial_rows(data.y))
+        per_env = _restart_env_lls(params, y, lengths, config=config, partial=partial)
         pick = np.argmax(np.where(np.isfinite(per_env), per_env, -np.inf), axis=0)  # (E,)
         env = np.arange(config.num_envs)
         best_params = {k: np.asarray(v)[pick, env] for k, v in params.items()}
