@@ -239,12 +239,24 @@ def test_the_final_log_likelihood_program_compiled_during_em_is_the_one_used(mon
     from causalid import _compile
     from causalid.infer import hmm as hmm_mod
 
+    import threading
+
     monkeypatch.setattr(_compile, "_COMPILED", {})
+    calls = []
+
+    def recording(fn, *args, **static):
+        out = _compile.compiled(fn, *args, **static)
+        calls.append((fn, threading.current_thread() is threading.main_thread()))
+        return out
+
+    monkeypatch.setattr(hmm_mod, "compiled", recording)
     rng = np.random.default_rng(0)
     y = rng.poisson(3.0, size=(2, 2, 20, 2)).astype(float)
     y[0, 1, 5, 0] = np.nan
     res = causalid.fit_hmm({"a": list(y[0]), "b": list(y[1])}, 2, emission, shared="emissions",
                            num_restarts=2, max_iters=3, progress=False)
     assert {k: v.shape for k, v in res.params.items()} == hmm_mod._param_shapes(res.config)
+    # asked for twice (in the background during EM, then by the fit), compiled once
+    assert [main for fn, main in calls if fn is hmm_mod._sequence_lls] == [False, True]
     programs = [k for k in _compile._COMPILED if k[0] is hmm_mod._sequence_lls]
     assert len(programs) == 1
