@@ -188,10 +188,14 @@ def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alp
     if null == "bootstrap":
         if isinstance(num_bootstrap, bool) or not isinstance(num_bootstrap, int) or num_bootstrap < 1:
             raise DataError(f"num_bootstrap must be a positive integer; got {num_bootstrap!r}")
-        if 1.0 / (num_bootstrap + 1) > alpha / 2:  # Holm tests the smaller p-value at alpha / 2
+        # a change is declared when the Holm-adjusted smaller p-value, 2 p, is below alpha; the
+        # smallest bootstrap p-value is 1 / (B + 1)
+        need = int(np.ceil(2.0 / alpha - 1.0))
+        need += 2.0 / (need + 1) >= alpha
+        if num_bootstrap < need:
             warnings.warn(f"with num_bootstrap = {num_bootstrap} the smallest bootstrap p-value is "
-                          f"1/{num_bootstrap + 1}, above alpha/2 = {alpha / 2:g}: no change can be "
-                          f"declared; use at least {int(np.ceil(2 / alpha)) - 1} replicates", stacklevel=2)
+                          f"1/{num_bootstrap + 1}, not below alpha/2 = {alpha / 2:g} (Holm): no change can "
+                          f"be declared; use at least {need} replicates", stacklevel=2)
     key = jax.random.PRNGKey(key) if isinstance(key, int) else key
     k_fit, k_boot = jax.random.split(key)
     opts = {"emission": emission, "covariance": covariance, "num_restarts": num_restarts,

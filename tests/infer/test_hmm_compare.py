@@ -48,10 +48,10 @@ def test_bootstrap_null_is_calibrated_reference():
     """Under 'neither', the bootstrap p-values are not small; the statistics are the observed
     likelihood ratios and the bootstrap replicates are non-negative."""
     y = _simulate("neither", 3)
-    report = compare_mechanisms(y, 2, num_bootstrap=19, num_restarts=2, max_iters=200, progress=False)
+    report = compare_mechanisms(y, 2, num_bootstrap=40, num_restarts=2, max_iters=200, progress=False)
     assert report.verdict == "neither", report.summary()
     for mech in ("transitions", "emissions"):
-        assert len(report.null_statistics[mech]) == 19
+        assert len(report.null_statistics[mech]) == 40
         assert np.all(report.null_statistics[mech] >= 0)
 
 
@@ -60,13 +60,36 @@ def test_needs_two_environments():
         compare_mechanisms(np.random.default_rng(0).normal(size=50), 2, progress=False)
 
 
+def _warns_small_bootstrap(B, alpha):
+    """Whether compare_mechanisms warns that B replicates can never declare a change (it stops
+    at fitting: num_restarts = -1 is refused after the argument checks)."""
+    import warnings
+
+    y = {e: [np.random.default_rng(e).normal(size=30)] for e in range(2)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(causalid.DataError, match="num_restarts"):
+            compare_mechanisms(y, 2, num_bootstrap=B, alpha=alpha, num_restarts=-1, progress=False)
+    return any("no change can be declared" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.1, 0.03, 0.01])
+def test_small_bootstrap_warning_sits_at_the_exact_boundary(alpha):
+    """Holm declares a change when twice the smaller p-value is below alpha, and a bootstrap
+    p-value is at least 1 / (B + 1): the warning must name, and stop at, the smallest B with
+    2 / (B + 1) < alpha (found here by counting up)."""
+    need = next(B for B in range(1, 10_000) if 2 / (B + 1) < alpha)
+    assert _warns_small_bootstrap(need - 1, alpha)
+    assert not _warns_small_bootstrap(need, alpha)
+
+
 def test_bootstrap_size_is_checked():
     y = {e: [np.random.default_rng(e).normal(size=30)] for e in range(2)}
     with pytest.raises(causalid.DataError, match="num_bootstrap must be a positive integer; got 0"):
         compare_mechanisms(y, 2, num_bootstrap=0, progress=False)
     with pytest.raises(causalid.DataError, match="positive integer; got True"):
         compare_mechanisms(y, 2, num_bootstrap=True, progress=False)
-    with pytest.warns(UserWarning, match="no change can be declared; use at least 39 replicates"):
+    with pytest.warns(UserWarning, match="no change can be declared; use at least 40 replicates"):
         report = compare_mechanisms(y, 2, num_bootstrap=9, num_restarts=1, max_iters=10, progress=False)
     assert report.tests["p_value"].min() >= 0.1  # 1 / (9 + 1)
 
