@@ -5,10 +5,9 @@ in >= 90% of simulations for each truth, and a false-positive rate <= alpha unde
 :func:`causalid.models.hmm.random_hmm_params` (``env_spread=0.5``: transition logits, means in
 standard deviations), :func:`causalid.compare_mechanisms` at alpha = 0.05 (Holm over the two
 tests) with its default parametric-bootstrap null (99 replicates; ``CAUSALID_BENCH_NULL=chi2``
-for Wilks' chi-square, which is fast but was anti-conservative at this size: false-positive rate
-0.20 under "neither" over 40 simulations, measured before the statistic was made one procedure
-for data and bootstrap and before the simulator kept its states apart).  Each simulation's seed is its index, so the run is
-deterministic.  The proportions are printed with their binomial standard errors.
+for Wilks' chi-square, which is fast but anti-conservative at this size: false-positive rate
+0.075 +- 0.042 under "neither" over 40 simulations).  Each simulation's seed is its index, so
+the run is deterministic.  The proportions are printed with their binomial standard errors.
 
     pytest -m benchmark -s tests/benchmarks/test_hmm_mechanisms.py
     CAUSALID_BENCH_SIMS=100 CAUSALID_BENCH_NULL=chi2 pytest -m benchmark -s tests/benchmarks/test_hmm_mechanisms.py
