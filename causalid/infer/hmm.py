@@ -250,6 +250,8 @@ def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float,
     """
     from tqdm.auto import tqdm
 
+    if isinstance(max_iters, bool) or not isinstance(max_iters, (int, np.integer)) or max_iters < 1:
+        raise DataError(f"max_iters must be a positive integer; got {max_iters!r}")
     R = jax.tree.leaves(params)[0].shape[0]
     y = to_device(y)
     # a strongly typed float64 start: a weak-typed one made the second block recompile
@@ -262,7 +264,7 @@ def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float,
     bar = tqdm(total=max_iters, desc=desc, disable=not progress, leave=False)
     while it < max_iters:
         n = min(block, max_iters - it)
-        args = batch[:3] + (batch[3], lengths, min_covar, tol)
+        args = batch + (lengths, min_covar, tol)
         out = compiled(_em_block, *args, config=config, partial=partial, num_iters=n, batch_y=batch_y)(*args)
         p_b, ll_b, done_b, tr = out
         if while_running is not None:
@@ -299,8 +301,9 @@ def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float,
 
 
 def _initial_params(key, data: SequenceData, config: HMMConfig, R: int) -> dict:
-    """``R`` starting points: restart 0 places states at quantiles of the pooled data, the
-    others at random observed rows (Gaussian / Poisson) or random symbol profiles."""
+    """``R`` starting points (NumPy arrays shaped ``(R, E, ...)``): restart 0 places states at
+    quantiles of the pooled data, the others at random observed rows (Gaussian / Poisson) or
+    random symbol profiles."""
     K, D, E = config.num_states, config.obs_dim, config.num_envs
     # the key's own words seed NumPy (drawing an integer from it would compile a JAX program)
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
@@ -336,7 +339,7 @@ def _initial_params(key, data: SequenceData, config: HMMConfig, R: int) -> dict:
         freq = freq / freq.sum(-1, keepdims=True)
         probs[0] = 0.5 * freq[None] + 0.5 * np.eye(C)[np.arange(K) % C][:, None, :]
         out["probs"] = probs / probs.sum(-1, keepdims=True)
-    return {k: to_device(np.broadcast_to(v[:, None], (R, E) + v.shape[1:])) for k, v in out.items()}
+    return {k: np.broadcast_to(v[:, None], (R, E) + v.shape[1:]) for k, v in out.items()}
 
 
 # ---------------------------------------------------------------------------- alignment
@@ -485,16 +488,9 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
 
     partial = has_partial_rows(data.y)
     if data.inputs is None:
-        # XLA compiles the final log-likelihood on another core while EM runs (a cold fit waited
-        # about 0.5 s for it afterwards; EM's scans keep about one core busy)
-        shapes = {k: jax.ShapeDtypeStruct(v, y.dtype) for k, v in _param_shapes(config).items()}
-        prefetch = threading.Thread(target=compiled, args=(_sequence_lls, shapes, y, lengths, None),
-                                    kwargs={"config": config, "partial": partial}, daemon=True)
         starts = [init_params] if isinstance(init_params, dict) else list(init_params or [])
         params, _, trace, restart_ll, n_iter, converged = _fit_em(
-            key, data, config, y, lengths, num_restarts, max_iters, tol, mc, partial, progress, starts,
-            while_running=prefetch.start)
-        prefetch.join()
+            key, data, config, y, lengths, num_restarts, max_iters, tol, mc, partial, progress, starts)
     else:
         params = _inputs_start(key, data, config)
         trace, restart_ll, n_iter, converged = None, None, 0, True
@@ -519,19 +515,6 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
     )
 
 
-def _param_shapes(config: HMMConfig) -> dict:
-    """Shapes of the per-environment parameters (:attr:`HMMResult.params`) without inputs."""
-    K, D, E = config.num_states, config.obs_dim, config.num_envs
-    shapes = {"init": (E, K), "trans": (E, K, K)}
-    if config.emission == "gaussian":
-        shapes.update(means=(E, K, D), covs=(E, K, D, D))
-    elif config.emission == "poisson":
-        shapes["rates"] = (E, K, D)
-    else:
-        shapes["probs"] = (E, K, D, config.num_categories)
-    return shapes
-
-
 @functools.partial(jax.jit, static_argnames=("config", "partial"))
 def _sequence_lls(params, y, lengths, inputs, *, config, partial):
     """:func:`sequence_log_likelihoods` compiled once (run eagerly, its dozens of small
@@ -552,17 +535,22 @@ def min_covar_diag(data: SequenceData, min_covar: float):
     return to_device(min_covar * np.where(var > 0, var, 1.0))
 
 
-def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, partial, progress, starts=None,
-            while_running=None):
-    extra = {k: jnp.stack([jnp.asarray(s[k]) for s in starts]) for k in starts[0]} if starts else {}
-    if int(R) > 0:
-        params = _initial_params(key, data, config, int(R))
-        params = {k: jnp.concatenate([v, extra[k]]) for k, v in params.items()} if extra else params
-    else:  # only the given starts (fit_hmm refuses R = 0 without them)
-        params = extra
+def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, partial, progress, starts=None):
+    # starting points assembled in NumPy and moved once (eager jnp.stack / concatenate would each
+    # compile a small program per shape)
+    given = [{k: np.asarray(s[k])[None] for k in starts[0]} for s in starts] if starts else []
+    random = [_initial_params(key, data, config, int(R))] if int(R) > 0 else []  # fit_hmm refuses R = 0 alone
+    parts = random + given
+    params = {k: to_device(np.concatenate([p[k] for p in parts])) for k in parts[0]}
+    # the fit's final log-likelihood (fit_hmm) compiles on another core while EM runs: a cold fit
+    # waited about 0.5 s for it afterwards, and EM's scans keep about one core busy
+    shapes = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in params.items()}
+    prefetch = threading.Thread(target=compiled, args=(_sequence_lls, shapes, y, lengths, None),
+                                kwargs={"config": config, "partial": partial}, daemon=True)
     params, ll, done, trace = run_em(params, y, lengths, config, max_iters=max_iters, tol=tol,
                                      min_covar=min_covar, partial=partial, progress=progress,
-                                     while_running=while_running)
+                                     while_running=prefetch.start)
+    prefetch.join()  # run_em runs at least one block, so the thread has started
     ll = np.where(np.isfinite(ll), ll, -np.inf)
     best = int(np.argmax(ll))
     n_iter = int(np.sum(np.isfinite(trace[:, best])))
@@ -573,9 +561,10 @@ def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, partial
         pick = np.argmax(np.where(np.isfinite(per_env), per_env, -np.inf), axis=0)  # (E,)
         env = np.arange(config.num_envs)
         best_params = {k: np.asarray(v)[pick, env] for k, v in params.items()}
-        converged = bool(np.all(np.asarray(done)[pick])) or tol <= 0
+        converged = bool(np.all(done[pick])) or tol <= 0
     else:
-        best_params = {k: np.asarray(v)[best] for k, v in params.items()}
+        params = {k: np.asarray(v) for k, v in params.items()}  # indexed below (eagerly in JAX: compiles)
+        best_params = {k: v[best] for k, v in params.items()}
         _check_restarts(params, ll, best, config)
     best_params = canonical_order(best_params, config)
     return best_params, float(ll[best]), trace[:, best], ll, n_iter, converged
