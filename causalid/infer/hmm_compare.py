@@ -191,7 +191,8 @@ def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alp
         # a change is declared when the Holm-adjusted smaller p-value, 2 p, is below alpha; the
         # smallest bootstrap p-value is 1 / (B + 1)
         need = int(np.ceil(2.0 / alpha - 1.0))
-        need += 2.0 / (need + 1) >= alpha
+        if 2.0 / (need + 1) >= alpha:  # 2 / alpha - 1 was a whole number (or rounded to one)
+            need += 1
         if num_bootstrap < need:
             warnings.warn(f"with num_bootstrap = {num_bootstrap} the smallest bootstrap p-value is "
                           f"1/{num_bootstrap + 1}, not below alpha/2 = {alpha / 2:g} (Holm): no change can "
