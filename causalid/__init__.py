@@ -2,124 +2,97 @@
 
 Data come in environments (conditions, batches, labs).  Inside an environment samples are
 exchangeable; across environments the mechanisms' parameters change, and that variability
-identifies causal structure.  The front doors:
+identifies causal structure.  One wing per model family, each with its front doors:
 
-* :func:`load`, :class:`MultiEnvData` — multi-environment data with clear validation;
-* :func:`discover`, :func:`discover_batch` — causal graphs by the causal de Finetti tests
-  (``method="cdf"``) or the Bayesian exchangeable model (``method="bayes"``);
-* :func:`fit_parameters` — NUTS posterior of a chosen DAG's mechanism parameters;
-* :class:`LTIData`, :func:`identify_lti`, :func:`check_lti` — multi-environment LTI systems:
-  identification (closed form, maximum likelihood, NUTS, Markov/ERA) and identifiability;
-* :class:`SequenceData`, :func:`fit_hmm`, :func:`compare_mechanisms` — multi-environment hidden
-  Markov models: exact inference, EM / MAP / NUTS fits, which mechanism changed;
-* :func:`structure_metrics` and friends — SHD, normalised SHD, precision/recall.
-
-Importing causalid switches JAX to 64-bit floats (``jax_enable_x64``): ranks, condition
-numbers and long likelihood sums need them.  float32 inputs are promoted.
+* exchangeable data (:mod:`causalid.exchangeable`): :func:`load`, :class:`MultiEnvData`,
+  :func:`discover`, :func:`discover_batch` (causal de Finetti tests, ``method="cdf"``, or the
+  Bayesian exchangeable model, ``method="bayes"``), :func:`fit_parameters`,
+  :func:`diagnose_mechanisms`, :func:`structure_metrics` and friends;
+* multi-environment LTI systems (:mod:`causalid.lti`): :class:`LTIData`, :func:`identify_lti`,
+  :func:`check_lti`, :func:`select_order`, :func:`design_lti`, :func:`design_next`;
+* hidden Markov models (:mod:`causalid.hmm`): :class:`SequenceData`, :func:`fit_hmm`,
+  :func:`compare_mechanisms`, :func:`select_num_states`;
+* simulation sweeps over all of them: :func:`load_sweep`, :func:`run_sweep`,
+  :func:`load_results`, :func:`write_report` (:mod:`causalid.verify`).
 """
 
 import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-
-def _models_from_checkout() -> None:
-    """Make ``causalid.models`` importable when running from a source checkout.
-
-    An installed causalid carries ``models/`` as its sub-package ``causalid.models`` (see
-    pyproject.toml); in a checkout the folder sits beside ``causalid/`` instead.
-    """
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    if "causalid.models" in sys.modules or importlib.util.find_spec("causalid.models") is not None:
-        return
-    folder = Path(__file__).resolve().parent.parent / "models"
-    if not (folder / "__init__.py").exists():
-        return
-    spec = importlib.util.spec_from_file_location(
-        "causalid.models", folder / "__init__.py", submodule_search_locations=[str(folder)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["causalid.models"] = module
-    spec.loader.exec_module(module)
-
-
-_models_from_checkout()
-
-from causalid.data import MultiEnvData, load  # noqa: E402
-from causalid.data.lti import LTIData  # noqa: E402
+from causalid._io import read_table  # noqa: E402
+from causalid._version import __version__  # noqa: E402
+from causalid.design import Design, design_lti, design_next  # noqa: E402
 from causalid.dynamics.system import InputDesign, LTISystem  # noqa: E402
-from causalid.identify.lti import LTIIdentifiabilityReport, check_lti, fisher_information  # noqa: E402
-from causalid.identify.lti_metrics import amari_distance, eigenvalue_error, mcc, relative_error  # noqa: E402
-from causalid.infer.lti import identify_lti  # noqa: E402
-from causalid.infer.lti_result import LTIResult  # noqa: E402
-from causalid.infer.subspace import select_order  # noqa: E402
 from causalid.errors import CausalIDError, ConvergenceWarning, DataError, IdentifiabilityError  # noqa: E402
-from causalid.identify.metrics import (  # noqa: E402
+from causalid.exchangeable.data import MultiEnvData, load  # noqa: E402
+from causalid.exchangeable.discover import diagnose_mechanisms, discover, discover_batch  # noqa: E402
+from causalid.exchangeable.metrics import (  # noqa: E402
     direction_accuracy,
     edge_precision_recall,
     normalized_shd,
     shd,
     structure_metrics,
 )
-from causalid.infer.discover import diagnose_mechanisms, discover, discover_batch  # noqa: E402
-from causalid.data.sequences import SequenceData  # noqa: E402
-from causalid.infer.hmm import fit_hmm  # noqa: E402
-from causalid.infer.hmm_result import HMMResult  # noqa: E402
-from causalid.infer.hmm_compare import MechanismReport, compare_mechanisms, select_num_states  # noqa: E402
-from causalid.infer.result import StructureResult  # noqa: E402
-from causalid.design import Design, design_lti, design_next  # noqa: E402
-
-__version__ = "0.1.0"
-
-
-def fit_parameters(*args, **kwargs):
-    """NUTS posterior of a DAG's mechanism parameters; see :func:`causalid.infer.posterior.fit_parameters`."""
-    from causalid.infer.posterior import fit_parameters as _fit
-
-    return _fit(*args, **kwargs)
-
+from causalid.exchangeable.posterior import fit_parameters  # noqa: E402
+from causalid.exchangeable.result import StructureResult  # noqa: E402
+from causalid.families import load_sweep, parse_sweep, run_sweep  # noqa: E402
+from causalid.hmm.compare import MechanismReport, compare_mechanisms, select_num_states  # noqa: E402
+from causalid.hmm.data import SequenceData  # noqa: E402
+from causalid.hmm.fit import fit_hmm  # noqa: E402
+from causalid.hmm.result import HMMResult  # noqa: E402
+from causalid.lti.data import LTIData  # noqa: E402
+from causalid.lti.fit import identify_lti  # noqa: E402
+from causalid.lti.identifiability import LTIIdentifiabilityReport, check_lti, fisher_information  # noqa: E402
+from causalid.lti.metrics import amari_distance, eigenvalue_error, mcc, relative_error  # noqa: E402
+from causalid.lti.result import LTIResult  # noqa: E402
+from causalid.lti.subspace import select_order  # noqa: E402
+from causalid.verify import load_results, write_report  # noqa: E402
 
 __all__ = [
+    "CausalIDError",
+    "ConvergenceWarning",
+    "DataError",
+    "Design",
     "HMMResult",
-    "MechanismReport",
-    "compare_mechanisms",
-    "select_num_states",
+    "IdentifiabilityError",
     "InputDesign",
-    "SequenceData",
-    "fit_hmm",
     "LTIData",
     "LTIIdentifiabilityReport",
     "LTIResult",
     "LTISystem",
+    "MechanismReport",
+    "MultiEnvData",
+    "SequenceData",
+    "StructureResult",
+    "__version__",
     "amari_distance",
     "check_lti",
-    "eigenvalue_error",
-    "fisher_information",
-    "identify_lti",
-    "mcc",
-    "relative_error",
-    "select_order",
-    "CausalIDError",
-    "ConvergenceWarning",
-    "DataError",
-    "IdentifiabilityError",
-    "MultiEnvData",
-    "StructureResult",
+    "compare_mechanisms",
+    "design_lti",
+    "design_next",
     "diagnose_mechanisms",
     "direction_accuracy",
     "discover",
     "discover_batch",
     "edge_precision_recall",
+    "eigenvalue_error",
+    "fisher_information",
+    "fit_hmm",
     "fit_parameters",
+    "identify_lti",
     "load",
+    "load_results",
+    "load_sweep",
+    "mcc",
     "normalized_shd",
+    "parse_sweep",
+    "read_table",
+    "relative_error",
+    "run_sweep",
+    "select_num_states",
+    "select_order",
     "shd",
     "structure_metrics",
-    "Design",
-    "design_lti",
-    "design_next",
-    "__version__",
+    "write_report",
 ]

@@ -24,7 +24,7 @@ import numpy as np
 
 import causalid
 from causalid import InputDesign, LTIData, identify_lti
-from causalid.identify.lti_metrics import eigenvalue_match
+from causalid.lti.metrics import eigenvalue_match
 from causalid.models import lti
 
 

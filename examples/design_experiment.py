@@ -32,7 +32,7 @@ from causalid.models import lti
 
 import causalid
 from causalid import InputDesign, LTIData, identify_lti
-from causalid.identify.lti_metrics import amari_distance, mcc
+from causalid.lti.metrics import amari_distance, mcc
 
 
 def _score(system, design, steps, seed):

@@ -28,7 +28,7 @@ import numpy as np
 from causalid.models.hmm import HMMConfig, simulate_arrays
 
 import causalid
-from causalid.infer.hmm_compare import compare_mechanisms
+from causalid.hmm.compare import compare_mechanisms
 
 STATES = ("rest", "explore", "run")
 DOSES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # mg/kg: the six conditions

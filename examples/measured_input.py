@@ -29,7 +29,7 @@ import numpy as np
 
 import causalid
 from causalid import LTIData, LTIResult, identify_lti
-from causalid.identify.lti_metrics import markov_parameter_error
+from causalid.lti.metrics import markov_parameter_error
 from causalid.models import lti
 
 

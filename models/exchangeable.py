@@ -36,7 +36,7 @@ non-centred with :class:`numpyro.infer.reparam.LocScaleReparam` through
 
 The env plate has ``dim=-2`` and the sample plate ``dim=-1`` (the NumPyro idiom for nested plates),
 so a per-environment parameter with event shape ``s`` has shape ``(env, 1, *s)`` inside the model;
-:func:`simulate` and :func:`causalid.infer.posterior.fit_parameters` drop the singleton axis.
+:func:`simulate` and :func:`causalid.exchangeable.posterior.fit_parameters` drop the singleton axis.
 :func:`site_dims` names every parameter's axes.
 
 Reference generators

@@ -65,8 +65,8 @@ import numpyro.distributions as dist
 from jax import lax
 from jax.scipy.special import gammaln
 
+from causalid._linalg import spd_inv_logdet
 from causalid.dynamics.hmm import hmm_log_likelihood
-from causalid.dynamics.kalman import _spd_inv_logdet
 
 Array = jax.Array
 
@@ -230,7 +230,7 @@ def _gaussian_log_lik(means, covs, y0, obs, partial: bool):
     """
     T, D = y0.shape
     K = means.shape[0]
-    inv, logdet = jax.vmap(_spd_inv_logdet)(covs)  # (K, D, D), (K,)
+    inv, logdet = jax.vmap(spd_inv_logdet)(covs)  # (K, D, D), (K,)
     # (y - m)' P (y - m) = vec(y y') . vec(P) - 2 y' P m + m' P m: two matrix products instead of
     # a (T, K, D, D) temporary (7x faster on CPU for K = 8, D = 2).  Rows and means are centred on
     # the states' average mean first, so the expansion does not cancel digits on offset data.
@@ -252,7 +252,7 @@ def _gaussian_log_lik(means, covs, y0, obs, partial: bool):
 
     def masked(row_m, row_r):
         sw = covs * row_m[None, :, None] * row_m[None, None, :] + jnp.diag(1.0 - row_m)[None]
-        iw, ld = jax.vmap(_spd_inv_logdet)(sw)
+        iw, ld = jax.vmap(spd_inv_logdet)(sw)
         rr = row_r * row_m[None]
         q = jnp.einsum("kd,kde,ke->k", rr, iw, rr)
         return -0.5 * (q + ld + jnp.sum(row_m) * jnp.log(2 * jnp.pi))
@@ -539,7 +539,7 @@ def simulate_arrays(key, config: HMMConfig, params: dict, *, num_sequences: int,
 
     Returns ``(y (E, N, T, D) float, z (E, N, T) int)``.
     """
-    sites = _sites_from_params(params, config)
+    sites = sites_from_params(params, config)
     model = numpyro.handlers.substitute(hmm_model, data=sites)
     tr = numpyro.handlers.trace(numpyro.handlers.seed(model, key)).get_trace(
         config=config, num_sequences=num_sequences, num_steps=num_steps, inputs=inputs)
@@ -549,7 +549,7 @@ def simulate_arrays(key, config: HMMConfig, params: dict, *, num_sequences: int,
     return y, tr["z"]["value"]
 
 
-def _sites_from_params(params: dict, config: HMMConfig) -> dict:
+def sites_from_params(params: dict, config: HMMConfig) -> dict:
     """Site values that make :func:`hmm_model` reproduce ``params`` exactly."""
     take_t = (lambda a: a) if config.trans_vary else (lambda a: a[0])
     take_e = (lambda a: a) if config.emis_vary else (lambda a: a[0])

@@ -101,11 +101,11 @@ import numpyro.distributions as dist
 from jax import lax
 from numpyro import handlers
 
+from causalid._linalg import cholesky, solve_lower, spd_solve
 from causalid._typing import Array
 from causalid.dynamics import kalman
 from causalid.dynamics.system import InputDesign, LTISystem
 from causalid.errors import DataError, IdentifiabilityError
-from causalid.stats._linalg import cholesky, solve_lower, spd_solve
 
 __all__ = [
     "InputLaw",
@@ -504,7 +504,7 @@ def _transition_loglik(A, B, C, mean, var, y, init_var: float):
 def _gaussian_loglik(cov, z):
     """Sum over rows k of log N(z[k]; 0, cov) for cov (p, p), z (K, p).
 
-    Plain-XLA Cholesky (:mod:`causalid.stats._linalg`): batched LAPACK calls inside a
+    Plain-XLA Cholesky (:mod:`causalid._linalg`): batched LAPACK calls inside a
     vmapped CPU program can deadlock."""
     L = cholesky(cov)
     white = solve_lower(L, z.T)  # (p, K)

@@ -17,9 +17,8 @@ from pathlib import Path
 import networkx as nx
 import pandas as pd
 
-from causalid.data.container import MultiEnvData, Transform
-from causalid.data.io import load
 from causalid.errors import DataError
+from causalid.exchangeable.data import MultiEnvData, Transform, load
 
 SACHS_VARIABLES = ("Raf", "Mek", "Plcg", "PIP2", "PIP3", "Erk", "Akt", "PKA", "PKC", "P38", "Jnk")
 SACHS_GRAPHS = ("bnlearn17", "tetrad20", "cdt18", "gnies_consensus", "gnies_mooij", "gnies_eaton")

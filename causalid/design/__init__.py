@@ -1,21 +1,24 @@
-"""The designer: choosing diverse intervention signals (science.md §4).
+"""The designer: choosing the experiments that make a question identifiable.
 
 * :func:`design_lti` — input laws (μ_e, σ²_e) of a multi-environment LTI experiment under
   bounds, with hard identifiability constraints and a choice of criteria
-  (:mod:`causalid.design.lti`);
+  (:mod:`causalid.lti.design`);
 * :func:`design_next` — the next environment's law by expected information gain, with the
-  expected shrinkage of every parameter's posterior sd (:mod:`causalid.design.sequential`);
+  expected shrinkage of every parameter's posterior sd (:mod:`causalid.lti.sequential`);
 * :func:`prbs`, :func:`multisine`, :func:`excitation_order`, :func:`choose_signal` —
-  measured-input signals and their D-optimal choice (:mod:`causalid.design.signals`);
+  measured-input signals and their D-optimal choice (:mod:`causalid.lti.signals`);
 * :func:`power_analysis` — environments and samples needed by the causal de Finetti engine,
-  and which mechanism to vary or which variable to intervene on (:mod:`causalid.design.power`).
+  and which mechanism to vary or which variable to intervene on
+  (:mod:`causalid.exchangeable.power`).
+
+Each lives in its family's wing; this module gathers them under one name.
 """
 
-from causalid.design.lti import CRITERIA, design_criteria, design_lti, lti_fisher, moment_error
-from causalid.design.power import PowerAnalysis, power_analysis
-from causalid.design.result import Design, NextDesign
-from causalid.design.sequential import design_next
-from causalid.design.signals import SignalChoice, choose_signal, excitation_order, multisine, prbs
+from causalid.exchangeable.power import PowerAnalysis, power_analysis
+from causalid.lti.design import CRITERIA, design_criteria, design_lti, moment_error
+from causalid.lti.design_result import Design, NextDesign
+from causalid.lti.sequential import design_next
+from causalid.lti.signals import SignalChoice, choose_signal, excitation_order, multisine, prbs
 
 __all__ = [
     "CRITERIA",
@@ -28,7 +31,6 @@ __all__ = [
     "design_lti",
     "design_next",
     "excitation_order",
-    "lti_fisher",
     "moment_error",
     "multisine",
     "power_analysis",

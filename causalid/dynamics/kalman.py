@@ -34,12 +34,11 @@ finite.
 Numerics (float64 throughout): Joseph-form covariance updates, symmetrised covariances,
 and small SPD solves by an unrolled elimination after Jacobi scaling whose pivots are the
 squared diagonal of the Cholesky factor (so :math:`\log\det S = \sum_j \log L_{jj}^2`); see
-:func:`_spd_inv_logdet_impl`.  Its derivative is supplied in closed form
+:func:`spd_inv_logdet_unrolled` (:mod:`causalid._linalg`).  Its derivative is supplied in closed form
 (:math:`d S^{-1} = -S^{-1}\,dS\,S^{-1}`, :math:`d\log\det S = \operatorname{tr}(S^{-1}
 dS)`), so reverse-mode gradients only see matrix products, and the scans recompute each
 step in the backward pass instead of storing it.  Only plain XLA operations are used, no
-LAPACK custom calls: on CPU, batched LAPACK kernels inside one ``vmap``-ed program can
-deadlock each other (see :mod:`causalid.stats._linalg`).
+LAPACK custom calls (see :mod:`causalid._linalg` for why).
 
 Covariance conditions: ``R`` (or every :math:`C P C^\top + R`) and the predicted state
 covariances :math:`A P^f A^\top + Q` (for the smoother) must be positive definite.
@@ -55,6 +54,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from causalid._linalg import solve_general, spd_inv_logdet, symmetrize
 from causalid.errors import DataError
 
 Array = jax.Array
@@ -226,82 +226,6 @@ def choose_method(num_steps: int) -> str:
 # ------------------------------------------------------------------ small linear algebra
 
 
-def _sym(a: Array) -> Array:
-    return 0.5 * (a + jnp.swapaxes(a, -1, -2))
-
-
-def _spd_inv_logdet_impl(s: Array) -> tuple[Array, Array]:
-    r"""``(S^{-1}, log det S)`` of a small SPD matrix by unrolled, pivot-free elimination.
-
-    ``S`` is first scaled to unit diagonal, :math:`S = D^{1/2}\tilde S D^{1/2}` with
-    :math:`D = \operatorname{diag}(S)` (Jacobi scaling), then Gauss-Jordan elimination of
-    :math:`[\tilde S \mid I]` runs without pivoting: for an SPD matrix the pivots are the
-    squared diagonal of its Cholesky factor, :math:`\pi_j = L_{jj}^2 \in (0, 1]`, so
-    :math:`\log\det S = \sum_j \log D_{jj} + \sum_j \log \pi_j` and
-    :math:`S^{-1} = D^{-1/2}\tilde S^{-1} D^{-1/2}`.  Each step is one fused rank-one
-    update (the pivot row is rescaled by the same update, free of cancellation because
-    :math:`\pi_j \le 1`).  A matrix that is not numerically positive definite gives
-    NaN / inf.
-    """
-    k = s.shape[-1]
-    if k == 0:
-        return s, jnp.zeros((), s.dtype)
-    diag = jnp.diagonal(s)
-    scale = lax.rsqrt(diag)
-    eye = jnp.eye(k, dtype=s.dtype)
-    work = jnp.concatenate([s * scale[:, None] * scale[None, :], eye], axis=-1)
-    logdet = jnp.sum(jnp.log(diag))
-    for j in range(k):
-        piv = work[j, j]
-        logdet = logdet + jnp.log(piv)
-        # rows i != j: row_i -= (a_ij / piv) row_j ;  row j: row_j -= ((piv - 1) / piv) row_j
-        factor = (work[:, j] - eye[:, j]) / piv
-        work = work - factor[:, None] * work[j][None, :]
-    inv = work[:, k:] * scale[:, None] * scale[None, :]
-    return _sym(inv), logdet
-
-
-@jax.custom_jvp
-def _spd_inv_logdet(s: Array) -> tuple[Array, Array]:
-    r"""Inverse and log-determinant of a small SPD matrix, with closed-form derivatives.
-
-    .. math:: d(S^{-1}) = -S^{-1}\,dS\,S^{-1},\qquad d\log\det S = \operatorname{tr}(S^{-1}dS).
-    """
-    return _spd_inv_logdet_impl(s)
-
-
-@_spd_inv_logdet.defjvp
-def _spd_inv_logdet_jvp(primals, tangents):
-    (s,), (ds,) = primals, tangents
-    si, logdet = _spd_inv_logdet(s)
-    return (si, logdet), (-(si @ ds @ si), jnp.sum(si * ds))
-
-
-def _solve_general(a: Array, rhs: Array) -> Array:
-    r"""Solve :math:`A X = B` for a small square non-symmetric ``A``.
-
-    Gauss-Jordan elimination with partial (row) pivoting in a ``fori_loop`` (compact code:
-    the combine of the parallel scan is instantiated once per scan level).  Row swaps are
-    masked arithmetic, so it vectorises under ``vmap``.
-    """
-    k = a.shape[-1]
-    idx = jnp.arange(k)
-    work = jnp.concatenate([a, rhs], axis=-1)
-
-    def body(j, work):
-        col = jnp.where(idx >= j, jnp.abs(work[:, j]), -1.0)
-        piv_row = jnp.argmax(col)
-        is_p = (idx == piv_row)[:, None]
-        is_j = (idx == j)[:, None]
-        row_p = work[piv_row]
-        row_j = work[j]
-        work = jnp.where(is_p, row_j[None, :], jnp.where(is_j, row_p[None, :], work))  # swap
-        row = row_p / row_p[j]
-        return jnp.where(is_j, row[None, :], work - work[:, j][:, None] * row[None, :])
-
-    return lax.fori_loop(0, k, body, work)[:, k:]
-
-
 # ------------------------------------------------------------------ data preparation
 
 
@@ -343,7 +267,7 @@ def _prepare(params: LGSSMParams, y, inputs) -> _Prepared:
 
 def _canonical(params: LGSSMParams) -> LGSSMParams:
     """Symmetrise the covariances once on entry (so gradients w.r.t. them are symmetric)."""
-    return params._replace(P0=_sym(params.P0), Q=_sym(params.Q), R=_sym(params.R))
+    return params._replace(P0=symmetrize(params.P0), Q=symmetrize(params.Q), R=symmetrize(params.R))
 
 
 def _masked_obs(params: LGSSMParams, w: Array) -> tuple[Array, Array]:
@@ -369,13 +293,13 @@ def _update(m: Array, P: Array, e: Array, w: Array, cm: Array, rm: Array):
     n = P.shape[-1]
     cpm = cm @ jnp.concatenate([P, m[:, None]], axis=1)  # [C_w P, C_w m]
     cp, r = cpm[:, :n], e - cpm[:, n]
-    si, logdet = _spd_inv_logdet(_sym(cp @ cm.T + rm))
+    si, logdet = spd_inv_logdet(symmetrize(cp @ cm.T + rm))
     ksr = si @ jnp.concatenate([cp, r[:, None]], axis=1)  # [K^T, S^{-1} r]
     k, sir = ksr[:, :n].T, ksr[:, n]
     ll = -0.5 * (r @ sir + logdet + jnp.sum(w) * _LOG2PI)
     x = jnp.concatenate([jnp.eye(n, dtype=P.dtype) - k @ cm, k], axis=1)  # [I - K C_w, K]
     mf = m + k @ r
-    pf = _sym(x @ _block_diag(P, rm) @ x.T)
+    pf = symmetrize(x @ _block_diag(P, rm) @ x.T)
     return mf, pf, ll
 
 
@@ -415,13 +339,13 @@ def _loglik_sequential(params: LGSSMParams, prep: _Prepared) -> Array:
         cm, rm = _masked_obs(params, w)
         cpm = cm @ jnp.concatenate([P, m[:, None]], axis=1)
         cp, r = cpm[:, :n], e - cpm[:, n]
-        si, logdet = _spd_inv_logdet(_sym(cp @ cm.T + rm))
+        si, logdet = spd_inv_logdet(symmetrize(cp @ cm.T + rm))
         ksr = si @ jnp.concatenate([cp, r[:, None]], axis=1)
         ak = A @ ksr[:, :n].T  # A K
         x = jnp.concatenate([A - ak @ cm, ak], axis=1)  # [F, A K]
         llt = -0.5 * (r @ ksr[:, n] + logdet + jnp.sum(w) * _LOG2PI)
         mp = x @ jnp.concatenate([m, e]) + cx
-        pp = _sym(x @ _block_diag(P, rm) @ x.T + Q)
+        pp = symmetrize(x @ _block_diag(P, rm) @ x.T + Q)
         return (ll + llt, mp, pp), None
 
     init = (jnp.zeros((), jnp.float64), params.m0, params.P0)
@@ -439,7 +363,7 @@ def _filter_sequential(params: LGSSMParams, prep: _Prepared):
         cm, rm = _masked_obs(params, w)
         mf, pf, llt = _update(m, P, e, w, cm, rm)
         mp = A @ mf + cx
-        pp = _sym(A @ pf @ A.T + Q)
+        pp = symmetrize(A @ pf @ A.T + Q)
         return (ll + llt, mp, pp), (mf, pf, m, P)
 
     init = (jnp.zeros((), jnp.float64), params.m0, params.P0)
@@ -449,7 +373,7 @@ def _filter_sequential(params: LGSSMParams, prep: _Prepared):
 
 def _smoother_gain(pf: Array, pp_next: Array, A: Array) -> Array:
     r"""RTS gain :math:`G_t = P^f_t A^\top (P^p_{t+1})^{-1}`."""
-    si, _ = _spd_inv_logdet(pp_next)
+    si, _ = spd_inv_logdet(pp_next)
     return pf @ A.T @ si
 
 
@@ -461,7 +385,7 @@ def _smooth_sequential(params: LGSSMParams, fm, fc, pm, pc):
         mf, pf, mp_next, pp_next = xs
         g = _smoother_gain(pf, pp_next, A)
         ms = mf + g @ (ms_next - mp_next)
-        ps = _sym(pf + g @ (ps_next - pp_next) @ g.T)
+        ps = symmetrize(pf + g @ (ps_next - pp_next) @ g.T)
         cross = ps_next @ g.T
         return (ms, ps), (ms, ps, cross)
 
@@ -532,17 +456,17 @@ def _filter_elements(params: LGSSMParams, prep: _Prepared):
         cm, rm = _masked_obs(params, w)
         prior = jnp.where(first, params.P0, Q)
         cp = cm @ prior
-        si, _ = _spd_inv_logdet(_sym(cp @ cm.T + rm))
+        si, _ = spd_inv_logdet(symmetrize(cp @ cm.T + rm))
         k = cp.T @ si
         r = e - cm @ mu
         ikc = jnp.eye(n, dtype=A.dtype) - k @ cm
         x = jnp.concatenate([ikc, k], axis=1)
-        sigma = _sym(x @ _block_diag(prior, rm) @ x.T)
+        sigma = symmetrize(x @ _block_diag(prior, rm) @ x.T)
         ca = cm @ A
         zero = jnp.zeros_like(A)
         F = jnp.where(first, zero, ikc @ A)
         eta = jnp.where(first, 0.0, ca.T @ (si @ r))
-        J = jnp.where(first, zero, _sym(ca.T @ si @ ca))
+        J = jnp.where(first, zero, symmetrize(ca.T @ si @ ca))
         return F, mu + k @ r, sigma, eta, J
 
     return jax.vmap(element)(first, prep.e, prep.w, mu)
@@ -571,7 +495,7 @@ def _filter_combine(ei, ej):
     sj = Si @ jnp.concatenate([Jj, etaj[:, None]], axis=1)  # [S_i J_j, S_i eta_j]
     rhs = jnp.concatenate([Fi, (ci + sj[:, n])[:, None], Si], axis=1)
     # M [F_i, c_i + S_i eta_j, S_i]
-    sol = _solve_general(jnp.eye(n, dtype=Fi.dtype) + sj[:, :n], rhs)
+    sol = solve_general(jnp.eye(n, dtype=Fi.dtype) + sj[:, :n], rhs)
     fsol = Fj @ sol
     ms = sol[:, n + 1 :]  # M S_i
     jm = Jj @ jnp.concatenate([ms, ci[:, None]], axis=1)  # [J_j M S_i, J_j c_i]
@@ -581,9 +505,9 @@ def _filter_combine(ei, ej):
     fmt = Fi.T @ mt
     F = fsol[:, :n]
     c = fsol[:, n] + cj
-    S = _sym(fsol[:, n + 1 :] @ Fj.T + Sj)
+    S = symmetrize(fsol[:, n + 1 :] @ Fj.T + Sj)
     eta = fmt[:, n] + etai
-    J = _sym(fmt[:, :n] @ Fi + Ji)
+    J = symmetrize(fmt[:, :n] @ Fi + Ji)
     return F, c, S, eta, J
 
 
@@ -600,11 +524,11 @@ def _filter_parallel(params: LGSSMParams, prep: _Prepared):
     elems = _filter_elements(params, prep)
     _, fm, fc, _, _ = _prefix_scan(_filter_combine, elems, (eye, zn, znn, zn, znn))
     pm = jnp.concatenate([params.m0[None], fm[:-1] @ A.T + prep.cx[:-1]], axis=0)
-    pc = jnp.concatenate([params.P0[None], _sym(A @ fc[:-1] @ A.T + Q)], axis=0)
+    pc = jnp.concatenate([params.P0[None], symmetrize(A @ fc[:-1] @ A.T + Q)], axis=0)
 
     def step_ll(m, P, e, w):
         cm, rm = _masked_obs(params, w)
-        si, logdet = _spd_inv_logdet(_sym(cm @ P @ cm.T + rm))
+        si, logdet = spd_inv_logdet(symmetrize(cm @ P @ cm.T + rm))
         r = e - cm @ m
         return -0.5 * (r @ si @ r + logdet + jnp.sum(w) * _LOG2PI)
 
@@ -617,7 +541,7 @@ def _smooth_combine(ei, ej):
     (``ei`` earlier in time)."""
     Ei, gi, Li = ei
     Ej, gj, Lj = ej
-    return Ei @ Ej, Ei @ gj + gi, _sym(Ei @ Lj @ Ei.T + Li)
+    return Ei @ Ej, Ei @ gj + gi, symmetrize(Ei @ Lj @ Ei.T + Li)
 
 
 def _smooth_parallel(params: LGSSMParams, fm, fc, pm, pc):
@@ -633,7 +557,7 @@ def _smooth_parallel(params: LGSSMParams, fm, fc, pm, pc):
     gains = jax.vmap(lambda pf, pp: _smoother_gain(pf, pp, A))(fc[:-1], pc[1:])  # (T-1, n, n)
     E = jnp.concatenate([gains, jnp.zeros((1, n, n))], axis=0)
     g = jnp.concatenate([fm[:-1] - jnp.einsum("tij,tj->ti", gains, pm[1:]), fm[-1:]], axis=0)
-    L = jnp.concatenate([_sym(fc[:-1] - gains @ pc[1:] @ jnp.swapaxes(gains, 1, 2)), fc[-1:]])
+    L = jnp.concatenate([symmetrize(fc[:-1] - gains @ pc[1:] @ jnp.swapaxes(gains, 1, 2)), fc[-1:]])
     flip = functools.partial(jax.tree.map, lambda x: jnp.flip(x, axis=0))
     # suffix scan = prefix scan of the time-reversed sequence with the operands swapped
     ident = (jnp.eye(n), jnp.zeros((n,)), jnp.zeros((n, n)))
@@ -832,6 +756,6 @@ def dense_log_likelihood(params: LGSSMParams, y, inputs=None) -> Array:
     w = prep.w.reshape(-1)
     resid = prep.e.reshape(-1) - w * mu
     sy = sy * (w[:, None] * w[None, :]) + jnp.diag(1.0 - w)
-    low = jnp.linalg.cholesky(_sym(sy))
+    low = jnp.linalg.cholesky(symmetrize(sy))
     z = jax.scipy.linalg.solve_triangular(low, resid, lower=True)
     return -0.5 * (z @ z + 2.0 * jnp.sum(jnp.log(jnp.diag(low))) + jnp.sum(w) * _LOG2PI)

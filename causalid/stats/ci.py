@@ -26,8 +26,7 @@ is calibrated, but their lower tail is heavier than the true null's, so p-values
 1 are rarer than uniform (the reference KCI implementation in causal-learn behaves the
 same way).  Do not read large p-values as evidence *for* independence.
 
-No function calls ``jnp.linalg`` / ``jax.scipy.linalg`` (see :mod:`causalid.stats._linalg`):
-on CPU their batched LAPACK kernels can deadlock XLA's thread pool inside ``vmap``.
+No function calls ``jnp.linalg`` / ``jax.scipy.linalg`` (see :mod:`causalid._linalg` for why).
 """
 
 from __future__ import annotations
@@ -39,8 +38,9 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtri
 
+from causalid._linalg import spd_inverse, spd_solve
 from causalid.errors import DataError
-from causalid.stats._linalg import (
+from causalid.stats._common import (
     as_columns,
     as_weights,
     center_kernel,
@@ -51,8 +51,6 @@ from causalid.stats._linalg import (
     median_heuristic,
     normal_sf_two_sided,
     ridge_residuals,
-    spd_inverse,
-    spd_solve,
     standardize,
     student_t_sf_two_sided,
     weighted_lstsq_residuals,

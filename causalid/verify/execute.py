@@ -3,7 +3,7 @@ r"""Running a sweep: in-process, or on Dask distributed, into a resumable store.
 :func:`run_sweep` opens (or resumes) the sweep's store, runs every cell that has no result
 file yet and writes each one as it finishes.  A cell is computed by :func:`run_cell`: its
 random numbers derive from the sweep seed and the cell index only
-(:func:`causalid.verify.families.cell_keys`), so a cell gives the same rows whatever order,
+(:func:`causalid.verify.plugin.cell_keys`), so a cell gives the same rows whatever order,
 process or machine it runs in — which is what makes resuming exact and the Dask run equal to
 the in-process one.
 
@@ -38,9 +38,9 @@ from pathlib import Path
 import pandas as pd
 
 from causalid.errors import CausalIDError, DataError
-from causalid.verify.families import evaluate_cell
-from causalid.verify.store import ResultStore, cell_frame
-from causalid.verify.sweep import Sweep, load_sweep
+from causalid.verify.plugin import evaluate_cell
+from causalid.verify.store import ResultStore, cell_frame, load_results
+from causalid.verify.sweep import Sweep
 
 __all__ = ["SweepRun", "run_cell", "run_sweep"]
 
@@ -64,8 +64,6 @@ class SweepRun:
 
     def results(self) -> pd.DataFrame:
         """The store's rows (:func:`causalid.verify.load_results`)."""
-        from causalid.verify.store import load_results
-
         return load_results(self.path)
 
     def __repr__(self) -> str:
@@ -98,8 +96,6 @@ def run_cell(sweep: Sweep, index: int) -> pd.DataFrame:
 
 def _run_chunk(sweep: Sweep, indices: list[int]) -> list[tuple[int, pd.DataFrame]]:
     """One Dask task: the rows of consecutive cells."""
-    import causalid  # noqa: F401  (64-bit JAX in the worker process)
-
     return [(i, run_cell(sweep, i)) for i in indices]
 
 
@@ -127,7 +123,7 @@ def check_execution(sweep: Sweep, workers, scheduler, chunk_size) -> int:
 
 
 def run_sweep(
-    sweep_or_path,
+    sweep: Sweep,
     out,
     workers: int | None = None,
     scheduler: str | None = None,
@@ -138,8 +134,8 @@ def run_sweep(
 
     Parameters
     ----------
-    sweep_or_path : Sweep, str or Path
-        A validated sweep or the path of its TOML file.
+    sweep : Sweep
+        A validated sweep (:func:`causalid.run_sweep` also takes the path of its TOML file).
     out : str or Path
         Store directory (created if needed).  A store of a different sweep is refused.
     workers : int, optional
@@ -158,13 +154,12 @@ def run_sweep(
     Examples
     --------
     >>> import tempfile
-    >>> from causalid.verify import load_results, parse_sweep, run_sweep
+    >>> from causalid import load_results, parse_sweep
     >>> sweep = parse_sweep('family = "bivariate"\\nreplicates = 3\\n[grid]\\nenvs = [30]')
     >>> run = run_sweep(sweep, tempfile.mkdtemp(), progress=False)
     >>> load_results(run.path)[["engine", "replicate", "metric"]].shape
     (6, 3)
     """
-    sweep = sweep_or_path if isinstance(sweep_or_path, Sweep) else load_sweep(sweep_or_path)
     chunk = check_execution(sweep, workers, scheduler, chunk_size)
     store = ResultStore.open(out, sweep)
     done = store.finished()

@@ -38,8 +38,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from causalid.verify.families import NOT_APPLICABLE
-from causalid.verify.store import ResultStore
+from causalid.errors import DataError
+from causalid.verify.plugin import NOT_APPLICABLE
+from causalid.verify.sbc import CORE_COLUMNS, SBCResult
+from causalid.verify.store import ResultStore, read_parquet
 
 __all__ = ["summarize", "write_report"]
 
@@ -228,17 +230,13 @@ def _plot_metric_cells(summary, metric, columns, engines, path):
 
 def _sbc_parts(store: ResultStore):
     """(part name, SBCResult) for every file of the store's ``sbc`` table."""
-    from causalid.errors import DataError
-    from causalid.verify.sbc import CORE_COLUMNS, SBCResult
-    from causalid.verify.store import _read_parquet
-
     out = []
     for f in sorted((store.path / "sbc").glob("*.parquet")):
         try:
             res = SBCResult.load(f)
         except DataError:  # a plain table (write_table): text/boolean extra columns are
             # settings (one SBC run per combination), numeric ones per-replicate diagnostics
-            frame = _read_parquet(f)
+            frame = read_parquet(f)
             extra = [c for c in frame.columns if c not in CORE_COLUMNS]
             diagnostics = tuple(c for c in extra if pd.api.types.is_numeric_dtype(frame[c])
                                 and not pd.api.types.is_bool_dtype(frame[c]))

@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from causalid._version import __version__
 from causalid.errors import DataError
 
 __all__ = ["FORMAT", "ResultStore", "StoreError", "load_results", "load_table", "write_table"]
@@ -105,7 +106,7 @@ def _write_parquet(path: Path, frame: pd.DataFrame) -> None:
     _atomic_bytes(path, lambda fh: pq.write_table(table, fh))
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def read_parquet(path: Path) -> pd.DataFrame:
     _, pq = _pyarrow()
     try:
         return pq.read_table(path).to_pandas()
@@ -161,8 +162,6 @@ class ResultStore:
         StoreError
             ``path`` holds another sweep's results, or is a non-empty folder that is not a store.
         """
-        from causalid import __version__
-
         path = Path(path)
         manifest_path = path / "manifest.json"
         if path.exists() and not path.is_dir():
@@ -304,7 +303,7 @@ class ResultStore:
 
     def load(self) -> pd.DataFrame:
         """Every stored row, ordered by cell (the row schema of the module docstring)."""
-        frames = [_read_parquet(self.cell_path(i)) for i in sorted(self.finished())]
+        frames = [read_parquet(self.cell_path(i)) for i in sorted(self.finished())]
         if not frames:
             return self.empty_frame()
         out = pd.concat(frames, ignore_index=True)
@@ -339,11 +338,11 @@ class ResultStore:
         files = sorted((self.path / name).glob("*.parquet"))
         if not files:
             raise StoreError(f"'{self.path}' has no table '{name}' (no {name}/*.parquet)")
-        return pd.concat([_read_parquet(f) for f in files], ignore_index=True)
+        return pd.concat([read_parquet(f) for f in files], ignore_index=True)
 
 
 def cell_frame(sweep, cell, records: list[dict]) -> pd.DataFrame:
-    """The rows of one cell from :func:`causalid.verify.families.evaluate_cell`'s records."""
+    """The rows of one cell from :func:`causalid.verify.plugin.evaluate_cell`'s records."""
     fam = sweep.family_spec
     R, metrics = sweep.replicates, list(sweep.metrics)
     parts = []

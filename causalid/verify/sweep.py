@@ -24,7 +24,7 @@ Schema
 
     [engines.cdf]                     # one table per engine to compare; default: the family's
     method = "cdf"                    # default: the table's name
-    ci_test = "gcm"                   # engine options (see causalid.verify.families)
+    ci_test = "gcm"                   # engine options (see causalid.verify.plugin)
 
     [execution]                       # does not change results
     chunk_size = 1                    # cells per Dask task
@@ -56,6 +56,7 @@ import itertools
 import json
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ from typing import Any
 import pandas as pd
 
 from causalid.errors import DataError
-from causalid.verify.families import FAMILIES, REQUIRED, Family, Setting
+from causalid.verify.plugin import REQUIRED, Family, Setting
 
 __all__ = ["Cell", "Sweep", "SweepError", "load_sweep", "parse_sweep"]
 
@@ -146,6 +147,8 @@ class Sweep:
     chunk_size: int = 1
     source: str = "<string>"
     text: str | None = None
+    family_spec: Family | None = field(default=None, compare=False, repr=False)
+    """The family's plug-in, from the registry the sweep was read against."""
 
     # ------------------------------------------------------------------ identity
     def content(self) -> dict:
@@ -187,14 +190,12 @@ class Sweep:
         return out
 
     @classmethod
-    def from_config(cls, config: dict, source: str = "<string>", text: str | None = None) -> Sweep:
-        """Validate a TOML-shaped dict; raises :class:`SweepError`."""
-        return _build(config, source, text)
+    def from_config(cls, config: dict, families: Mapping[str, Family], source: str = "<string>",
+                    text: str | None = None) -> Sweep:
+        """Validate a TOML-shaped dict against the registry ``families``; raises :class:`SweepError`."""
+        return _build(config, families, source, text)
 
     # ------------------------------------------------------------------ views
-    @property
-    def family_spec(self) -> Family:
-        return FAMILIES[self.family]
 
     def cell_table(self) -> pd.DataFrame:
         """One row per cell: ``cell`` and the setting columns."""
@@ -223,13 +224,15 @@ class Sweep:
         )
 
 
-def load_sweep(path) -> Sweep:
-    """Read and validate a sweep TOML file.
+def load_sweep(path, families: Mapping[str, Family]) -> Sweep:
+    """Read a sweep TOML file and validate it against the registry ``families``
+    (:data:`causalid.families.FAMILIES` is the project's; :func:`causalid.load_sweep` reads
+    against it).
 
     Examples
     --------
-    >>> from causalid.verify import parse_sweep
-    >>> s = parse_sweep('family = "bivariate"\\nreplicates = 4\\n[grid]\\nenvs = [50, 100]')
+    >>> from causalid.families import FAMILIES
+    >>> s = parse_sweep('family = "bivariate"\\nreplicates = 4\\n[grid]\\nenvs = [50, 100]', FAMILIES)
     >>> [c.settings["envs"] for c in s.cells], s.columns
     ([50, 100], ('envs',))
     """
@@ -247,16 +250,17 @@ def load_sweep(path) -> Sweep:
         raise SweepError(
             f"sweep file '{path}' is not UTF-8 text (byte {exc.start}); TOML files are UTF-8"
         ) from None
-    return parse_sweep(text, source=str(path))
+    return parse_sweep(text, families, source=str(path))
 
 
-def parse_sweep(text: str, source: str = "<string>") -> Sweep:
-    """Validate a sweep given as TOML text; raises :class:`SweepError`."""
+def parse_sweep(text: str, families: Mapping[str, Family], source: str = "<string>") -> Sweep:
+    """Validate a sweep given as TOML text against the registry ``families``; raises
+    :class:`SweepError`."""
     try:
         config = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SweepError(f"{source}: not valid TOML: {exc}") from None
-    return _build(config, source, text)
+    return _build(config, families, source, text)
 
 
 # ---------------------------------------------------------------------------------- building
@@ -283,23 +287,23 @@ def _scalar(config, key, kind, default, minimum=None):
     return Setting(kind, minimum=minimum).check(config[key], key)
 
 
-def _build(config: dict, source: str, text: str | None) -> Sweep:
+def _build(config: dict, families: Mapping[str, Family], source: str, text: str | None) -> Sweep:
     try:
-        return _validate(config, source, text)
+        return _validate(config, families, source, text)
     except (ValueError, TypeError) as exc:
         raise SweepError(f"{source}: {exc}") from None
 
 
-def _validate(config: dict, source: str, text: str | None) -> Sweep:
+def _validate(config: dict, families: Mapping[str, Family], source: str, text: str | None) -> Sweep:
     for key in config:
         if key not in _TOP:
             raise ValueError(_unknown("", key, _TOP))
     if "family" not in config:
-        raise ValueError(f"family: required; choose one of {list(FAMILIES)}")
+        raise ValueError(f"family: required; choose one of {list(families)}")
     family = _scalar(config, "family", str, REQUIRED)
-    if family not in FAMILIES:
-        raise ValueError(f"family = {family!r}: choose one of {list(FAMILIES)}")
-    fam = FAMILIES[family]
+    if family not in families:
+        raise ValueError(f"family = {family!r}: choose one of {list(families)}")
+    fam = families[family]
     if "replicates" not in config:
         raise ValueError(
             "replicates: required; the number of simulated data sets per cell, e.g. "
@@ -356,6 +360,7 @@ def _validate(config: dict, source: str, text: str | None) -> Sweep:
         chunk_size=chunk_size,
         source=source,
         text=text,
+        family_spec=fam,
     )
 
 

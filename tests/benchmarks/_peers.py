@@ -48,7 +48,7 @@ def causallearn_graph(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def shd_cpdag(directed: np.ndarray, undirected: np.ndarray, truth: np.ndarray) -> tuple[int, int]:
     """SHD of a CPDAG against a DAG: (undirected edges counted as wrongly oriented,
     undirected edges oriented in the truth's favour)."""
-    from causalid.identify import shd
+    from causalid.exchangeable.metrics import shd
 
     pessimistic = directed.copy()
     optimistic = directed.copy()

@@ -51,7 +51,7 @@ from causalid.models import lti
 
 from causalid import InputDesign, LTIData, identify_lti
 from causalid.design import design_criteria, design_lti, design_next
-from causalid.identify.lti_metrics import amari_distance
+from causalid.lti.metrics import amari_distance
 
 KEY = jax.random.PRNGKey
 

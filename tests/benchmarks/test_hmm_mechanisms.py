@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from causalid.models.hmm import HMMConfig, random_hmm_params, simulate_hmm
 
-from causalid.infer.hmm_compare import compare_mechanisms
+from causalid.hmm.compare import compare_mechanisms
 
 SIMS = int(os.environ.get("CAUSALID_BENCH_SIMS", "25"))
 NULL = os.environ.get("CAUSALID_BENCH_NULL", "bootstrap")

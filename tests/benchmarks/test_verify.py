@@ -29,7 +29,7 @@ def _verify(out: Path, *extra: str) -> float:
     cmd = [
         sys.executable,
         "-m",
-        "causalid.verify.cli",
+        "causalid.cli",
         "verify",
         str(SWEEP),
         "--out",

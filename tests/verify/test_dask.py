@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from causalid.errors import DataError
-from causalid.verify import families, load_results, parse_sweep, run_sweep
+from causalid import load_results, parse_sweep, run_sweep
+from causalid.verify import plugin
 
 # four cells of the same shapes (one compilation per process), two tasks per worker
 TINY = """
@@ -119,11 +120,11 @@ def _draw(key, scale, n):
 def test_generator_compiled_ahead_draws_what_the_jit_draws():
     # in-process runs compile the next cell's generator in a helper thread (execute._in_process)
     keys = jax.random.split(jax.random.PRNGKey(0), 5)
-    by_jit = families._replicates(_draw, (2.0, 3), keys)
-    job = families._ahead(_draw, (2.0, 3), 5)
-    assert job is not None and (_draw, (2.0, 3), 5) not in families._AHEAD
+    by_jit = plugin.draw_replicates(_draw, (2.0, 3), keys)
+    job = plugin.compile_ahead(_draw, (2.0, 3), 5)
+    assert job is not None and (_draw, (2.0, 3), 5) not in plugin._AHEAD
     job()
-    assert (_draw, (2.0, 3), 5) in families._AHEAD
-    assert families._ahead(_draw, (2.0, 3), 5) is None  # compiled once
-    np.testing.assert_array_equal(np.asarray(families._replicates(_draw, (2.0, 3), keys)), by_jit)
+    assert (_draw, (2.0, 3), 5) in plugin._AHEAD
+    assert plugin.compile_ahead(_draw, (2.0, 3), 5) is None  # compiled once
+    np.testing.assert_array_equal(np.asarray(plugin.draw_replicates(_draw, (2.0, 3), keys)), by_jit)
     assert np.asarray(by_jit).shape == (5, 3)

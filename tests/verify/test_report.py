@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from causalid.verify import ResultStore, parse_sweep, write_report, write_table
+from causalid import parse_sweep
+from causalid.verify import ResultStore, write_report, write_table
 from causalid.verify.store import cell_frame
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -181,7 +182,7 @@ use_C = [false, true]
 
 def test_command_line_end_to_end(tmp_path, capsys):
     # in-process through the command's main (tests/verify/test_store.py runs it as a subprocess)
-    from causalid.verify.cli import main
+    from causalid.cli import main
 
     toml = tmp_path / "tiny.toml"
     toml.write_text(TINY)
@@ -212,7 +213,7 @@ def test_command_line_end_to_end(tmp_path, capsys):
     ],
 )
 def test_user_errors_are_one_line(tmp_path, monkeypatch, capsys, args, message):
-    from causalid.verify.cli import main
+    from causalid.cli import main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.toml").write_text(TINY + "[engines.moment]\ntol = 1e-3\n")

@@ -15,14 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from causalid import parse_sweep, run_sweep
 from causalid.verify import (
     ResultStore,
     StoreError,
     execute,
     load_results,
     load_table,
-    parse_sweep,
-    run_sweep,
     write_table,
 )
 
@@ -131,7 +130,7 @@ def test_killed_sweep_restarts_into_exactly_the_uninterrupted_store(
     cmd = [
         sys.executable,
         "-m",
-        "causalid.verify.cli",
+        "causalid.cli",
         "verify",
         str(toml),
         "--out",
@@ -217,11 +216,11 @@ def test_a_sweep_killed_while_creating_its_store_starts_again(tmp_path):
 
 
 def test_resuming_with_another_causalid_version_warns(tmp_path, monkeypatch):
-    import causalid
+    from causalid.verify import store
 
     sweep = parse_sweep(TINY)
     ResultStore.open(tmp_path, sweep)
-    monkeypatch.setattr(causalid, "__version__", "99.0")
+    monkeypatch.setattr(store, "__version__", "99.0")
     with pytest.warns(UserWarning, match="mixes results of both versions"):
         ResultStore.open(tmp_path, sweep)
 

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 import causalid  # noqa: F401  (64-bit JAX)
-from causalid.verify import Sweep, SweepError, load_sweep, parse_sweep
-from causalid.verify.families import cell_keys
+from causalid import load_sweep, parse_sweep
+from causalid.families import FAMILIES
+from causalid.verify import Sweep, SweepError
+from causalid.verify.plugin import cell_keys, evaluate_cell
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "sweeps"
 
@@ -80,7 +82,7 @@ def test_hash_ignores_formatting_and_presentation_but_not_content():
     assert parse_sweep(BASE.replace("replicates = 5", "replicates = 6")).hash != s.hash
     assert parse_sweep(BASE + "[engines.cdf]\nalpha = 0.01\n").hash != s.hash
     # the TOML-shaped dict rebuilds the same sweep
-    again = Sweep.from_config(s.to_config())
+    again = Sweep.from_config(s.to_config(), FAMILIES)
     assert again.hash == s.hash and again.columns == s.columns
 
 
@@ -239,9 +241,8 @@ def test_an_unstable_lti_estimate_counts_as_a_missing_h2_error(monkeypatch):
     # reason), not a metric that does not apply, so summaries cannot hide it
     from types import SimpleNamespace
 
-    import causalid.infer.lti as lti_engine
-    from causalid.verify import families
-    from causalid.verify.families import NOT_APPLICABLE
+    import causalid.lti.sweep as lti_engine
+    from causalid.verify.plugin import NOT_APPLICABLE
 
     sweep = parse_sweep("family = 'lti'\nreplicates = 1\nmetrics = ['h2_error', 'mcc']\n"
                         "[generator]\nstates = 2\nsteps = 50\n")
@@ -252,8 +253,7 @@ def test_an_unstable_lti_estimate_counts_as_a_missing_h2_error(monkeypatch):
                                coordinates="observed")
 
     monkeypatch.setattr(lti_engine, "identify_lti", unstable)
-    (record,) = families.evaluate_cell(families.FAMILIES["lti"], cell.settings, sweep.engines,
-                                       sweep.metrics, 1, 0, 0)
+    (record,) = evaluate_cell(FAMILIES["lti"], cell.settings, sweep.engines, sweep.metrics, 1, 0, 0)
     assert np.isnan(record["values"]["h2_error"][0])
     assert record["errors"]["h2_error"][0] == "estimate unstable (spectral radius 1.5 >= 1)"
     assert record["errors"]["mcc"][0].startswith(NOT_APPLICABLE)     # no sources: does not apply

@@ -1,0 +1,7 @@
+"""``python -m causalid.cli``: the ``causalid`` command."""
+
+import sys
+
+from causalid.cli.main import main
+
+sys.exit(main())

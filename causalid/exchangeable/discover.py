@@ -1,0 +1,405 @@
+"""One front door for structure discovery: :func:`discover` and :func:`discover_batch`.
+
+``method="cdf"`` runs the causal de Finetti tests (:mod:`causalid.exchangeable.cdf`),
+``method="bayes"`` the DAG posterior of the exchangeable hierarchical model
+(:mod:`causalid.exchangeable.bayes`); both return a :class:`StructureResult`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Literal, Sequence
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from causalid.errors import DataError
+from causalid.exchangeable import cdf
+from causalid.exchangeable.bayes import BayesStructureResult, bayes_structure, bayes_structure_batch
+from causalid.exchangeable.data import MultiEnvData, data_kind
+from causalid.exchangeable.pairs import make_pairs
+from causalid.exchangeable.result import StructureResult
+from causalid.stats.multitest import CORRECTIONS
+
+Method = Literal["cdf", "bayes"]
+_CI_TESTS = tuple(cdf.CI_TESTS)
+
+
+def _as_data(data) -> MultiEnvData:
+    if isinstance(data, MultiEnvData):
+        return data
+    if isinstance(data, pd.DataFrame):
+        raise DataError("pass a MultiEnvData (causalid.MultiEnvData.from_frame(df, env=...)), not a bare DataFrame")
+    return MultiEnvData.from_arrays(data)
+
+
+def discover(
+    data,
+    method: Method = "cdf",
+    alpha: float = 0.05,
+    *,
+    ci_test: str | None = None,
+    rule: Literal["ordered", "reference"] = "ordered",
+    correction: str | None = None,
+    max_pairs: int = 64,
+    diagnose: bool = True,
+    max_parents: int | None = None,
+    num_steps: int | None = None,
+    edge_prior: float = 0.5,
+    seed: int = 0,
+    progress: bool = False,
+) -> StructureResult:
+    """Recover a causal DAG from multi-environment exchangeable data.
+
+    Parameters
+    ----------
+    data : MultiEnvData or array of shape (E, N, d)
+    method : {"cdf", "bayes"}
+        ``"cdf"``: the causal de Finetti conditional-independence tests (bivariate rule for
+        two variables, sink-layer peeling plus edge tests beyond).  ``"bayes"``: posterior
+        over DAGs from the marginal likelihood of the exchangeable hierarchical model
+        (per-environment mechanism parameters integrated out).
+    alpha : float
+        Significance level of the CI tests (``cdf``) and of the mechanism-variability
+        diagnostic; ``bayes`` reports the MAP DAG and posterior edge probabilities.
+    ci_test : {"gcm", "kci", "rff", "fisherz", "gtest"}, optional
+        CI test for ``cdf``.  Default ``gtest`` for discrete data and ``gcm`` (generalised
+        covariance measure, cluster-robust over environments, so it can use every sample)
+        for continuous data.  The other tests assume i.i.d. rows and use one pair of samples
+        per environment.  Except for ``gtest``, variables are first replaced by their pooled
+        normal scores (conditional independence is invariant under such per-variable
+        bijections); the GCM tests the first two moments of the scores.
+    rule : {"ordered", "reference"}
+        Bivariate decision rule (see :func:`causalid.exchangeable.cdf.bivariate_program`).
+    correction : {None, "bonferroni", "holm", "bh"}
+        Multiple-testing control applied to each family of tests.
+    max_pairs : int
+        Sample pairs per environment used by cluster-robust tests.
+    diagnose : bool
+        Also test, for every variable, whether its mechanism varies across environments.
+    max_parents, num_steps : int, optional
+        ``bayes`` only: largest parent set considered, MCMC steps beyond exhaustive size.
+    edge_prior : float
+        ``bayes`` only: prior probability of each edge (0.5 = uniform over DAGs).
+    seed : int
+        Seed for pair sampling, random features and MCMC.
+    progress : bool
+        Show progress on long runs.
+
+    Returns
+    -------
+    StructureResult
+    """
+    data = _as_data(data)
+    _check_alpha(alpha)
+    if method == "cdf":
+        return _cdf_many(
+            data.values[None], data.mask[None], list(data.names), alpha=alpha, ci_test=ci_test, rule=rule,
+            correction=correction, max_pairs=max_pairs, diagnose=diagnose, seed=seed, progress=progress,
+            kind=data.kind(), envs=data.envs,
+        )[0]
+    if method == "bayes":
+        return bayes_discover(data, max_parents=max_parents, num_steps=num_steps, edge_prior=edge_prior,
+                              diagnose=diagnose, alpha=alpha, seed=seed, progress=progress)
+    raise DataError(f"unknown method {method!r}; choose 'cdf' or 'bayes'")
+
+
+def discover_batch(
+    x,
+    method: Method = "cdf",
+    names: Sequence[str] | None = None,
+    alpha: float = 0.05,
+    **options,
+) -> list[StructureResult]:
+    """Run :func:`discover` on ``R`` independent data sets in one vectorised call.
+
+    Parameters
+    ----------
+    x : array, shape (R, E, N, d)
+        ``R`` data sets of ``E`` environments with ``N`` samples each.
+    method, alpha, options
+        As for :func:`discover`.
+
+    Returns
+    -------
+    list of StructureResult, one per data set.
+    """
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 4:
+        raise DataError(f"x has shape {x.shape}; discover_batch expects (replicate, env, sample, variable)")
+    if not np.all(np.isfinite(x)):
+        r = int(np.flatnonzero(~np.isfinite(x).all(axis=(1, 2, 3)))[0])
+        raise DataError(f"data set {r} contains NaN or infinite values; remove or impute them first")
+    R, E, N, d = x.shape
+    names = list(names) if names is not None else [f"X{i}" for i in range(d)]
+    if len(names) != d:
+        raise DataError(f"got {len(names)} names for {d} variables")
+    _check_alpha(alpha)
+    kind = data_kind(x)
+    if method == "cdf":
+        if N < 2:
+            raise DataError("the causal de Finetti tests need at least 2 samples per environment; got N = 1")
+        opts = {k: options.pop(k) for k in list(options) if k in
+                ("ci_test", "rule", "correction", "max_pairs", "diagnose", "seed", "progress")}
+        if options:
+            raise DataError(f"unknown option(s) for method 'cdf': {sorted(options)}")
+        return _cdf_many(x, np.ones((R, E, N), dtype=bool), names, alpha=alpha, kind=kind,
+                         envs=tuple(str(e) for e in range(E)), **opts)
+    if method == "bayes":
+        return bayes_discover_batch(x, names, kind, **options)
+    raise DataError(f"unknown method {method!r}; choose 'cdf' or 'bayes'")
+
+
+def _check_alpha(alpha: float) -> None:
+    if not 0 < alpha < 1:
+        raise DataError(f"alpha must be in (0, 1); got {alpha}")
+
+
+def _cdf_many(
+    values: np.ndarray,
+    mask: np.ndarray,
+    names: list[str],
+    *,
+    alpha: float,
+    kind: str,
+    envs: Sequence[str],
+    ci_test: str | None = None,
+    rule: str = "ordered",
+    correction: str | None = None,
+    max_pairs: int = 64,
+    diagnose: bool = True,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[StructureResult]:
+    R, E, _, d = values.shape
+    if d < 2:
+        raise DataError("structure discovery needs at least two variables")
+    if correction not in CORRECTIONS:
+        raise DataError(f"unknown correction {correction!r}; choose one of {CORRECTIONS}")
+    counts = mask.sum(axis=-1)
+    if counts.min() < 2:
+        r, e = np.argwhere(counts < 2)[0]
+        label = envs[e] if R == 1 else f"{e} of data set {r}"
+        raise DataError(
+            f"the causal de Finetti tests need at least 2 samples per environment; environment "
+            f"'{label}' has {int(counts[r, e])}: merge or remove it"
+        )
+    test, data, num_levels, pairs_per_env = _pair_data(values, mask, kind, ci_test, max_pairs, seed)
+    rows = E if test not in cdf.CLUSTER_TESTS else int(np.asarray(data.weights).sum(axis=1).min())
+    cdf.check_test_sizes(test, rows, max_conditioning=2 * (d - 1) if diagnose else d - 1)
+
+    bar = _progress(progress, f"causal de Finetti ({test}) on {R} data set(s)")
+    rounds = 0
+
+    def evaluate(batch):
+        nonlocal rounds
+        rounds += 1
+        if bar is not None:
+            bar.set_postfix_str(f"round {rounds}: {len(batch)} tests")
+            bar.update(1)
+        return cdf.evaluate_queries(data, batch, test, num_levels=num_levels, seed=seed)
+
+    t0 = time.perf_counter()
+    if d == 2:
+        programs = [cdf.bivariate_program(alpha, rule) for _ in range(R)]
+    else:
+        programs = [cdf.multivariate_program(d, alpha, correction) for _ in range(R)]
+    found = cdf.run_programs(programs, evaluate)
+    mech = None
+    if diagnose:
+        parent_maps = [{k: [j for j, kk in f["edges"] if kk == k] for k in range(d)} for f in found]
+        mech = cdf.run_programs([cdf.mechanism_variability_program(d, pm) for pm in parent_maps], evaluate)
+    elapsed = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+
+    settings = {"alpha": alpha, "ci_test": test, "rule": rule if d == 2 else None, "correction": correction,
+                "pairs_per_env": pairs_per_env, "seed": seed, "diagnose": diagnose,
+                "algorithm": "bivariate" if d == 2 else "multivariate"}
+    results = []
+    for r, f in enumerate(found):
+        results.append(_cdf_result(f, None if mech is None else mech[r], names, alpha, settings,
+                                   {"seconds": elapsed / R, "rounds": rounds, "score_name": "p-value"}))
+    return results
+
+
+def _pair_data(values, mask, kind, ci_test, max_pairs, seed):
+    """Choose the CI test and build the sample pairs every causal de Finetti test reads."""
+    discrete = kind in ("binary", "categorical")
+    test = ci_test or ("gtest" if discrete else "gcm")
+    if test not in _CI_TESTS:
+        raise DataError(f"unknown ci_test {test!r}; choose one of {_CI_TESTS}")
+    if test == "gtest" and not discrete:
+        raise DataError("ci_test='gtest' needs discrete data coded 0..L-1; use 'gcm' or 'kci' for continuous data")
+    num_levels = int(values[mask.astype(bool)].max()) + 1 if test == "gtest" else 2
+    pairs_per_env = max_pairs if test in cdf.CLUSTER_TESTS else 1
+    if test != "gtest":
+        values = cdf.normal_scores(values, mask)
+    pairs, w = make_pairs(values, mask, pairs_per_env, seed=seed)
+    return test, cdf.PairData.build(pairs, w), num_levels, pairs_per_env
+
+
+def diagnose_mechanisms(
+    data, graph: nx.DiGraph, alpha: float = 0.05, ci_test: str | None = None, seed: int = 0
+) -> pd.DataFrame:
+    """Which mechanisms vary across environments, for a given DAG.
+
+    For every variable ``i`` the test ``X_i^(1) ⊥ X_i^(2) | pa^(1), pa^(2)`` (two samples of
+    one environment) holds iff the mechanism of ``i`` is shared by all environments.  With
+    X -> Y: cause-only variability (IEM) leaves the effect's mechanism shared, mechanism-only
+    variability leaves the cause's shared (science.md §1.2).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``variable``, ``parents``, ``pvalue``, ``varies`` (``pvalue <= alpha``).
+    """
+    data = _as_data(data)
+    _check_alpha(alpha)
+    names = list(data.names)
+    missing = set(graph.nodes) ^ set(names)
+    if missing:
+        raise DataError(f"graph and data disagree on variables {sorted(map(str, missing))}")
+    data.require_samples(2, "the mechanism-variability test")
+    test, pd_, num_levels, _ = _pair_data(data.values[None], data.mask[None], data.kind(), ci_test, 64, seed)
+    parents = {names.index(k): [names.index(j) for j in graph.predecessors(k)] for k in names}
+    (mech,) = cdf.run_programs(
+        [cdf.mechanism_variability_program(len(names), parents)],
+        lambda batch: cdf.evaluate_queries(pd_, batch, test, num_levels=num_levels, seed=seed),
+    )
+    return _mechanism_frame(names, graph, mech["pvalues"], alpha)
+
+
+def _mechanism_frame(names, graph, pvalues, alpha) -> pd.DataFrame:
+    return pd.DataFrame({
+        "variable": names,
+        "parents": [sorted(graph.predecessors(n)) for n in names],
+        "pvalue": np.asarray(pvalues, dtype=float),
+        "varies": np.asarray(pvalues) <= alpha,
+    })
+
+
+def _cdf_result(found, mech, names, alpha, settings, info) -> StructureResult:
+    records = []
+    for t in found["tests"]:
+        rec = dict(t, source=names[t["source"]], target=names[t["target"]])
+        if "conditioning" in rec:
+            rec["conditioning"] = [names[i] for i in rec["conditioning"]]
+        records.append(rec)
+    g = nx.DiGraph()
+    g.add_nodes_from(names)
+    if settings["algorithm"] == "bivariate":
+        p_ind = found["tests"][2]["pvalue"]
+        scores = {(j, k): p_ind for j, k in found["edges"]}
+    else:
+        scores = {(t["source"], t["target"]): t["pvalue"] for t in found["tests"] if t["test"] == "edge"}
+    for j, k in found["edges"]:
+        g.add_edge(names[j], names[k], score=scores[(j, k)])
+    layers = None if found["layers"] is None else [[names[i] for i in layer] for layer in found["layers"]]
+    mechanisms = None if mech is None else _mechanism_frame(names, g, mech["pvalues"], alpha)
+    info = dict(info)
+    if found.get("forced_layers"):
+        info["forced_layers"] = [names[i] for i in found["forced_layers"]]
+    return StructureResult(graph=g, records=records, method="cdf", settings=dict(settings), names=list(names),
+                           layers=layers, mechanisms=mechanisms, info=info)
+
+
+def _progress(show: bool, desc: str):
+    if not show:
+        return None
+    return tqdm(desc=desc, unit="round", leave=False)
+
+
+# ---------------------------------------------------------------------- method="bayes"
+def _family(kind: str) -> str:
+    return {"continuous": "linear_gaussian", "binary": "binary", "categorical": "categorical"}[kind]
+
+
+def _options(max_parents, num_steps, edge_prior, seed) -> dict:
+    opts = {"max_parents": max_parents, "edge_prior": edge_prior, "key": int(seed)}
+    if num_steps is not None:
+        if num_steps < 10:
+            raise DataError(f"num_steps must be at least 10; got {num_steps}")
+        opts.update(num_warmup=num_steps // 2, num_samples=num_steps)
+    return opts
+
+
+def bayes_discover(
+    data: MultiEnvData,
+    *,
+    max_parents: int | None = None,
+    num_steps: int | None = None,
+    edge_prior: float = 0.5,
+    diagnose: bool = True,
+    alpha: float = 0.05,
+    seed: int = 0,
+    progress: bool = False,
+) -> StructureResult:
+    """Posterior over DAGs of the exchangeable hierarchical model (see :mod:`causalid.exchangeable.bayes`)."""
+    family = _family(data.kind())
+    if progress:
+        mode = "exhaustive enumeration" if data.num_vars <= 5 else "order MCMC"
+        print(f"bayes: scoring parent sets of {data.num_vars} variables ({family}), then {mode}...",
+              file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    post = bayes_structure(data.values, data.mask, family, **_options(max_parents, num_steps, edge_prior, seed))
+    seconds = time.perf_counter() - t0
+    result = _result(post, list(data.names), family, max_parents, num_steps, edge_prior, seed, seconds)
+    if diagnose and data.counts.min() >= 2 and data.num_envs >= 6:
+        result.mechanisms = diagnose_mechanisms(data, result.graph, alpha=alpha, seed=seed)
+    return result
+
+
+def bayes_discover_batch(x: np.ndarray, names, kind: str, *, max_parents=None, num_steps=None, edge_prior=0.5,
+                         seed=0, **unknown) -> list[StructureResult]:
+    """``method="bayes"`` for ``R`` data sets ``(R, E, N, d)`` of one ``kind`` (continuous, binary, categorical)."""
+    if unknown:
+        raise DataError(f"unknown option(s) for method 'bayes': {sorted(unknown)}")
+    family = _family(kind)
+    if num_steps is not None and x.shape[-1] <= 5:
+        raise DataError(f"num_steps={num_steps} applies to MCMC only; batch mode with "
+                        f"{x.shape[-1]} variables enumerates every DAG exactly (leave num_steps unset)")
+    mask = np.ones(x.shape[:3], dtype=bool)
+    t0 = time.perf_counter()
+    posts = bayes_structure_batch(x, mask, family, max_parents=max_parents, edge_prior=edge_prior)
+    seconds = (time.perf_counter() - t0) / max(len(posts), 1)  # the batch's time, shared out
+    return [_result(post, list(names), family, max_parents, num_steps, edge_prior, seed, seconds)
+            for post in posts]
+
+
+def _result(post: BayesStructureResult, names, family, max_parents, num_steps, edge_prior, seed, seconds):
+    d = len(names)
+    g = nx.DiGraph()
+    g.add_nodes_from(names)
+    for i, j in np.argwhere(post.map_dag):
+        g.add_edge(names[i], names[j], score=float(post.edge_probs[i, j]))
+    rows = [{"source": names[i], "target": names[j], "probability": float(post.edge_probs[i, j]),
+             "in_map_dag": bool(post.map_dag[i, j])}
+            for i in range(d) for j in range(d) if i != j]
+    info = {
+        "score_name": "posterior probability",
+        "posterior": post.method,
+        "sampler": post.sampler,
+        "num_dags": int(post.num_dags),
+        "seconds": seconds,
+        "top_dags": [
+            {"log_posterior": float(lp), "edges": [[names[i], names[j]] for i, j in np.argwhere(a)]}
+            for a, lp in zip(post.top_dags[:5], post.top_log_post[:5])
+        ],
+    }
+    if post.diagnostics is not None:
+        diag = post.diagnostics
+        info["mcmc"] = {
+            "acceptance": [float(a) for a in np.atleast_1d(diag.acceptance)],
+            "max_edge_prob_diff_between_chains": float(diag.max_edge_prob_diff),
+            "rhat_log_score": float(diag.rhat_log_score),
+            "ess_log_score": float(diag.ess_log_score),
+            "num_unique_dags": int(diag.num_unique_dags),
+        }
+    settings = {"family": family, "max_parents": max_parents, "num_steps": num_steps,
+                "edge_prior": edge_prior, "seed": seed}
+    return StructureResult(graph=g, records=rows, method="bayes", settings=settings,
+                           names=list(names), info=info)

@@ -1,0 +1,155 @@
+"""The result of a structure search: graph, edge scores, settings, save/load and a plot."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+from causalid._results import plain
+from causalid.errors import DataError
+from causalid.exchangeable.metrics import structure_metrics
+from causalid.exchangeable.plots import plot_graph
+
+_FORMAT = "causalid.StructureResult/1"
+
+
+@dataclass
+class StructureResult:
+    """A causal graph recovered from multi-environment data.
+
+    Attributes
+    ----------
+    graph : networkx.DiGraph
+        The estimated DAG over the variable names (edge attribute ``score``).
+    edges : pandas.DataFrame
+        One row per scored ordered pair ``source -> target``: for ``method="cdf"`` the
+        p-values of the tests behind each decision (``test``, ``pvalue``, ``adjusted``,
+        ``conditioning``); for ``method="bayes"`` the posterior edge probability.  Built on
+        first access from ``records`` (so that thousands of results stay cheap).
+    method : str
+        ``"cdf"`` or ``"bayes"``.
+    settings : dict
+        Every option the engine ran with (alpha, CI test, seeds, ...).
+    names : list of str
+        Variable names, in the data's column order.
+    layers : list of list of str, optional
+        Sink layers (first = sinks) found by the multivariate causal de Finetti algorithm.
+    mechanisms : pandas.DataFrame, optional
+        Regime diagnostic: for every variable, the p-value of "its mechanism is shared by
+        all environments" and the verdict ``varies``.
+    info : dict
+        Engine-specific extras (MCMC diagnostics, top DAGs, ...), JSON-serialisable.
+    """
+
+    graph: nx.DiGraph
+    records: list[dict] = field(repr=False)
+    method: str
+    settings: dict
+    names: list[str]
+    layers: list[list[str]] | None = None
+    mechanisms: pd.DataFrame | None = None
+    info: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def edges(self) -> pd.DataFrame:
+        if not hasattr(self, "_edges"):
+            self._edges = pd.DataFrame.from_records(self.records)
+        return self._edges
+
+    def adjacency(self) -> np.ndarray:
+        """0/1 matrix ``A[i, j] = 1`` for ``names[i] -> names[j]``."""
+        return nx.to_numpy_array(self.graph, nodelist=self.names, weight=None).astype(int)
+
+    @property
+    def regime(self) -> str | None:
+        """For two variables with an edge: ``both``, ``cause``, ``mechanism`` or ``neither``.
+
+        Which mechanisms vary across environments (science.md §1.2): cause-only
+        variability leaves the effect's mechanism shared, mechanism-only leaves the cause's.
+        """
+        if self.mechanisms is None or len(self.names) != 2 or self.graph.number_of_edges() != 1:
+            return None
+        (cause, effect), = self.graph.edges
+        v = self.mechanisms.set_index("variable")["varies"]
+        return {(True, True): "both", (True, False): "cause", (False, True): "mechanism",
+                (False, False): "neither"}[(bool(v[cause]), bool(v[effect]))]
+
+    def compare(self, truth) -> dict[str, float]:
+        """SHD, normalised SHD, precision, recall and direction accuracy against ``truth``."""
+        if isinstance(truth, nx.DiGraph):
+            unknown = set(truth.nodes) ^ set(self.names)
+            if unknown:
+                raise DataError(f"the true graph and the result disagree on nodes {sorted(unknown)}")
+            return structure_metrics(self.graph, truth)
+        return structure_metrics(self.adjacency(), np.asarray(truth))
+
+    def summary(self) -> str:
+        lines = [f"{self.method} structure over {len(self.names)} variables: "
+                 f"{self.graph.number_of_edges()} edge(s)"]
+        for u, v, s in self.graph.edges(data="score"):
+            lines.append(f"  {u} -> {v}" + (f"   ({self.info.get('score_name', 'score')} {s:.3g})" if s is not None else ""))
+        if self.layers:
+            lines.append("  layers (sinks first): " + " | ".join(", ".join(layer) for layer in self.layers))
+        if self.mechanisms is not None:
+            varying = [r.variable for r in self.mechanisms.itertuples() if r.varies]
+            lines.append(f"  mechanisms varying across environments: {varying or 'none'}")
+        if self.regime:
+            lines.append(f"  regime: {self.regime}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"StructureResult(method={self.method!r}, edges={sorted(self.graph.edges)})"
+
+    # ------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict:
+        return {
+            "format": _FORMAT,
+            "method": self.method,
+            "names": list(self.names),
+            "edges_found": [[u, v, _num(s)] for u, v, s in self.graph.edges(data="score")],
+            "edges": plain(self.records),
+            "settings": plain(self.settings),
+            "layers": self.layers,
+            "mechanisms": None if self.mechanisms is None else plain(self.mechanisms.to_dict(orient="records")),
+            "info": plain(self.info),
+        }
+
+    def save(self, path) -> None:
+        """Write the result as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path) -> "StructureResult":
+        """Read a result written by :meth:`save`."""
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"cannot read a structure result from '{path}': {exc}") from None
+        if d.get("format") != _FORMAT:
+            raise DataError(f"'{path}' is not a causalid structure result (format {d.get('format')!r})")
+        g = nx.DiGraph()
+        g.add_nodes_from(d["names"])
+        for u, v, s in d["edges_found"]:
+            g.add_edge(u, v, score=s)
+        mech = None if d["mechanisms"] is None else pd.DataFrame(d["mechanisms"])
+        return cls(graph=g, records=d["edges"], method=d["method"], settings=d["settings"],
+                   names=d["names"], layers=d["layers"], mechanisms=mech, info=d["info"])
+
+    # ------------------------------------------------------------------ plot
+    def plot(self, path=None, truth: nx.DiGraph | None = None, ax=None):
+        """Draw the graph; with ``truth`` colour edges as correct / reversed / extra / missing.
+
+        Returns the matplotlib figure; with ``path`` also saves it (PNG, PDF, SVG).
+        """
+        return plot_graph(self.graph, path=path, truth=truth, ax=ax,
+                          title=f"causalid {self.method}: {self.graph.number_of_edges()} edges")
+
+
+def _num(s):
+    return None if s is None else float(s)

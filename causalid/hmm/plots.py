@@ -1,0 +1,180 @@
+"""Figures of the HMM wing: decoded sequences and state-count selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from causalid._plotting import pyplot
+from causalid.errors import DataError
+from causalid.hmm.data import SequenceData
+
+
+def _hmm_state_colours(K: int):
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if K <= 10 else "tab20"]
+    return [cmap(k % cmap.N) for k in range(K)]
+
+
+def _hmm_shown_sequences(lengths: np.ndarray, max_sequences: int) -> list[tuple[int, int]]:
+    """Up to ``max_sequences`` non-empty (env, sequence) pairs, taken round-robin over
+    environments (first sequence of every environment, then the second, ...), so that
+    environments with different mechanisms appear side by side."""
+    E, N = lengths.shape
+    shown = []
+    for n in range(N):
+        for e in range(E):
+            if lengths[e, n] > 0 and len(shown) < max_sequences:
+                shown.append((e, n))
+    return shown
+
+
+def plot_hmm_result(result, data, path=None, max_sequences: int = 4, max_steps: int | None = 2000,
+                    channels_per_panel: int | None = None, state_names=None, sequences=None):
+    """Data coloured by the Viterbi state, with the smoothed state posteriors below.
+
+    For each shown sequence (``sequences``, a list of ``(environment name or index, sequence
+    index)`` pairs; default: at most ``max_sequences``, taken round-robin over the
+    environments) the figure has one panel per group of ``channels_per_panel`` channels
+    (default: one channel per panel up to 3 channels, else 4 per panel) — every observation is
+    a dot coloured by its most probable (Viterbi) state, channels joined by a thin grey line
+    and told apart by marker shape — and below them a stacked area of
+    :math:`p(z_t = k \\mid y)`.  State colours are the same in every panel (states are
+    aligned across environments by the fit); ``state_names`` labels them in the legend.
+    Missing values leave gaps; the posterior is defined there too.  At most ``max_steps``
+    steps of each sequence are drawn (``None``: all).
+
+    Parameters
+    ----------
+    result : HMMResult
+    data : SequenceData or anything :func:`causalid.fit_hmm` accepts
+        The data the model was fitted to (or new data with the same channels; one environment
+        is decoded with environment 0's parameters).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Saved to ``path`` when given.
+    """
+    plt = pyplot()
+    data = SequenceData.coerce(data)
+    if int(max_sequences) < 1:
+        raise DataError(f"max_sequences must be at least 1; got {max_sequences}")
+    if sequences is None:
+        shown = _hmm_shown_sequences(np.asarray(data.lengths), int(max_sequences))
+    else:
+        shown = []
+        for env, n in sequences:
+            e = int(env) if isinstance(env, (int, np.integer)) else (
+                data.env_names.index(str(env)) if str(env) in data.env_names else -1)
+            if not 0 <= e < data.num_envs:
+                raise DataError(f"sequences: no environment {env!r}; the data have {list(data.env_names)}")
+            if not (0 <= int(n) < data.lengths.shape[1] and data.lengths[e, int(n)] > 0):
+                raise DataError(f"sequences: environment {env!r} has no sequence {n} "
+                                f"({int(np.sum(data.lengths[e] > 0))} sequence(s))")
+            shown.append((e, int(n)))
+    decoded = result.decode(data, shown)
+
+    K, D = result.config.num_states, data.obs_dim
+    colours = _hmm_state_colours(K)
+    step = (1 if D <= 3 else 4) if channels_per_panel is None else max(1, int(channels_per_panel))
+    names = [str(n) for n in state_names] if state_names is not None else [f"state {k}" for k in range(K)]
+    if len(names) != K:
+        raise DataError(f"state_names has {len(names)} names for {K} states")
+    groups = [list(range(j, min(j + step, D))) for j in range(0, D, step)]
+    markers = "osD^v<>ph*"
+    rows_per_seq = len(groups) + 1
+    heights = []
+    for _ in shown:
+        heights += [1.6 if step == 1 else 2.2] * len(groups) + [1.1]
+    fig, axes = plt.subplots(len(heights), 1, figsize=(10.0, sum(heights) + 0.9), squeeze=False,
+                             gridspec_kw={"height_ratios": heights}, layout="constrained")
+    axes = axes[:, 0]
+    for s, (e, n) in enumerate(shown):
+        z, post = decoded[(e, n)]
+        L = len(z) if max_steps is None else min(len(z), int(max_steps))
+        t = np.arange(L)
+        y = data.y[e, n, :L]
+        for g, chans in enumerate(groups):
+            ax = axes[s * rows_per_seq + g]
+            for i, j in enumerate(chans):
+                ax.plot(t, y[:, j], color="#b0b0b0", lw=0.6, zorder=1)
+                ax.scatter(t, y[:, j], c=[colours[k] for k in z[:L]], s=9 if L > 300 else 16,
+                           marker=markers[i % len(markers)], linewidths=0, zorder=2)
+            if len(chans) > 1:
+                from matplotlib.lines import Line2D
+
+                handles = [Line2D([], [], color="#555555", marker=markers[i % len(markers)], ls="none",
+                                  label=data.names[j]) for i, j in enumerate(chans)]
+                ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0),
+                          frameon=False)
+            else:
+                ax.set_ylabel(data.names[chans[0]], fontsize=8)
+            if g == 0:
+                more = f"first {L} of {len(z)} steps" if L < len(z) else f"{len(z)} steps"
+                ax.set_title(f"environment '{data.env_names[e]}', sequence {n} ({more})", fontsize=9)
+            ax.tick_params(labelsize=7)
+            ax.set_xlim(-0.5, L - 0.5)
+        ax = axes[s * rows_per_seq + len(groups)]
+        ax.stackplot(t, np.asarray(post[:L]).T, colors=colours, linewidth=0)
+        ax.set_ylim(0, 1)
+        ax.set_xlim(-0.5, L - 0.5)
+        ax.set_ylabel("p(state)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[-1].set_xlabel("step", fontsize=9)
+    from matplotlib.patches import Patch
+
+    fig.legend(handles=[Patch(color=colours[k], label=names[k]) for k in range(K)],
+               loc="outside lower center", ncol=min(K, 10), fontsize=8, frameon=False)
+    c = result.config
+    fig.suptitle(f"{K}-state {c.emission} HMM ({result.method}); varying across environments: "
+                 f"{', '.join(c.vary) or 'nothing'}", fontsize=11)
+    if path is not None:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+def plot_hmm_selection(table, path=None):
+    """Model-selection criteria against the number of states.
+
+    ``table`` (a DataFrame, or anything ``pandas.DataFrame`` accepts) has a ``num_states``
+    column and one or more criteria: ``bic``, ``aic`` (lower is better; also ``loo`` /
+    ``waic`` on the deviance scale) and ``elpd_loo`` / ``elpd_waic`` (arviz's expected log
+    predictive density, higher is better; error bars from ``elpd_loo_se`` / ``elpd_waic_se``
+    when present), as returned by :func:`causalid.hmm.compare.select_num_states`.
+    Information criteria share the left panel, elpd values the right one; the best number of
+    states of each criterion is ringed.  Returns the figure; saves it when ``path`` is given.
+    """
+    plt = pyplot()
+    table = pd.DataFrame(table)
+    if "num_states" not in table.columns:
+        raise DataError(f"the selection table needs a 'num_states' column; it has {list(map(str, table.columns))}")
+    lower = [c for c in ("bic", "aic", "loo", "waic") if c in table.columns]
+    higher = [c for c in ("elpd_loo", "elpd_waic") if c in table.columns]
+    if not lower and not higher:
+        raise DataError("the selection table has no criterion column (bic, aic, loo, waic, elpd_loo, elpd_waic)")
+    table = table.sort_values("num_states")
+    k = table["num_states"].to_numpy()
+    panels = [(lower, "criterion (lower is better)", np.argmin), (higher, "elpd (higher is better)", np.argmax)]
+    panels = [p for p in panels if p[0]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.4), squeeze=False)
+    for ax, (cols, ylabel, best) in zip(axes[0], panels):
+        for i, col in enumerate(cols):
+            v = table[col].to_numpy(dtype=float)
+            se = table[f"{col}_se"].to_numpy(dtype=float) if f"{col}_se" in table.columns else None
+            colour = f"C{i}"
+            ax.errorbar(k, v, yerr=se, marker="o", color=colour, capsize=3, lw=1.4, label=col.upper())
+            if np.isfinite(v).any():
+                b = int(best(np.where(np.isfinite(v), v, np.inf if best is np.argmin else -np.inf)))
+                ax.scatter([k[b]], [v[b]], s=160, facecolors="none", edgecolors=colour, linewidths=1.8, zorder=3)
+        ax.set_xticks(k)
+        ax.set_xlabel("number of states", fontsize=9)
+        ax.set_ylabel(ylabel, fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.legend(fontsize=8, frameon=False)
+    fig.suptitle("HMM model selection (ringed: best)", fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig

@@ -1,0 +1,295 @@
+"""The result of an HMM fit: parameters, information criteria, decoding, save/load, plots."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from causalid._results import plain
+from causalid.dynamics.hmm import (
+    hmm_log_likelihood,
+    hmm_posterior_sample,
+    hmm_smoother,
+    hmm_viterbi,
+)
+from causalid.errors import DataError
+from causalid.hmm.data import SequenceData
+from causalid.hmm.em import bootstrap_hmm
+from causalid.hmm.plots import plot_hmm_result
+from causalid.models.hmm import HMMConfig, emission_log_lik, transition_matrices
+
+_FORMAT = "causalid.HMMResult/1"
+
+
+@dataclass
+class HMMResult:
+    """A fitted (multi-environment) HMM.
+
+    Attributes
+    ----------
+    params : dict of ndarray
+        Per-environment parameters: ``init (E, K)``, ``trans (E, K, K)`` and ``means (E, K, D)`` +
+        ``covs (E, K, D, D)``, ``rates (E, K, D)`` or ``probs (E, K, D, C)``; shared mechanisms
+        repeat over ``E``.  States are in canonical order (increasing first emission mean / rate,
+        averaged over environments) and aligned across environments.  For ``method="nuts"`` these
+        are posterior means of the aligned draws.
+    config : HMMConfig
+    log_likelihood : float
+        :math:`\\log p(y \\mid \\hat\\theta)`, exact (states marginalised).
+    num_observations : int
+        Observed time steps (the ``n`` of BIC).
+    posterior : arviz.InferenceData or None
+        ``method="nuts"``: aligned draws of every parameter.
+    trace : ndarray or None
+        EM log-likelihood per iteration of the best restart.
+    restart_log_likelihoods : ndarray or None
+        Final log-likelihood of every EM restart.
+    standard_errors : dict of ndarray or None
+        Parametric-bootstrap standard errors (same keys and shapes as ``params``), set by
+        :meth:`bootstrap`.
+    bootstrap_params : dict of ndarray or None
+        The label-aligned bootstrap refits (leading axis: replicate); kept in memory, not saved.
+    """
+
+    params: dict
+    config: HMMConfig
+    log_likelihood: float
+    num_observations: int
+    method: str = "em"
+    names: tuple = ()
+    env_names: tuple = ()
+    converged: bool = True
+    num_iters: int = 0
+    trace: Any = None
+    restart_log_likelihoods: Any = None
+    posterior: Any = None
+    settings: dict = field(default_factory=dict)
+    standard_errors: dict | None = None
+    bootstrap_params: dict | None = field(default=None, repr=False)
+
+    # --------------------------------------------------------------- criteria
+    @property
+    def num_params(self) -> int:
+        return self.config.num_params()
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.log_likelihood + 2.0 * self.num_params
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.log_likelihood + self.num_params * np.log(self.num_observations)
+
+    # --------------------------------------------------------------- decoding
+    def _per_sequence(self, data, fn):
+        """Apply ``fn(init, trans, log_lik, length)`` to every sequence in one jitted, vmapped call
+        over the padded ``(E, N, T)`` layout; results come back trimmed to each sequence's length."""
+        import jax
+
+        data = SequenceData.coerce(data)
+        if data.obs_dim != self.config.obs_dim:
+            raise DataError(f"the data have {data.obs_dim} column(s); the model was fitted to {self.config.obs_dim}")
+        if data.num_envs not in (1, self.config.num_envs):
+            raise DataError(f"the data have {data.num_envs} environments; the model has {self.config.num_envs} "
+                            "(give one environment's sequences, or data with every environment)")
+        E = data.num_envs
+        per_env = {k: jnp.asarray(v[:E]) for k, v in self.params.items() if k != "trans_weights"}
+        w = self.params.get("trans_weights")
+        w = None if w is None else jnp.asarray(w)
+        config = self.config
+
+        def one(p, y, n, u):
+            ll = emission_log_lik(p, y, config)
+            tr = transition_matrices(p["trans"], w, u)
+            return fn(p["init"], tr, ll, n)
+
+        y = jnp.asarray(data.y)
+        lengths = jnp.asarray(data.lengths)
+        if data.inputs is None:
+            run = jax.jit(jax.vmap(jax.vmap(lambda p, y_n, n: one(p, y_n, n, None), in_axes=(None, 0, 0))))
+            res = run(per_env, y, lengths)
+        else:
+            run = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0, 0, 0))))
+            res = run(per_env, y, lengths, jnp.asarray(data.inputs))
+        res = np.asarray(res)
+        out = [[res[e, n, : int(data.lengths[e, n])] if res.ndim > 2 else res[e, n]
+                for n in range(data.y.shape[1]) if data.lengths[e, n] > 0] for e in range(E)]
+        return out[0][0] if len(out) == 1 and len(out[0]) == 1 else out
+
+    def decode(self, data, pairs=None) -> dict:
+        """``{(env, sequence): (viterbi path (L,), smoothed posteriors (L, K))}`` for the non-empty
+        sequences ``pairs`` of ``data`` (default: all of them).
+
+        Only those sequences are decoded (the others are blanked to length 0); every environment is
+        kept so that each sequence is decoded with its own environment's parameters.
+        """
+        data = SequenceData.coerce(data)
+        full = np.asarray(data.lengths)
+        if pairs is None:
+            pairs = [tuple(map(int, p)) for p in np.argwhere(full > 0)]
+        lengths = np.zeros_like(full)
+        for e, n in pairs:
+            lengths[e, n] = full[e, n]
+        sub = SequenceData(data.y, lengths, data.names, data.env_names, data.inputs, data.input_names)
+
+        def nested(x):  # one sequence's array as is, else lists env -> sequences
+            return [[x]] if isinstance(x, np.ndarray) else x
+
+        paths, posts = nested(self.viterbi(sub)), nested(self.smooth(sub))
+        out = {}
+        for e in range(data.num_envs):
+            kept = [n for n in range(lengths.shape[1]) if lengths[e, n] > 0]
+            for i, n in enumerate(kept):
+                out[(e, n)] = (np.asarray(paths[e][i]), np.asarray(posts[e][i]))
+        return out
+
+    def viterbi(self, data) -> Any:
+        """Most probable state path of each sequence (an int array, or nested lists env → sequence).
+
+        With one environment of data and a multi-environment model, environment 0's parameters
+        are used; pass all environments to decode each with its own parameters.
+        """
+
+        return self._per_sequence(data, lambda i, t, ll, n: hmm_viterbi(i, t, ll, n)[0])
+
+    def smooth(self, data) -> Any:
+        """Posterior state probabilities :math:`p(z_t \\mid y)` of each sequence, ``(T, K)`` arrays."""
+
+        return self._per_sequence(data, lambda i, t, ll, n: hmm_smoother(i, t, ll, n).smoothed)
+
+    def sample_states(self, data, key=0, num_samples: int = 100) -> Any:
+        """Exact posterior draws of the state paths, ``(num_samples, T)`` per sequence."""
+        import jax
+
+
+        k = jax.random.PRNGKey(key) if isinstance(key, int) else key
+        draws = self._per_sequence(
+            data, lambda i, t, ll, n: jnp.swapaxes(hmm_posterior_sample(k, i, t, ll, n, num_samples=num_samples), 0, 1))
+        swap = lambda a: np.swapaxes(a, 0, 1)
+        return swap(draws) if isinstance(draws, np.ndarray) else [[swap(a) for a in env] for env in draws]
+
+    def score(self, data) -> float:
+        """Log-likelihood of (new) data under the fitted parameters."""
+
+        res = self._per_sequence(data, lambda i, t, ll, n: hmm_log_likelihood(i, t, ll, n))
+        return float(np.sum(res))
+
+    # --------------------------------------------------------------- uncertainty
+    def bootstrap(self, data, num_bootstrap: int = 200, *, key=0, max_iters: int | None = None,
+                  tol: float | None = None, progress: bool = True) -> HMMResult:
+        """Parametric-bootstrap standard errors; see :func:`causalid.hmm.fit.bootstrap_hmm`.
+
+        Returns a copy with :attr:`standard_errors` set (and an ``se`` column in
+        :meth:`parameter_table`)."""
+
+        return bootstrap_hmm(self, data, num_bootstrap, key=key, max_iters=max_iters, tol=tol,
+                             progress=progress)
+
+    # --------------------------------------------------------------- tables
+    def summary(self) -> str:
+        c = self.config
+        lines = [
+            f"HMM fit ({self.method}): {c.num_states} states, {c.emission} emissions"
+            + (f" ({c.covariance} covariance)" if c.emission == "gaussian" else "")
+            + f", {c.num_envs} environment(s)",
+            f"varying across environments: {', '.join(c.vary) if c.vary else 'nothing (one HMM)'}",
+            (f"log-likelihood {self.log_likelihood:.4f}   AIC {self.aic:.2f}   BIC {self.bic:.2f}   "
+             f"({self.num_params} parameters, {self.num_observations} observed steps)"),
+        ]
+        if self.method == "em":
+            lines.append(f"EM: {self.num_iters} iterations, {'converged' if self.converged else 'NOT converged'}")
+        lines.append(self.parameter_table().to_string())
+        return "\n".join(lines)
+
+    def parameter_table(self) -> pd.DataFrame:
+        """Long table of every parameter: columns env, mechanism, name, state, value (and ``se``
+        once :meth:`bootstrap` has run)."""
+        se = self.standard_errors
+        rows = []
+        envs = self.env_names or tuple(str(e) for e in range(self.config.num_envs))
+        for key, v in self.params.items():
+            v = np.asarray(v)
+            if key == "trans_weights":
+                for idx in np.ndindex(v.shape):
+                    err = np.nan if se is None else np.asarray(se[key])[idx]
+                    rows.append(("all", "transitions", f"trans_weights{list(idx)}", idx[0], v[idx], err))
+                continue
+            mech = "transitions" if key in ("init", "trans") else "emissions"
+            vary = self.config.trans_vary if mech == "transitions" else self.config.emis_vary
+            for e in range(v.shape[0] if vary else 1):
+                for idx in np.ndindex(v.shape[1:]):
+                    err = np.nan if se is None else np.asarray(se[key])[(e,) + idx]
+                    rows.append((envs[e] if vary else "all", mech, f"{key}{list(idx)}", idx[0], v[(e,) + idx],
+                                 err))
+        table = pd.DataFrame(rows, columns=["env", "mechanism", "name", "state", "value", "se"])
+        return table if se is not None else table.drop(columns="se")
+
+    # --------------------------------------------------------------- save / load
+    def to_dict(self) -> dict:
+        c = self.config
+        return plain({
+            "format": _FORMAT,
+            "config": {"num_states": c.num_states, "emission": c.emission, "obs_dim": c.obs_dim,
+                       "num_envs": c.num_envs, "vary": list(c.vary), "covariance": c.covariance,
+                       "num_categories": c.num_categories, "input_dim": c.input_dim},
+            "params": {k: np.asarray(v) for k, v in self.params.items()},
+            "log_likelihood": self.log_likelihood, "num_observations": self.num_observations,
+            "aic": self.aic, "bic": self.bic, "method": self.method, "names": list(self.names),
+            "env_names": list(self.env_names), "converged": self.converged, "num_iters": self.num_iters,
+            "trace": None if self.trace is None else np.asarray(self.trace),
+            "restart_log_likelihoods": None if self.restart_log_likelihoods is None
+            else np.asarray(self.restart_log_likelihoods),
+            "settings": self.settings,
+            "standard_errors": None if self.standard_errors is None
+            else {k: np.asarray(v) for k, v in self.standard_errors.items()},
+        })
+
+    def save(self, path) -> None:
+        """Write the result as JSON; a NUTS posterior goes beside it as NetCDF (``<path>.posterior.nc``)."""
+        Path(path).write_text(json.dumps(self.to_dict()))
+        if self.posterior is not None:
+            self.posterior.to_netcdf(str(path) + ".posterior.nc")
+
+    @classmethod
+    def load(cls, path) -> HMMResult:
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"cannot read an HMM result from '{path}': {exc}") from None
+        if d.get("format") != _FORMAT:
+            raise DataError(f"'{path}' is not a causalid HMM result (format {d.get('format')!r})")
+        c = d["config"]
+        config = HMMConfig(c["num_states"], c["emission"], c["obs_dim"], c["num_envs"], tuple(c["vary"]),
+                           c["covariance"], c["num_categories"], c["input_dim"])
+        posterior = None
+        nc = Path(str(path) + ".posterior.nc")
+        if nc.exists():
+            import arviz as az
+
+            posterior = az.from_netcdf(str(nc))
+        arr = lambda v: None if v is None else np.asarray(v, dtype=float)
+        return cls(
+            params={k: np.asarray(v, dtype=float) for k, v in d["params"].items()}, config=config,
+            log_likelihood=d["log_likelihood"], num_observations=d["num_observations"], method=d["method"],
+            names=tuple(d["names"]), env_names=tuple(d["env_names"]), converged=d["converged"],
+            num_iters=d["num_iters"], trace=arr(d["trace"]), restart_log_likelihoods=arr(d["restart_log_likelihoods"]),
+            posterior=posterior, settings=d.get("settings", {}),
+            standard_errors=None if d.get("standard_errors") is None
+            else {k: np.asarray(v, dtype=float) for k, v in d["standard_errors"].items()},
+        )
+
+    def plot(self, data, path=None, **kwargs):
+        """Data coloured by Viterbi state, and the state posteriors (see :func:`causalid.plots.plot_hmm_result`)."""
+
+        return plot_hmm_result(self, data, path=path, **kwargs)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"HMMResult({c.num_states} states, {c.emission}, {c.num_envs} env(s), vary={list(c.vary)}, "
+                f"log_likelihood={self.log_likelihood:.4f}, method={self.method!r})")

@@ -1,2 +1,0 @@
-"""Inference engines: structure discovery (causal de Finetti tests, Bayesian DAG posterior)
-and parameter posteriors."""
