@@ -1,7 +1,8 @@
-"""Reading tables from files: the one file-reading layer of every wing and command."""
+"""Files in and out: reading tables and checking output paths, one layer for every wing and command."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -32,3 +33,16 @@ def read_table(path) -> pd.DataFrame:
     if df.shape[0] == 0:
         raise DataError(f"file '{path}' has a header but no rows")
     return df
+
+
+def check_output_path(path, what: str = "output") -> Path:
+    """``path`` as a Path whose folder exists and which is not a folder itself."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{what} '{path}' is a folder; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise DataError(f"cannot write {what} '{path}': the folder '{parent}' does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise DataError(f"cannot write {what} '{path}': the folder '{parent}' is not writable")
+    return path

@@ -12,6 +12,9 @@ import os
 
 import numpy as np
 
+from causalid._io import check_output_path
+from causalid.errors import DataError
+
 
 def pyplot():
     import matplotlib
@@ -23,20 +26,34 @@ def pyplot():
     return plt
 
 
-def figure_grid(ax, nrows: int, ncols: int, figsize, **grid_kw):
+def figure_grid(ax, nrows: int, ncols: int, figsize, *, layout=None, **grid_kw):
     """``(figure, gridspec)`` for a figure of ``nrows`` x ``ncols`` panels.
 
-    ``ax=None`` makes a new figure of size ``figsize``; otherwise the panels take the place of
-    ``ax`` in its figure (``ax`` is removed), so a result's figure can sit inside a larger one.
+    ``ax=None`` makes a new figure of size ``figsize`` (with matplotlib's ``layout`` engine);
+    otherwise the panels take the place of ``ax`` in its figure (``ax`` is removed), so a
+    result's figure can sit inside a larger one.
     """
     plt = pyplot()
     if ax is None:
-        fig = plt.figure(figsize=figsize)
+        fig = plt.figure(figsize=figsize, layout=layout)
         return fig, fig.add_gridspec(nrows, ncols, **grid_kw)
     fig = ax.figure
     spec = ax.get_subplotspec()
     ax.remove()
     return fig, spec.subgridspec(nrows, ncols, **grid_kw)
+
+
+def check_figure_path(path):
+    """``path`` as a Path for a figure: its folder exists and matplotlib knows its format."""
+    path = check_output_path(path, "figure")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    known = FigureCanvasBase.get_supported_filetypes()
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in known:
+        raise DataError(f"figure '{path}': unknown format '{path.suffix or '(none)'}'; use one of "
+                        f"{', '.join('.' + k for k in sorted(known))}")
+    return path
 
 
 def finish(fig, path):

@@ -108,7 +108,7 @@ def main(argv=None):
 
     if args.plot:
         first = args.methods[0]
-        results[first].plot(args.plot, truth=system)
+        results[first].plot(path=args.plot, truth=system)
         print(f"\nsaved {args.plot} ({first} estimate against the truth)")
     return {"results": results, "summary": summary, "system": system, "plot": args.plot or None}
 

@@ -74,7 +74,7 @@ def main(argv=None):
     if args.plot:
         import matplotlib.pyplot as plt
 
-        plt.close(design.plot(args.plot))
+        plt.close(design.plot(path=args.plot))
         print(f"wrote {args.plot}")
 
     rng = np.random.default_rng(args.seed)

@@ -98,7 +98,7 @@ def main(argv=None) -> dict:
           f"{min(rows, key=lambda r: r['aic'])['states']})")
     if args.plot:
         m = max(fits)
-        fig = fits[m].plot(data, path=args.plot)
+        fig = fits[m].plot(data=data, path=args.plot)
         import matplotlib.pyplot as plt
 
         plt.close(fig)

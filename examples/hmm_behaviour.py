@@ -127,7 +127,7 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     figure = out / "hmm_behaviour.png"
     # a session of the lowest and of the highest dose
-    fig = fit.plot(data, path=figure, sequences=[(0, 0), (len(DOSES) - 1, 0)], state_names=STATES)
+    fig = fit.plot(data=data, path=figure, sequences=[(0, 0), (len(DOSES) - 1, 0)], state_names=STATES)
     import matplotlib.pyplot as plt
 
     plt.close(fig)

@@ -45,7 +45,7 @@ def main(argv=None):
             print(f"  vs {g:9s}: SHD {scores['shd']:2d} (empty graph {truth.number_of_edges()}), "
                   f"precision {scores['precision']:.2f}, recall {scores['recall']:.2f}")
         result.save(out / f"sachs_{method}.json")
-        result.plot(out / f"sachs_{method}.png", truth=sachs_graph("bnlearn17").subgraph(data.names))
+        result.plot(path=out / f"sachs_{method}.png", truth=sachs_graph("bnlearn17").subgraph(data.names))
     return summary
 
 

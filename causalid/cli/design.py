@@ -158,7 +158,7 @@ def _lti(args) -> int:
         _wrote(args, args.law)
     if args.plot:
 
-        pyplot().close(design.plot(args.plot))
+        pyplot().close(design.plot(path=args.plot))
         _wrote(args, args.plot)
     return 0
 
@@ -221,7 +221,7 @@ def _power(args) -> int:
         pa.save(args.json)
         _wrote(args, args.json)
     if args.plot:
-        pa.plot(args.plot)
+        pyplot().close(pa.plot(path=args.plot))
         _wrote(args, args.plot)
     return 0
 

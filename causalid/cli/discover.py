@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from causalid._plotting import pyplot
 from causalid.cli.loaders import read_truth
 from causalid.datasets import load_sachs
 from causalid.errors import DataError
@@ -63,6 +64,6 @@ def run(args) -> int:
         result.save(args.out)
         print(f"wrote {args.out}")
     if args.plot:
-        result.plot(args.plot, truth=truth)
+        pyplot().close(result.plot(path=args.plot, truth=truth))
         print(f"wrote {args.plot}")
     return 0

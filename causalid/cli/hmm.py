@@ -138,7 +138,7 @@ def run(args) -> int:
         if not args.quiet:
             print(f"wrote {args.states_out}")
     if args.plot:
-        fig = result.plot(data, path=args.plot)
+        fig = result.plot(data=data, path=args.plot)
 
         pyplot().close(fig)
         if not args.quiet:

@@ -146,7 +146,7 @@ def run(args) -> int:
             print(f"wrote {args.out}")
     if args.plot:
 
-        fig = result.plot(args.plot, truth=truth)
+        fig = result.plot(path=args.plot, truth=truth)
         pyplot().close(fig)
         if not args.quiet:
             print(f"wrote {args.plot}")

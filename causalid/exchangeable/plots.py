@@ -7,7 +7,7 @@ import networkx as nx
 from causalid._plotting import pyplot
 
 
-def plot_graph(graph: nx.DiGraph, path=None, truth: nx.DiGraph | None = None, ax=None, title=None):
+def plot_graph(graph: nx.DiGraph, truth: nx.DiGraph | None = None, ax=None, title=None):
     """Draw a DAG on a circle.  With ``truth``: green = correct, orange = reversed,
     red = extra, dashed grey = missing; a legend gives the counts."""
     plt = pyplot()
@@ -52,6 +52,4 @@ def plot_graph(graph: nx.DiGraph, path=None, truth: nx.DiGraph | None = None, ax
         ax.legend(handles=handles, loc="lower left", fontsize=8, frameon=False)
     ax.set_title(title or "")
     ax.set_axis_off()
-    if path is not None:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig

@@ -51,22 +51,21 @@ import numpy as np
 import pandas as pd
 
 from causalid._checks import positive_int
-from causalid._results import plain
+from causalid._plotting import figure_grid
+from causalid._results import Result
 from causalid.errors import DataError
 from causalid.exchangeable.discover import discover_batch
 from causalid.exchangeable.metrics import normalized_shd, shd
 from causalid.exchangeable.simulate import random_dag
-from causalid.lti.design_result import _read_result
 from causalid.models import exchangeable as ex
 
 __all__ = ["PowerAnalysis", "power_analysis"]
 
 _MODELS = ("bivariate", "binary", "icm")
-_FORMAT = "causalid.power_analysis/1"
 
 
 @dataclass
-class PowerAnalysis:
+class PowerAnalysis(Result):
     """The outcome of :func:`power_analysis`.
 
     Attributes
@@ -129,37 +128,28 @@ class PowerAnalysis:
                              "95% interval: the choice is not clear-cut; raise replicates or refine the grid")
         return f"{head}\n{body}\n{tail}"
 
-    def __str__(self) -> str:
-        return self.summary()
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (regime, num_envs, num_samples): :attr:`table`."""
+        return self.table
 
     # ------------------------------------------------------------------ persistence
-    def to_dict(self) -> dict:
-        return {"format": _FORMAT, "table": plain(self.table.to_dict(orient="list")), "first": plain(self.first),
-                "target": self.target, "settings": plain(self.settings)}
+    LEGACY_FORMATS = ("causalid.power_analysis/1",)
+    REQUIRED = ("table", "target")
 
-    def save(self, path) -> None:
-        """Write the analysis as JSON (read it back with :meth:`load`)."""
-        import json
-        from pathlib import Path
-
-        Path(path).write_text(json.dumps(self.to_dict()))
+    def _to_payload(self) -> dict:
+        return {"table": self.table.to_dict(orient="list"), "first": self.first, "target": self.target,
+                "settings": self.settings}
 
     @classmethod
-    def load(cls, path) -> PowerAnalysis:
-        d = _read_result(path, "a causalid power analysis", _FORMAT, ("table", "target"))
+    def _from_payload(cls, d: dict) -> PowerAnalysis:
         return cls(table=pd.DataFrame(d["table"]), first=d.get("first"), target=float(d["target"]),
                    settings=dict(d.get("settings") or {}))
 
-    def plot(self, path=None):
+    def _plot(self, ax=None):
         """Accuracy (with its 95 % interval) against environments, one line per candidate and
-        number of samples, with the target; returns the matplotlib figure (saved to ``path``)."""
-        import matplotlib
-
-        if path is not None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
+        number of samples, with the target."""
+        fig, grid = figure_grid(ax, 1, 1, (6, 4))
+        ax = fig.add_subplot(grid[0, 0])
         t = self.table
         for (regime, N), g in t.groupby(["regime", "num_samples"], sort=False):
             g = g.sort_values("num_envs")
@@ -173,10 +163,6 @@ class PowerAnalysis:
         ax.set_title(f"power analysis ({self.settings.get('model')}, "
                      f"{self.settings.get('replicates')} replicates per setting)")
         ax.legend(fontsize="small")
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=120)
-            plt.close(fig)
         return fig
 
 

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import networkx as nx
 import numpy as np
 import pandas as pd
 
-from causalid._results import plain
+from causalid._results import Result
 from causalid.errors import DataError
 from causalid.exchangeable.metrics import structure_metrics
 from causalid.exchangeable.plots import plot_graph
 
-_FORMAT = "causalid.StructureResult/1"
-
-
 @dataclass
-class StructureResult:
+class StructureResult(Result):
     """A causal graph recovered from multi-environment data.
 
     Attributes
@@ -106,48 +101,40 @@ class StructureResult:
     def __repr__(self) -> str:
         return f"StructureResult(method={self.method!r}, edges={sorted(self.graph.edges)})"
 
+    def to_frame(self) -> pd.DataFrame:
+        """The scored pairs, :attr:`edges`."""
+        return self.edges
+
     # ------------------------------------------------------------------ persistence
-    def to_dict(self) -> dict:
+    REQUIRED = ("method", "names", "edges_found", "edges")
+
+    def _to_payload(self) -> dict:
         return {
-            "format": _FORMAT,
             "method": self.method,
             "names": list(self.names),
             "edges_found": [[u, v, _num(s)] for u, v, s in self.graph.edges(data="score")],
-            "edges": plain(self.records),
-            "settings": plain(self.settings),
+            "edges": self.records,
+            "settings": self.settings,
             "layers": self.layers,
-            "mechanisms": None if self.mechanisms is None else plain(self.mechanisms.to_dict(orient="records")),
-            "info": plain(self.info),
+            "mechanisms": None if self.mechanisms is None else self.mechanisms.to_dict(orient="records"),
+            "info": self.info,
         }
 
-    def save(self, path) -> None:
-        """Write the result as JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
-
     @classmethod
-    def load(cls, path) -> "StructureResult":
-        """Read a result written by :meth:`save`."""
-        try:
-            d = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"cannot read a structure result from '{path}': {exc}") from None
-        if d.get("format") != _FORMAT:
-            raise DataError(f"'{path}' is not a causalid structure result (format {d.get('format')!r})")
+    def _from_payload(cls, d: dict) -> StructureResult:
         g = nx.DiGraph()
         g.add_nodes_from(d["names"])
         for u, v, s in d["edges_found"]:
             g.add_edge(u, v, score=s)
-        mech = None if d["mechanisms"] is None else pd.DataFrame(d["mechanisms"])
-        return cls(graph=g, records=d["edges"], method=d["method"], settings=d["settings"],
-                   names=d["names"], layers=d["layers"], mechanisms=mech, info=d["info"])
+        mech = None if d.get("mechanisms") is None else pd.DataFrame(d["mechanisms"])
+        return cls(graph=g, records=d["edges"], method=d["method"], settings=d.get("settings", {}),
+                   names=d["names"], layers=d.get("layers"), mechanisms=mech, info=d.get("info", {}))
 
     # ------------------------------------------------------------------ plot
-    def plot(self, path=None, truth: nx.DiGraph | None = None, ax=None):
-        """Draw the graph; with ``truth`` colour edges as correct / reversed / extra / missing.
-
-        Returns the matplotlib figure; with ``path`` also saves it (PNG, PDF, SVG).
-        """
-        return plot_graph(self.graph, path=path, truth=truth, ax=ax,
+    def _plot(self, ax=None, truth: nx.DiGraph | None = None):
+        """The graph on a circle; with ``truth`` edges coloured as correct / reversed / extra /
+        missing."""
+        return plot_graph(self.graph, truth=truth, ax=ax,
                           title=f"causalid {self.method}: {self.graph.number_of_edges()} edges")
 
 

@@ -31,10 +31,8 @@ arviz PSIS-LOO / WAIC on NUTS fits with the one-step-ahead predictive densities
 from __future__ import annotations
 
 import functools
-import json
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +40,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from causalid._results import plain
+from causalid._plotting import figure_grid
+from causalid._results import Result
 from causalid.dynamics.hmm import hmm_filter
 from causalid.errors import DataError
 from causalid.hmm.data import SequenceData
@@ -61,11 +60,10 @@ __all__ = ["MechanismReport", "compare_mechanisms", "select_num_states"]
 
 _MODELS = {"neither": (), "transitions": ("transitions",), "emissions": ("emissions",),
            "both": ("transitions", "emissions")}
-_FORMAT = "causalid.MechanismReport/1"
 
 
 @dataclass
-class MechanismReport:
+class MechanismReport(Result):
     """Outcome of :func:`compare_mechanisms`.
 
     Attributes
@@ -116,30 +114,28 @@ class MechanismReport:
         lines.append(f"  lowest BIC: {best}")
         return "\n".join(lines)
 
-    def to_dict(self) -> dict:
-        return plain({"format": _FORMAT, "verdict": self.verdict, "alpha": self.alpha, "null": self.null,
-                      "num_envs": self.num_envs, "tests": self.tests.to_dict(orient="list"),
-                      "models": self.models.to_dict(orient="list"),
-                      "null_statistics": {k: np.asarray(v) for k, v in self.null_statistics.items()}})
+    def to_frame(self) -> pd.DataFrame:
+        """The two tests, one row per mechanism (:attr:`tests`)."""
+        return self.tests
 
-    def save(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict()))
+    REQUIRED = ("verdict", "tests", "models", "alpha", "null", "num_envs")
+
+    def _to_payload(self) -> dict:
+        return {"verdict": self.verdict, "alpha": self.alpha, "null": self.null, "num_envs": self.num_envs,
+                "tests": self.tests.to_dict(orient="list"), "models": self.models.to_dict(orient="list"),
+                "null_statistics": {k: np.asarray(v) for k, v in self.null_statistics.items()}}
 
     @classmethod
-    def load(cls, path) -> MechanismReport:
-        d = json.loads(Path(path).read_text())
-        if d.get("format") != _FORMAT:
-            raise DataError(f"'{path}' is not a causalid mechanism report (format {d.get('format')!r})")
+    def _from_payload(cls, d: dict) -> MechanismReport:
         return cls(d["verdict"], pd.DataFrame(d["tests"]), pd.DataFrame(d["models"]), d["alpha"], d["null"],
-                   d["num_envs"], {k: np.asarray(v) for k, v in d["null_statistics"].items()})
+                   d["num_envs"], {k: np.asarray(v) for k, v in (d.get("null_statistics") or {}).items()})
 
-    def plot(self, path=None):
+    def _plot(self, ax=None):
         """Observed statistics against their null distributions."""
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
+        fig, grid = figure_grid(ax, 1, 2, (9, 3.2), layout="constrained")
         t = self.tests.set_index("mechanism")
-        for ax, mech in zip(axes, ("transitions", "emissions")):
+        for k, mech in enumerate(("transitions", "emissions")):
+            ax = fig.add_subplot(grid[0, k])
             obs = float(t.loc[mech, "statistic"])
             if self.null == "bootstrap":
                 ax.hist(self.null_statistics[mech], bins=20, color="0.7", label="bootstrap null")
@@ -151,8 +147,6 @@ class MechanismReport:
             ax.set_title(f"{mech}: {'varies' if t.loc[mech, 'varies'] else 'shared'}")
             ax.set_xlabel("likelihood ratio")
             ax.legend(fontsize=8)
-        if path is not None:
-            fig.savefig(path, dpi=120)
         return fig
 
 

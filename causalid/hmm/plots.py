@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from causalid._plotting import pyplot
+from causalid._plotting import check_figure_path, figure_grid, finish, heatmap
 from causalid.errors import DataError
 from causalid.hmm.data import SequenceData
 
@@ -30,7 +30,7 @@ def _hmm_shown_sequences(lengths: np.ndarray, max_sequences: int) -> list[tuple[
     return shown
 
 
-def plot_hmm_result(result, data, path=None, max_sequences: int = 4, max_steps: int | None = 2000,
+def plot_hmm_result(result, data, ax=None, max_sequences: int = 4, max_steps: int | None = 2000,
                     channels_per_panel: int | None = None, state_names=None, sequences=None):
     """Data coloured by the Viterbi state, with the smoothed state posteriors below.
 
@@ -52,12 +52,13 @@ def plot_hmm_result(result, data, path=None, max_sequences: int = 4, max_steps: 
         The data the model was fitted to (or new data with the same channels; one environment
         is decoded with environment 0's parameters).
 
+    ax : matplotlib Axes, optional
+        Draw into this axes' place (default: a new figure).
+
     Returns
     -------
     matplotlib.figure.Figure
-        Saved to ``path`` when given.
     """
-    plt = pyplot()
     data = SequenceData.coerce(data)
     if int(max_sequences) < 1:
         raise DataError(f"max_sequences must be at least 1; got {max_sequences}")
@@ -88,9 +89,9 @@ def plot_hmm_result(result, data, path=None, max_sequences: int = 4, max_steps: 
     heights = []
     for _ in shown:
         heights += [1.6 if step == 1 else 2.2] * len(groups) + [1.1]
-    fig, axes = plt.subplots(len(heights), 1, figsize=(10.0, sum(heights) + 0.9), squeeze=False,
-                             gridspec_kw={"height_ratios": heights}, layout="constrained")
-    axes = axes[:, 0]
+    fig, grid = figure_grid(ax, len(heights), 1, (10.0, sum(heights) + 0.9), layout="constrained",
+                            height_ratios=heights)
+    axes = [fig.add_subplot(grid[i, 0]) for i in range(len(heights))]
     for s, (e, n) in enumerate(shown):
         z, post = decoded[(e, n)]
         L = len(z) if max_steps is None else min(len(z), int(max_steps))
@@ -130,12 +131,10 @@ def plot_hmm_result(result, data, path=None, max_sequences: int = 4, max_steps: 
     c = result.config
     fig.suptitle(f"{K}-state {c.emission} HMM ({result.method}); varying across environments: "
                  f"{', '.join(c.vary) or 'nothing'}", fontsize=11)
-    if path is not None:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig
 
 
-def plot_hmm_selection(table, path=None):
+def plot_hmm_selection(table, *, ax=None, path=None):
     """Model-selection criteria against the number of states.
 
     ``table`` (a DataFrame, or anything ``pandas.DataFrame`` accepts) has a ``num_states``
@@ -144,9 +143,11 @@ def plot_hmm_selection(table, path=None):
     predictive density, higher is better; error bars from ``elpd_loo_se`` / ``elpd_waic_se``
     when present), as returned by :func:`causalid.hmm.compare.select_num_states`.
     Information criteria share the left panel, elpd values the right one; the best number of
-    states of each criterion is ringed.  Returns the figure; saves it when ``path`` is given.
+    states of each criterion is ringed.  Drawn into ``ax``'s place (default: a new figure);
+    returns the figure, saved to ``path`` when given.
     """
-    plt = pyplot()
+    if path is not None:
+        check_figure_path(path)
     table = pd.DataFrame(table)
     if "num_states" not in table.columns:
         raise DataError(f"the selection table needs a 'num_states' column; it has {list(map(str, table.columns))}")
@@ -158,8 +159,9 @@ def plot_hmm_selection(table, path=None):
     k = table["num_states"].to_numpy()
     panels = [(lower, "criterion (lower is better)", np.argmin), (higher, "elpd (higher is better)", np.argmax)]
     panels = [p for p in panels if p[0]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.4), squeeze=False)
-    for ax, (cols, ylabel, best) in zip(axes[0], panels):
+    fig, grid = figure_grid(ax, 1, len(panels), (4.6 * len(panels), 3.4), layout="constrained")
+    for column, (cols, ylabel, best) in enumerate(panels):
+        ax = fig.add_subplot(grid[0, column])
         for i, col in enumerate(cols):
             v = table[col].to_numpy(dtype=float)
             se = table[f"{col}_se"].to_numpy(dtype=float) if f"{col}_se" in table.columns else None
@@ -174,7 +176,50 @@ def plot_hmm_selection(table, path=None):
         ax.tick_params(labelsize=8)
         ax.legend(fontsize=8, frameon=False)
     fig.suptitle("HMM model selection (ringed: best)", fontsize=10)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return finish(fig, path)
+
+
+def plot_hmm_params(result, ax=None, max_envs: int = 4):
+    """The fitted parameters: per environment (at most ``max_envs``), the transition matrix as
+    an annotated heat map and the emission parameters of every state (Gaussian means with
+    ±1 sd bars, Poisson rates, or categorical symbol probabilities)."""
+    c = result.config
+    K = c.num_states
+    shown = list(range(min(int(max_envs), c.num_envs))) if (c.trans_vary or c.emis_vary) else [0]
+    envs = result.env_names or tuple(str(e) for e in range(c.num_envs))
+    fig, grid = figure_grid(ax, 2, len(shown), (3.6 * len(shown) + 0.6, 6.2), layout="constrained")
+    colours = _hmm_state_colours(K)
+    states = [f"state {k}" for k in range(K)]
+    p = result.params
+    for col, e in enumerate(shown):
+        label = envs[e] if len(shown) > 1 or c.num_envs > 1 else "all"
+        ax_t = fig.add_subplot(grid[0, col])
+        heatmap(ax_t, np.asarray(p["trans"])[e], states, states, f"transitions, environment '{label}'",
+                cmap="viridis", vmin=0.0, vmax=1.0)
+        ax_t.set_xlabel("to", fontsize=8)
+        ax_t.set_ylabel("from", fontsize=8)
+        ax_e = fig.add_subplot(grid[1, col])
+        if c.emission == "categorical":
+            probs = np.asarray(p["probs"])[e, :, 0]          # (K, C) of the first channel
+            heatmap(ax_e, probs, states, [str(j) for j in range(probs.shape[1])],
+                    f"symbol probabilities ('{result.names[0] if result.names else 'y0'}')",
+                    cmap="viridis", vmin=0.0, vmax=1.0)
+            continue
+        key = "means" if c.emission == "gaussian" else "rates"
+        values = np.asarray(p[key])[e]                      # (K, D)
+        sd = (np.sqrt(np.diagonal(np.asarray(p["covs"])[e], axis1=-2, axis2=-1))
+              if c.emission == "gaussian" else np.sqrt(values))
+        D = values.shape[1]
+        width = 0.8 / K
+        for k in range(K):
+            x = np.arange(D) + (k - (K - 1) / 2) * width
+            ax_e.bar(x, values[k], width=width, yerr=sd[k], color=colours[k], capsize=2, label=states[k])
+        names = list(result.names) if len(result.names) == D else [f"y{j}" for j in range(D)]
+        ax_e.set_xticks(np.arange(D), labels=names, fontsize=8)
+        ax_e.set_title(f"{'means ± sd' if key == 'means' else 'rates ± sd'}, environment '{label}'", fontsize=9)
+        ax_e.tick_params(labelsize=7)
+        if col == 0:
+            ax_e.legend(fontsize=7, frameon=False)
+    fig.suptitle(f"{K}-state {c.emission} HMM ({result.method}); varying across environments: "
+                 f"{', '.join(c.vary) or 'nothing'}", fontsize=10)
     return fig

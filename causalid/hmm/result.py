@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import json
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import arviz as az
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from causalid._results import plain
+from causalid._checks import positive_int
+from causalid._compile import to_device
+from causalid._random import as_key
+from causalid._results import Result
 from causalid.dynamics.hmm import (
     hmm_log_likelihood,
     hmm_posterior_sample,
@@ -21,14 +26,11 @@ from causalid.dynamics.hmm import (
 from causalid.errors import DataError
 from causalid.hmm.data import SequenceData
 from causalid.hmm.em import bootstrap_hmm
-from causalid.hmm.plots import plot_hmm_result
+from causalid.hmm.plots import plot_hmm_params, plot_hmm_result
 from causalid.models.hmm import HMMConfig, emission_log_lik, transition_matrices
 
-_FORMAT = "causalid.HMMResult/1"
-
-
 @dataclass
-class HMMResult:
+class HMMResult(Result):
     """A fitted (multi-environment) HMM.
 
     Attributes
@@ -87,11 +89,10 @@ class HMMResult:
         return -2.0 * self.log_likelihood + self.num_params * np.log(self.num_observations)
 
     # --------------------------------------------------------------- decoding
-    def _per_sequence(self, data, fn):
-        """Apply ``fn(init, trans, log_lik, length)`` to every sequence in one jitted, vmapped call
-        over the padded ``(E, N, T)`` layout; results come back trimmed to each sequence's length."""
-        import jax
-
+    def _per_sequence(self, data, kernel, key=None, num_samples: int = 0):
+        """Apply ``kernel`` to every sequence in one compiled, vmapped program over the padded
+        ``(E, N, T)`` layout (compiled once per kernel and shapes, then reused); results come back
+        trimmed to each sequence's length."""
         data = SequenceData.coerce(data)
         if data.obs_dim != self.config.obs_dim:
             raise DataError(f"the data have {data.obs_dim} column(s); the model was fitted to {self.config.obs_dim}")
@@ -99,25 +100,13 @@ class HMMResult:
             raise DataError(f"the data have {data.num_envs} environments; the model has {self.config.num_envs} "
                             "(give one environment's sequences, or data with every environment)")
         E = data.num_envs
-        per_env = {k: jnp.asarray(v[:E]) for k, v in self.params.items() if k != "trans_weights"}
+        per_env = {k: to_device(np.asarray(v)[:E]) for k, v in self.params.items() if k != "trans_weights"}
         w = self.params.get("trans_weights")
-        w = None if w is None else jnp.asarray(w)
-        config = self.config
-
-        def one(p, y, n, u):
-            ll = emission_log_lik(p, y, config)
-            tr = transition_matrices(p["trans"], w, u)
-            return fn(p["init"], tr, ll, n)
-
-        y = jnp.asarray(data.y)
-        lengths = jnp.asarray(data.lengths)
-        if data.inputs is None:
-            run = jax.jit(jax.vmap(jax.vmap(lambda p, y_n, n: one(p, y_n, n, None), in_axes=(None, 0, 0))))
-            res = run(per_env, y, lengths)
-        else:
-            run = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0, 0, 0))))
-            res = run(per_env, y, lengths, jnp.asarray(data.inputs))
-        res = np.asarray(res)
+        w = None if w is None else to_device(np.asarray(w))
+        inputs = None if data.inputs is None else to_device(data.inputs)
+        key = as_key(0 if key is None else key)
+        res = np.asarray(_per_sequence_program(per_env, w, to_device(data.y), to_device(data.lengths), inputs, key,
+                                               kernel=kernel, config=self.config, num_samples=num_samples))
         out = [[res[e, n, : int(data.lengths[e, n])] if res.ndim > 2 else res[e, n]
                 for n in range(data.y.shape[1]) if data.lengths[e, n] > 0] for e in range(E)]
         return out[0][0] if len(out) == 1 and len(out[0]) == 1 else out
@@ -155,29 +144,22 @@ class HMMResult:
         With one environment of data and a multi-environment model, environment 0's parameters
         are used; pass all environments to decode each with its own parameters.
         """
-
-        return self._per_sequence(data, lambda i, t, ll, n: hmm_viterbi(i, t, ll, n)[0])
+        return self._per_sequence(data, _viterbi_kernel)
 
     def smooth(self, data) -> Any:
         """Posterior state probabilities :math:`p(z_t \\mid y)` of each sequence, ``(T, K)`` arrays."""
-
-        return self._per_sequence(data, lambda i, t, ll, n: hmm_smoother(i, t, ll, n).smoothed)
+        return self._per_sequence(data, _smooth_kernel)
 
     def sample_states(self, data, key=0, num_samples: int = 100) -> Any:
         """Exact posterior draws of the state paths, ``(num_samples, T)`` per sequence."""
-        import jax
-
-
-        k = jax.random.PRNGKey(key) if isinstance(key, int) else key
-        draws = self._per_sequence(
-            data, lambda i, t, ll, n: jnp.swapaxes(hmm_posterior_sample(k, i, t, ll, n, num_samples=num_samples), 0, 1))
-        swap = lambda a: np.swapaxes(a, 0, 1)
+        draws = self._per_sequence(data, _sample_kernel, key=key,
+                                   num_samples=positive_int(num_samples, "num_samples"))
+        swap = lambda a: np.swapaxes(a, 0, 1)  # noqa: E731
         return swap(draws) if isinstance(draws, np.ndarray) else [[swap(a) for a in env] for env in draws]
 
     def score(self, data) -> float:
         """Log-likelihood of (new) data under the fitted parameters."""
-
-        res = self._per_sequence(data, lambda i, t, ll, n: hmm_log_likelihood(i, t, ll, n))
+        res = self._per_sequence(data, _loglik_kernel)
         return float(np.sum(res))
 
     # --------------------------------------------------------------- uncertainty
@@ -230,11 +212,16 @@ class HMMResult:
         table = pd.DataFrame(rows, columns=["env", "mechanism", "name", "state", "value", "se"])
         return table if se is not None else table.drop(columns="se")
 
+    def to_frame(self) -> pd.DataFrame:
+        """Every parameter in long form (:meth:`parameter_table`)."""
+        return self.parameter_table()
+
     # --------------------------------------------------------------- save / load
-    def to_dict(self) -> dict:
+    REQUIRED = ("config", "params", "log_likelihood", "num_observations")
+
+    def _to_payload(self) -> dict:
         c = self.config
-        return plain({
-            "format": _FORMAT,
+        return {
             "config": {"num_states": c.num_states, "emission": c.emission, "obs_dim": c.obs_dim,
                        "num_envs": c.num_envs, "vary": list(c.vary), "covariance": c.covariance,
                        "num_categories": c.num_categories, "input_dim": c.input_dim},
@@ -248,48 +235,81 @@ class HMMResult:
             "settings": self.settings,
             "standard_errors": None if self.standard_errors is None
             else {k: np.asarray(v) for k, v in self.standard_errors.items()},
-        })
-
-    def save(self, path) -> None:
-        """Write the result as JSON; a NUTS posterior goes beside it as NetCDF (``<path>.posterior.nc``)."""
-        Path(path).write_text(json.dumps(self.to_dict()))
-        if self.posterior is not None:
-            self.posterior.to_netcdf(str(path) + ".posterior.nc")
+        }
 
     @classmethod
-    def load(cls, path) -> HMMResult:
-        try:
-            d = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"cannot read an HMM result from '{path}': {exc}") from None
-        if d.get("format") != _FORMAT:
-            raise DataError(f"'{path}' is not a causalid HMM result (format {d.get('format')!r})")
+    def _from_payload(cls, d: dict) -> HMMResult:
         c = d["config"]
         config = HMMConfig(c["num_states"], c["emission"], c["obs_dim"], c["num_envs"], tuple(c["vary"]),
                            c["covariance"], c["num_categories"], c["input_dim"])
-        posterior = None
-        nc = Path(str(path) + ".posterior.nc")
-        if nc.exists():
-            import arviz as az
-
-            posterior = az.from_netcdf(str(nc))
-        arr = lambda v: None if v is None else np.asarray(v, dtype=float)
+        arr = lambda v: None if v is None else np.asarray(v, dtype=float)  # noqa: E731
         return cls(
             params={k: np.asarray(v, dtype=float) for k, v in d["params"].items()}, config=config,
-            log_likelihood=d["log_likelihood"], num_observations=d["num_observations"], method=d["method"],
-            names=tuple(d["names"]), env_names=tuple(d["env_names"]), converged=d["converged"],
-            num_iters=d["num_iters"], trace=arr(d["trace"]), restart_log_likelihoods=arr(d["restart_log_likelihoods"]),
-            posterior=posterior, settings=d.get("settings", {}),
+            log_likelihood=d["log_likelihood"], num_observations=d["num_observations"],
+            method=d.get("method", "em"), names=tuple(d.get("names", ())), env_names=tuple(d.get("env_names", ())),
+            converged=d.get("converged", True), num_iters=d.get("num_iters", 0), trace=arr(d.get("trace")),
+            restart_log_likelihoods=arr(d.get("restart_log_likelihoods")), settings=d.get("settings", {}),
             standard_errors=None if d.get("standard_errors") is None
             else {k: np.asarray(v, dtype=float) for k, v in d["standard_errors"].items()},
         )
 
-    def plot(self, data, path=None, **kwargs):
-        """Data coloured by Viterbi state, and the state posteriors (see :func:`causalid.plots.plot_hmm_result`)."""
+    def save(self, path) -> Path:
+        """Write the result as JSON; a NUTS posterior goes beside it as NetCDF (``<path>.posterior.nc``)."""
+        path = super().save(path)
+        if self.posterior is not None:
+            self.posterior.to_netcdf(str(path) + ".posterior.nc")
+        return path
 
-        return plot_hmm_result(self, data, path=path, **kwargs)
+    @classmethod
+    def load(cls, path) -> HMMResult:
+        """Read a result written by :meth:`save` (with its NUTS posterior, when saved beside it)."""
+        result = super().load(path)
+        nc = Path(str(path) + ".posterior.nc")
+        if nc.exists():
+            result.posterior = az.from_netcdf(str(nc))
+        return result
+
+    def _plot(self, ax=None, data=None, **options):
+        """Without ``data``: the fitted transition matrices and emission parameters
+        (:func:`causalid.hmm.plots.plot_hmm_params`).  With ``data``: the data coloured by
+        Viterbi state, and the state posteriors (:func:`causalid.hmm.plots.plot_hmm_result`;
+        ``options`` as there)."""
+        if data is None:
+            return plot_hmm_params(self, ax=ax, **options)
+        return plot_hmm_result(self, data, ax=ax, **options)
 
     def __repr__(self) -> str:
         c = self.config
         return (f"HMMResult({c.num_states} states, {c.emission}, {c.num_envs} env(s), vary={list(c.vary)}, "
                 f"log_likelihood={self.log_likelihood:.4f}, method={self.method!r})")
+
+
+# ------------------------------------------------------------------ compiled per-sequence kernels
+def _viterbi_kernel(init, trans, ll, n, key, num_samples):
+    return hmm_viterbi(init, trans, ll, n)[0]
+
+
+def _smooth_kernel(init, trans, ll, n, key, num_samples):
+    return hmm_smoother(init, trans, ll, n).smoothed
+
+
+def _loglik_kernel(init, trans, ll, n, key, num_samples):
+    return hmm_log_likelihood(init, trans, ll, n)
+
+
+def _sample_kernel(init, trans, ll, n, key, num_samples):
+    return jnp.swapaxes(hmm_posterior_sample(key, init, trans, ll, n, num_samples=num_samples), 0, 1)
+
+
+@functools.partial(jax.jit, static_argnames=("kernel", "config", "num_samples"))
+def _per_sequence_program(params, w, y, lengths, inputs, key, *, kernel, config, num_samples):
+    """``kernel(init, trans, log_lik, length, key, num_samples)`` on every ``(env, sequence)``;
+    a module-level jitted function, so each kernel compiles once per configuration and shapes."""
+
+    def one(p, y_n, n, u):
+        ll = emission_log_lik(p, y_n, config)
+        tr = transition_matrices(p["trans"], w, u)
+        return kernel(p["init"], tr, ll, n, key, num_samples)
+
+    per_seq = jax.vmap(one, in_axes=(None, 0, 0, None if inputs is None else 0))
+    return jax.vmap(per_seq, in_axes=(0, 0, 0, None if inputs is None else 0))(params, y, lengths, inputs)

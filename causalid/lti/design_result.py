@@ -3,22 +3,17 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from causalid._results import plain
+from causalid._plotting import figure_grid
+from causalid._results import Result
 from causalid.dynamics.system import InputDesign
-from causalid.errors import DataError
 from causalid.lti.identifiability import LTIIdentifiabilityReport
 from causalid.lti.plots import plot_design
-
-_FORMAT = "causalid.Design/1"
-_NEXT_FORMAT = "causalid.NextDesign/1"
 
 _CRITERION_WORDS = {
     "pairwise": "smallest Pham–Cardoso separability index min_ij s_ij (larger is better)",
@@ -29,27 +24,8 @@ _CRITERION_WORDS = {
 }
 
 
-def _read_json(path, what: str) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read {what} from '{path}': {exc}") from None
-
-
-def _read_result(path, what: str, fmt: str, required) -> dict:
-    """The JSON of a saved result, checked for its ``format`` tag and ``required`` fields."""
-    d = _read_json(path, what)
-    if not isinstance(d, dict) or d.get("format") != fmt:
-        found = d.get("format") if isinstance(d, dict) else type(d).__name__
-        raise DataError(f"'{path}' is not {what} (format {found!r}; expected {fmt!r})")
-    missing = [k for k in required if k not in d]
-    if missing:
-        raise DataError(f"'{path}' lacks field(s) {missing} of {what}")
-    return d
-
-
 @dataclass
-class Design:
+class Design(Result):
     """Designed input laws ``u_t ~ N(mean[e], diag var[e])`` for E environments.
 
     Attributes
@@ -143,31 +119,18 @@ class Design:
             lines.append(f"designed in {self.info['seconds']:.2f} s")
         return "\n".join(lines)
 
-    def __str__(self) -> str:
-        return self.summary()
-
     # ------------------------------------------------------------------ persistence
-    def to_dict(self) -> dict:
-        return {"format": _FORMAT, "mean": self.mean.tolist(), "var": self.var.tolist(),
-                "criterion": self.criterion, "value": self.value, "values": plain(self.values),
-                "var_bounds": list(self.var_bounds), "mean_bound": self.mean_bound,
-                "steps": np.asarray(self.steps).tolist(), "settings": plain(self.settings),
-                "info": plain(self.info), "input_names": list(self.input_names),
-                "env_names": list(self.env_names), "system": plain(self.system),
-                "report": None if self.report is None else self.report.to_dict()}
+    REQUIRED = ("mean", "var", "criterion", "var_bounds", "steps")
 
-    def save(self, path) -> None:
-        """Write the design as JSON (read it back with :meth:`load`)."""
-        Path(path).write_text(json.dumps(self.to_dict()))
+    def _to_payload(self) -> dict:
+        return {"mean": self.mean, "var": self.var, "criterion": self.criterion, "value": self.value,
+                "values": self.values, "var_bounds": list(self.var_bounds), "mean_bound": self.mean_bound,
+                "steps": np.asarray(self.steps), "settings": self.settings, "info": self.info,
+                "input_names": list(self.input_names), "env_names": list(self.env_names),
+                "system": self.system, "report": None if self.report is None else self.report.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> Design:
-        if not isinstance(d, dict) or d.get("format") != _FORMAT:
-            found = d.get("format") if isinstance(d, dict) else type(d).__name__
-            raise DataError(f"not a causalid design (format {found!r}; expected {_FORMAT!r})")
-        missing = [k for k in ("mean", "var", "criterion", "var_bounds", "steps") if k not in d]
-        if missing:
-            raise DataError(f"the design lacks field(s) {missing}")
+    def _from_payload(cls, d: dict) -> Design:
         report = None if d.get("report") is None else LTIIdentifiabilityReport.from_dict(d["report"])
         return cls(mean=np.asarray(d["mean"], float), var=np.asarray(d["var"], float), criterion=d["criterion"],
                    value=d.get("value"), values=dict(d.get("values") or {}),
@@ -176,24 +139,13 @@ class Design:
                    info=dict(d.get("info") or {}), input_names=tuple(d.get("input_names") or ()),
                    env_names=tuple(d.get("env_names") or ()), system=d.get("system"))
 
-    @classmethod
-    def load(cls, path) -> Design:
-        d = _read_json(path, "a design")
-        try:
-            return cls.from_dict(d)
-        except DataError as err:
-            raise DataError(f"'{path}': {err}") from None
-
-    def plot(self, path=None):
-        """Heat maps of the variances (log scale), the means and the pairwise separability.
-
-        Returns the matplotlib figure; with ``path`` also saves it.
-        """
-        return plot_design(self, path=path)
+    def _plot(self, ax=None):
+        """Heat maps of the variances (log scale), the means and the pairwise separability."""
+        return plot_design(self, ax=ax)
 
 
 @dataclass
-class NextDesign:
+class NextDesign(Result):
     """The proposed law of the next environment and what it is expected to teach.
 
     Attributes
@@ -251,30 +203,43 @@ class NextDesign:
                          f"worst {self.candidates['eig'].iloc[-1]:.4g}")
         return "\n".join(lines)
 
-    def __str__(self) -> str:
-        return self.summary()
+    REQUIRED = ("mean", "var", "eig", "steps", "table", "current")
 
-    def to_dict(self) -> dict:
-        return {"format": _NEXT_FORMAT, "mean": self.mean.tolist(), "var": self.var.tolist(), "eig": self.eig,
-                "steps": int(self.steps), "table": self.table.to_dict(orient="list"),
+    def to_frame(self) -> pd.DataFrame:
+        """The per-parameter table (:attr:`table`)."""
+        return self.table
+
+    def _to_payload(self) -> dict:
+        return {"mean": self.mean, "var": self.var, "eig": self.eig, "steps": int(self.steps),
+                "table": self.table.to_dict(orient="list"),
                 "candidates": None if self.candidates is None else self.candidates.to_dict(orient="list"),
                 "current": self.current.to_dict(), "report": None if self.report is None else self.report.to_dict(),
-                "info": plain(self.info), "input_names": list(self.input_names)}
-
-    def save(self, path) -> None:
-        """Write the proposal as JSON (read it back with :meth:`load`)."""
-        Path(path).write_text(json.dumps(self.to_dict()))
+                "info": self.info, "input_names": list(self.input_names)}
 
     @classmethod
-    def load(cls, path) -> NextDesign:
-        d = _read_result(path, "a causalid next-environment design", _NEXT_FORMAT,
-                         ("mean", "var", "eig", "steps", "table", "current"))
+    def _from_payload(cls, d: dict) -> NextDesign:
         return cls(mean=np.asarray(d["mean"], float), var=np.asarray(d["var"], float), eig=float(d["eig"]),
                    steps=int(d["steps"]), table=pd.DataFrame(d["table"]),
                    candidates=None if d.get("candidates") is None else pd.DataFrame(d["candidates"]),
                    current=InputDesign.from_dict(d["current"]),
                    report=None if d.get("report") is None else LTIIdentifiabilityReport.from_dict(d["report"]),
                    info=dict(d.get("info") or {}), input_names=tuple(d.get("input_names") or ()))
+
+    def _plot(self, ax=None, max_parameters: int = 30):
+        """Posterior sd of each parameter now and expected after the next environment (the
+        ``max_parameters`` with the largest shrinkage)."""
+        t = self.table.sort_values("shrinkage", ascending=False).head(int(max_parameters))
+        fig, grid = figure_grid(ax, 1, 1, (max(5.0, 0.32 * len(t) + 2.0), 3.6))
+        ax = fig.add_subplot(grid[0, 0])
+        x = np.arange(len(t))
+        ax.bar(x - 0.2, t["sd_now"], width=0.4, color="#9e9e9e", label="posterior sd now")
+        ax.bar(x + 0.2, t["sd_next"], width=0.4, color="#1f5fa8", label="expected after the next environment")
+        ax.set_xticks(x, labels=list(t["parameter"]), rotation=60, ha="right", fontsize=7)
+        ax.set_ylabel("posterior sd", fontsize=9)
+        law = ", ".join(f"{u} ~ N({mu:.2g}, {v:.2g})" for u, mu, v in zip(self.input_names, self.mean, self.var))
+        ax.set_title(f"next environment ({self.steps} steps): {law}\nEIG {self.eig:.3g} nats", fontsize=9)
+        ax.legend(fontsize=8, frameon=False)
+        return fig
 
 
 def _fmt(v) -> str:

@@ -25,10 +25,12 @@ from typing import Literal, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 from jax.scipy.linalg import solve_triangular
 from numpy.lib.stride_tricks import sliding_window_view
 
-from causalid._results import plain
+from causalid._plotting import figure_grid
+from causalid._results import Result, plain
 from causalid.dynamics.system import InputDesign, LTISystem
 from causalid.errors import DataError, IdentifiabilityError
 
@@ -101,7 +103,7 @@ class LTICheck:
 
 
 @dataclass
-class LTIIdentifiabilityReport:
+class LTIIdentifiabilityReport(Result):
     """The outcome of :func:`check_lti`.
 
     Attributes
@@ -168,18 +170,42 @@ class LTIIdentifiabilityReport:
             lines.append(f"  [{tag}] {c.name}: {c.message}")
         return "\n".join(lines)
 
-    def __str__(self) -> str:
-        return self.summary()
+    def to_frame(self) -> pd.DataFrame:
+        """One row per check: name, passed, affects, message."""
+        return pd.DataFrame([{"name": c.name, "passed": c.passed, "affects": ", ".join(c.affects),
+                              "message": c.message} for c in self.checks])
 
-    def to_dict(self) -> dict:
+    # reports nested in results saved before the contract carry no format tag
+    LEGACY_FORMATS = (None,)
+
+    def _to_payload(self) -> dict:
         return {"checks": [c.to_dict() for c in self.checks],
-                "identifiable": dict(self.identifiable), "context": plain(self.context)}
+                "identifiable": dict(self.identifiable), "context": self.context}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LTIIdentifiabilityReport":
+    def _from_payload(cls, d: dict) -> LTIIdentifiabilityReport:
         return cls([LTICheck.from_dict(c) for c in d.get("checks", [])],
                    {k: bool(v) for k, v in (d.get("identifiable") or {}).items()},
                    dict(d.get("context") or {}))
+
+    def _plot(self, ax=None):
+        """Every check as a row: green passed, red failed, grey informational; the quantities
+        each failure makes unidentifiable in the label."""
+        rows = list(reversed(self.checks))
+        fig, grid = figure_grid(ax, 1, 1, (8.5, 0.42 * len(rows) + 1.4))
+        ax = fig.add_subplot(grid[0, 0])
+        colour = {True: "#2a9d3a", False: "#c62828", None: "#9e9e9e"}
+        for i, c in enumerate(rows):
+            state = c.passed if c.affects or c.passed is None else (None if c.passed is False else True)
+            ax.scatter([0], [i], s=120, color=colour[state], zorder=3)
+            text = c.message if len(c.message) <= 110 else c.message[:107] + "..."
+            ax.text(0.06, i, f"{c.name}: {text}", va="center", fontsize=7)
+        ax.set_xlim(-0.05, 1.0)
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        ax.set_axis_off()
+        verdict = ", ".join(f"{_LABELS[q]} {'yes' if v else 'NO'}" for q, v in self.identifiable.items())
+        ax.set_title(f"identifiability: {verdict or 'not determined'}", fontsize=9)
+        return fig
 
     def raise_if(self, quantity: Quantity) -> None:
         """Raise :class:`~causalid.errors.IdentifiabilityError` if ``quantity`` is known not to be identifiable.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from causalid._plotting import heatmap, pyplot
+from causalid._plotting import figure_grid, heatmap
 from causalid.lti.identifiability import separability_index
 
 
@@ -13,17 +13,16 @@ def _lti_names(names, k, prefix):
     return names if len(names) == k else tuple(f"{prefix}{i}" for i in range(k))
 
 
-def plot_lti_result(result, path=None, truth=None):
+def plot_lti_result(result, ax=None, truth=None):
     """Overview figure of an :class:`~causalid.LTIResult`.
 
     Panels: the eigenvalues of A in the complex plane with the unit circle (``truth``'s, an
     :class:`~causalid.LTISystem`, as hollow markers); B̃ as an annotated heat map; when standard
     errors are available, A with its z-scores |A| / A_se (cells annotated ``value ± se``);
     when the result carries recovered sources, the first 200 steps of those of the first
-    environment (first trajectory).  Returns the matplotlib figure; saves it when ``path``
-    is given.
+    environment (first trajectory).  Drawn into ``ax``'s place (default: a new figure);
+    returns the matplotlib figure.
     """
-    plt = pyplot()
     A, B = np.asarray(result.A, float), np.asarray(result.B, float)
     n, m = A.shape[0], B.shape[1]
     observed = result.coordinates == "observed" and len(result.output_names) == n
@@ -34,9 +33,8 @@ def plot_lti_result(result, path=None, truth=None):
     has_src = sources is not None and np.ndim(sources) == 4 and np.size(sources) > 0
 
     ncols = 3 if has_se else 2
-    fig = plt.figure(figsize=(4.4 * ncols, 4.2 + (2.8 if has_src else 0.0)))
-    grid = fig.add_gridspec(2 if has_src else 1, ncols, height_ratios=[4.2, 2.8] if has_src else None,
-                            hspace=0.45, wspace=0.45)
+    fig, grid = figure_grid(ax, 2 if has_src else 1, ncols, (4.4 * ncols, 4.2 + (2.8 if has_src else 0.0)),
+                            height_ratios=[4.2, 2.8] if has_src else None, hspace=0.45, wspace=0.45)
 
     # (1) eigenvalues in the unit disc
     ax = fig.add_subplot(grid[0, 0])
@@ -126,21 +124,18 @@ def plot_lti_result(result, path=None, truth=None):
 
     fig.suptitle(f"LTI system identified by '{result.method}': n={n}, m={m}, p={np.shape(result.C)[0]}",
                  fontsize=11, y=0.98 if has_src else 1.03)
-    if path is not None:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig
 
 
-def plot_design(design, path=None):
+def plot_design(design, ax=None):
     """Figure of a :class:`~causalid.Design`.
 
     Panels: log₁₀ of the input variances per environment and channel (the colour scale spans
     the variance bounds); the means, when any is non-zero; and log₁₀ of the Pham–Cardoso
     separability index of every channel pair (brighter = easier to separate; the weakest
     pair is what the ``pairwise`` criterion raises).  The title gives the criterion and its
-    value.  Returns the figure; saves it when ``path`` is given.
+    value.  Drawn into ``ax``'s place (default: a new figure); returns the figure.
     """
-    plt = pyplot()
     var = np.asarray(design.var, float)
     mean = np.asarray(design.mean, float)
     E, m = var.shape
@@ -148,8 +143,8 @@ def plot_design(design, path=None):
     envs = tuple(design.env_names) if len(design.env_names) == E else tuple(f"env{e}" for e in range(E))
     has_means = bool(np.any(mean != 0))
     ncols = 1 + int(has_means) + int(m > 1)
-    fig, axes = plt.subplots(1, ncols, figsize=(4.6 * ncols, 0.35 * E + 3.2), squeeze=False)
-    axes = axes[0]
+    fig, grid = figure_grid(ax, 1, ncols, (4.6 * ncols, 0.35 * E + 3.2), wspace=0.5)
+    axes = [fig.add_subplot(grid[0, k]) for k in range(ncols)]
     lo, hi = design.var_bounds
     heatmap(axes[0], np.log10(var), envs, inputs, "log₁₀ input variance", cmap="viridis",
              vmin=np.log10(lo), vmax=np.log10(hi), cbar_label="log₁₀ σ²")
@@ -170,7 +165,4 @@ def plot_design(design, path=None):
     value = "n/a" if design.value is None else f"{design.value:.4g}"
     fig.suptitle(f"input-law design: {E} environments x {m} inputs, criterion '{design.criterion}' = {value}",
                  fontsize=11)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import pandas as pd
+import scipy.linalg
 
-from causalid._results import plain
+from causalid._results import Result
 from causalid.dynamics.kalman import kalman_filter, make_params
 from causalid.dynamics.system import LTISystem
 from causalid.errors import DataError
 from causalid.lti.identifiability import LTIIdentifiabilityReport
 from causalid.lti.plots import plot_lti_result
 
-_FORMAT = "causalid.LTIResult/1"
 _ARRAYS = ("A", "B", "C", "D", "Q", "R", "A_se", "B_se", "source_var", "input_mean", "x0")
 
 
 @dataclass
-class LTIResult:
+class LTIResult(Result):
     """An identified multi-environment LTI system.
 
     Coordinates
@@ -132,9 +133,6 @@ class LTIResult:
             lines.append(str(self.report))
         return "\n".join(lines)
 
-    def __str__(self) -> str:
-        return self.summary()
-
     def predict(self, data, kind: str = "one-step") -> np.ndarray:
         """Predicted outputs for ``data`` (E, N, T, p), from this system.
 
@@ -144,10 +142,6 @@ class LTIResult:
         noise-free response to the inputs from x_0 = 0 (measured inputs only).  Designed
         input laws enter as drift B μ_e and process covariance B diag(σ²_e) Bᵀ.
         """
-        import jax
-        import jax.numpy as jnp
-        import scipy.linalg
-
         if kind not in ("one-step", "simulate"):
             raise DataError(f"kind must be 'one-step' or 'simulate'; got {kind!r}")
         if data.obs_dim != self.C.shape[0]:
@@ -200,11 +194,14 @@ class LTIResult:
         return np.asarray(out)
 
     # ------------------------------------------------------------------ persistence
-    def to_dict(self) -> dict:
-        d = {"format": _FORMAT, "method": self.method, "coordinates": self.coordinates,
+    REQUIRED = ("A", "B", "C", "D", "method", "coordinates")
+
+    def _to_payload(self) -> dict:
+        """Every field but the posterior (save it with ``posterior.to_netcdf``)."""
+        d = {"method": self.method, "coordinates": self.coordinates,
              "log_likelihood": self.log_likelihood, "num_params": self.num_params, "num_obs": self.num_obs,
              "dt": self.dt, "output_names": list(self.output_names), "input_names": list(self.input_names),
-             "env_names": list(self.env_names), "settings": plain(self.settings), "info": plain(self.info)}
+             "env_names": list(self.env_names), "settings": self.settings, "info": self.info}
         for k in _ARRAYS:
             v = getattr(self, k)
             d[k] = None if v is None else np.asarray(v).tolist()
@@ -212,36 +209,33 @@ class LTIResult:
         d["report"] = None if self.report is None else self.report.to_dict()
         return d
 
-    def save(self, path) -> None:
-        """Write the result as JSON (the posterior, if any, is not included)."""
-        Path(path).write_text(json.dumps(self.to_dict()))
-
     @classmethod
-    def load(cls, path) -> "LTIResult":
-        try:
-            d = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"cannot read an LTI result from '{path}': {exc}") from None
-        if d.get("format") != _FORMAT:
-            raise DataError(f"'{path}' is not a causalid LTI result (format {d.get('format')!r})")
+    def _from_payload(cls, d: dict) -> LTIResult:
         arrays = {k: None if d.get(k) is None else np.asarray(d[k], dtype=float) for k in _ARRAYS}
         sources = None if d.get("sources") is None else np.asarray(d["sources"], dtype=float)
-        report = None
-        if d.get("report") is not None:
-            report = LTIIdentifiabilityReport.from_dict(d["report"])
+        report = None if d.get("report") is None else LTIIdentifiabilityReport.from_dict(d["report"])
         return cls(method=d["method"], coordinates=d["coordinates"], sources=sources,
-                   log_likelihood=d["log_likelihood"], num_params=d["num_params"], num_obs=d["num_obs"],
-                   dt=d["dt"], output_names=tuple(d["output_names"]), input_names=tuple(d["input_names"]),
-                   env_names=tuple(d["env_names"]), settings=d["settings"], info=d["info"], report=report,
-                   **arrays)
+                   log_likelihood=d.get("log_likelihood"), num_params=d.get("num_params"),
+                   num_obs=d.get("num_obs"), dt=d.get("dt"), output_names=tuple(d.get("output_names", ())),
+                   input_names=tuple(d.get("input_names", ())), env_names=tuple(d.get("env_names", ())),
+                   settings=d.get("settings", {}), info=d.get("info", {}), report=report, **arrays)
+
+    def to_frame(self):
+        """The matrices in long form: matrix, row, column, value (and ``se`` where known)."""
+        rows = []
+        for name in ("A", "B", "C", "D"):
+            M = np.atleast_2d(getattr(self, name))
+            se = getattr(self, f"{name}_se", None)
+            for (i, j), v in np.ndenumerate(M):
+                rows.append({"matrix": name, "row": i, "column": j, "value": float(v),
+                             "se": float(se[i, j]) if se is not None else np.nan})
+        return pd.DataFrame(rows)
 
     # ------------------------------------------------------------------ plots
-    def plot(self, path=None, truth: LTISystem | None = None):
-        """Eigenvalues of A in the unit disc (with ``truth``'s), B̃ as a heat map, and sources.
-
-        Returns the matplotlib figure; with ``path`` also saves it.
-        """
-        return plot_lti_result(self, path=path, truth=truth)
+    def _plot(self, ax=None, truth: LTISystem | None = None):
+        """Eigenvalues of A in the unit disc (with ``truth``'s), B̃ as a heat map, the standard
+        errors of A and the recovered sources."""
+        return plot_lti_result(self, ax=ax, truth=truth)
 
 
 def _nan_list(a: np.ndarray):

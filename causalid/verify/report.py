@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from causalid._plotting import pyplot
 from causalid.errors import DataError
 from causalid.verify.plugin import NOT_APPLICABLE
 from causalid.verify.sbc import CORE_COLUMNS, SBCResult
@@ -148,8 +149,7 @@ def _varying(summary, columns) -> list[str]:
 def _plot_metric_vs(summary, metric, x, axes_cols, engines, refs, path):
     """Mean of ``metric`` against the numeric axis ``x``: a panel per engine, a line (with its
     95 % band) per combination of the other grid axes, the matching references dashed."""
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     others = [c for c in _varying(summary, axes_cols) if c != x]
     sub = summary[summary["metric"] == metric]
     styles, markers = ["--", ":", "-."], ["x", "+", "1"]
@@ -204,8 +204,7 @@ def _plot_metric_vs(summary, metric, x, axes_cols, engines, refs, path):
 
 
 def _plot_metric_cells(summary, metric, columns, engines, path):
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     sub = summary[summary["metric"] == metric]
     columns = _varying(summary, columns)
     cells = list(dict.fromkeys(sub["cell"]))
@@ -263,10 +262,6 @@ def write_report(path, out=None, *, progress: bool = False) -> Path:
     Path
         The HTML page (``index.html``).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-
     store = ResultStore.read(path)
     manifest = store.manifest
     sweep = manifest["sweep"]
@@ -342,7 +337,8 @@ def write_report(path, out=None, *, progress: bool = False) -> Path:
     if (store.path / "sbc").is_dir() and any((store.path / "sbc").glob("*.parquet")):
         tests = []
         for name, res in _sbc_parts(store):
-            p = res.plot(plots / f"sbc_{_safe(name)}.png")
+            p = plots / f"sbc_{_safe(name)}.png"
+            pyplot().close(res.plot(path=p))
             sbc_figures.append(p)
             wrote(p)
             t = res.test().table

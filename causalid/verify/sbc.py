@@ -82,13 +82,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from scipy import stats
 from numpyro.infer.hmc import hmc
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import initialize_model, potential_energy
 
 from causalid._checks import positive_int
 from causalid._random import as_key
-from causalid._results import plain
+from causalid._plotting import figure_grid
+from causalid._results import Result, plain
 from causalid._typing import Array
 from causalid.errors import ConvergenceWarning, DataError
 from causalid.stats.multitest import adjust_pvalues
@@ -106,7 +108,6 @@ __all__ = [
 CORE_COLUMNS = ("parameter", "rank", "num_draws", "replicate")
 """The columns every SBC table has; setting and diagnostic columns follow them."""
 
-FORMAT = "causalid.verify.sbc/1"
 
 TestMethod = Literal["chi2", "ks"]
 Correction = Literal["holm", "bonferroni"]
@@ -362,8 +363,6 @@ def _default_bins(num_values: int, num_replicates: int) -> int:
 
 
 def _uniformity(ranks: np.ndarray, L: int, bins: int, method: str, rng) -> tuple[float, float]:
-    from scipy import stats
-
     if method == "chi2":
         width = _bin_widths(L + 1, bins)
         observed = np.bincount(ranks * bins // (L + 1), minlength=bins)
@@ -421,7 +420,7 @@ class SBCTest:
 
 
 @dataclass(frozen=True)
-class SBCResult:
+class SBCResult(Result):
     """Ranks of true parameters among posterior draws, from :func:`run_sbc`.
 
     Attributes
@@ -591,29 +590,31 @@ class SBCResult:
             None if method == "ks" else bins,
         )
 
+    def to_frame(self) -> pd.DataFrame:
+        """The rank table (:attr:`frame`)."""
+        return self.frame
+
+    def summary(self) -> str:
+        """Replicates, parameters and the verdict of :meth:`test` at its defaults."""
+        groups = sum(1 for _ in self._groups())
+        R = int(self.frame["replicate"].nunique())
+        head = (f"SBC: {R} replicate(s), {len(self.parameters)} parameter(s), "
+                f"{int(self.frame['num_draws'].iloc[0]) if len(self.frame) else 0} posterior draws each, thin {self.thin}"
+                + (f", {groups} setting group(s) ({', '.join(self.settings)})" if self.settings else ""))
+        return head + "\n" + str(self.test())
+
     # ------------------------------------------------------------------ plot
-    def plot(self, path, *, bins: int | None = None, band: float = 0.99, ncols: int = 4) -> Path:
-        r"""Rank histograms, one panel per (setting group, parameter), saved to ``path``.
+    def _plot(self, ax=None, *, bins: int | None = None, band: float = 0.99, ncols: int = 4):
+        r"""Rank histograms, one panel per (setting group, parameter).
 
         Each panel shows the counts of ranks per bin (binning as in :meth:`test`), the expected
         count under uniformity and, shaded, the central ``band`` interval of the
         :math:`\mathrm{Binomial}(R, p_b)` count of each bin under uniformity (Talts et al.'s
         99 % band by default).  About ``1 - band`` of the bins of a calibrated engine fall
-        outside it.  The format follows the suffix of ``path`` (``.png``, ``.pdf``, ``.svg``).
-
-        Returns
-        -------
-        pathlib.Path
+        outside it.
         """
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-        from scipy import stats
-
         if not 0 < band < 1:
             raise DataError(f"band={band}; it must lie in (0, 1)")
-        path = Path(path)
         panels = []
         for values, sub in self._groups():
             label = ", ".join(f"{k}={v}" for k, v in zip(self.settings, values))
@@ -621,10 +622,9 @@ class SBCResult:
                 panels.append((f"{name}" + (f"\n{label}" if label else ""), g))
         ncols = max(1, min(ncols, len(panels)))
         nrows = math.ceil(len(panels) / ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), squeeze=False)
-        for ax in axes.ravel()[len(panels) :]:
-            ax.set_visible(False)
-        for ax, (title, g) in zip(axes.ravel(), panels):
+        fig, grid = figure_grid(ax, nrows, ncols, (3.2 * ncols, 2.6 * nrows), layout="constrained")
+        axes = [fig.add_subplot(grid[i // ncols, i % ncols]) for i in range(len(panels))]
+        for ax, (title, g) in zip(axes, panels):
             L = int(g["num_draws"].iloc[0])
             ranks = g["rank"].to_numpy(np.int64)
             R = len(ranks)
@@ -636,49 +636,39 @@ class SBCResult:
             lo = stats.binom.ppf((1 - band) / 2, R, prob)
             hi = stats.binom.ppf(1 - (1 - band) / 2, R, prob)
             edges = np.concatenate([left, [L + 1]])
-            ax.bar(
-                left,
-                counts,
-                width=width,
-                align="edge",
-                color="C0",
-                alpha=0.75,
-                edgecolor="white",
-                label="ranks",
-            )
-            ax.fill_between(
-                edges,
-                np.append(lo, lo[-1]),
-                np.append(hi, hi[-1]),
-                step="post",
-                color="0.5",
-                alpha=0.3,
-                linewidth=0,
-                label=f"{band:.0%} band",
-            )
+            ax.bar(left, counts, width=width, align="edge", color="C0", alpha=0.75, edgecolor="white",
+                   label="ranks")
+            ax.fill_between(edges, np.append(lo, lo[-1]), np.append(hi, hi[-1]), step="post", color="0.5",
+                            alpha=0.3, linewidth=0, label=f"{band:.0%} band")
             ax.stairs(R * prob, edges, color="0.2", linestyle="--", label="uniform")
             ax.set_title(title, fontsize=8)
             ax.set_xlim(0, L + 1)
             ax.tick_params(labelsize=7)
-        axes.ravel()[0].legend(fontsize=6, loc="lower left")
+        if axes:
+            axes[0].legend(fontsize=6, loc="lower left")
         fig.supxlabel("rank of the true value among the posterior draws", fontsize=8)
         fig.supylabel("replicates", fontsize=8)
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        return fig
 
     # ------------------------------------------------------------------ storage
+    LEGACY_FORMATS = ("causalid.verify.sbc/1",)
+    REQUIRED = ("thin", "settings", "diagnostics", "dtypes", "columns")
+
     def _meta(self) -> dict:
-        dtypes = {c: str(t) for c, t in self.frame.dtypes.items()}
-        return {
-            "format": FORMAT,
-            "thin": self.thin,
-            "settings": list(self.settings),
-            "diagnostics": list(self.diagnostics),
-            "dtypes": dtypes,
-        }
+        return {"thin": self.thin, "settings": list(self.settings), "diagnostics": list(self.diagnostics),
+                "dtypes": {c: str(t) for c, t in self.frame.dtypes.items()}}
+
+    def _to_payload(self) -> dict:
+        return {**self._meta(), "columns": {c: plain(self.frame[c].tolist()) for c in self.frame.columns}}
+
+    @classmethod
+    def _from_payload(cls, d: dict) -> SBCResult:
+        return cls._from_table(d, pd.DataFrame(d["columns"]))
+
+    @classmethod
+    def _from_table(cls, meta: dict, frame: pd.DataFrame) -> SBCResult:
+        frame = frame[list(meta["dtypes"])].astype(meta["dtypes"])
+        return cls(frame, int(meta["thin"]), tuple(meta["settings"]), tuple(meta["diagnostics"]))
 
     def save(self, path) -> Path:
         """Write the table to ``path``: ``.parquet`` (needs pyarrow) or ``.json``.
@@ -687,47 +677,36 @@ class SBCResult:
         :meth:`load` returns an equal result.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = self._meta()
-        if path.suffix == ".parquet":
-            pa, pq = _pyarrow()
-            table = pa.Table.from_pandas(self.frame, preserve_index=False)
-            extra = {b"causalid.sbc": json.dumps(meta).encode()}
-            pq.write_table(
-                table.replace_schema_metadata({**(table.schema.metadata or {}), **extra}), path
-            )
-        elif path.suffix == ".json":
-            doc = {
-                **meta,
-                "columns": {c: plain(self.frame[c].tolist()) for c in self.frame.columns},
-            }
-            path.write_text(json.dumps(doc), encoding="utf-8")
-        else:
+        if path.suffix not in (".parquet", ".json"):
             raise DataError(f"unknown file type {path.suffix!r}; use .parquet or .json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".json":
+            return super().save(path)
+        pa, pq = _pyarrow()
+        table = pa.Table.from_pandas(self.frame, preserve_index=False)
+        meta = {"format": self.format_tag(), **self._meta()}
+        extra = {b"causalid.sbc": json.dumps(meta).encode()}
+        pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **extra}), path)
         return path
 
     @classmethod
     def load(cls, path) -> SBCResult:
         """Read a result written by :meth:`save`."""
         path = Path(path)
+        if path.is_dir():
+            raise DataError(f"'{path}' is a folder, not an SBC table")
         if path.suffix not in (".parquet", ".json"):
             raise DataError(f"unknown file type {path.suffix!r}; use .parquet or .json")
+        if path.suffix == ".json":
+            return super().load(path)
         if not path.exists():
-            raise DataError(f"no SBC file at {path}")
-        if path.suffix == ".parquet":
-            _, pq = _pyarrow()
-            table = pq.read_table(path)
-            raw = (table.schema.metadata or {}).get(b"causalid.sbc")
-            if raw is None:
-                raise DataError(f"{path} is not an SBC table written by SBCResult.save")
-            meta, frame = json.loads(raw), table.to_pandas()
-        elif path.suffix == ".json":
-            meta = json.loads(path.read_text(encoding="utf-8"))
-            if meta.get("format") != FORMAT:
-                raise DataError(f"{path} is not an SBC table written by SBCResult.save")
-            frame = pd.DataFrame(meta["columns"])
-        frame = frame[list(meta["dtypes"])].astype(meta["dtypes"])
-        return cls(frame, int(meta["thin"]), tuple(meta["settings"]), tuple(meta["diagnostics"]))
+            raise DataError(f"file '{path}' does not exist")
+        _, pq = _pyarrow()
+        table = pq.read_table(path)
+        raw = (table.schema.metadata or {}).get(b"causalid.sbc")
+        if raw is None:
+            raise DataError(f"{path} is not an SBC table written by SBCResult.save")
+        return cls._from_table(json.loads(raw), table.to_pandas())
 
 
 def _pyarrow():

@@ -126,10 +126,10 @@ def test_candidates_are_compared_and_the_cheapest_to_reach_the_target_is_recomme
     back = PowerAnalysis.load(path)
     pd.testing.assert_frame_equal(back.table, pa.table)
     assert back.first == pa.first and back.by_regime == pa.by_regime and back.summary() == pa.summary()
-    fig = pa.plot(tmp_path / "pa.png")
+    fig = pa.plot(path=tmp_path / "pa.png")
     assert len(fig.axes[0].lines) == 4 and (tmp_path / "pa.png").stat().st_size > 0
     (tmp_path / "bad.json").write_text('{"format": "other"}')
-    with pytest.raises(DataError, match="not a causalid power analysis"):
+    with pytest.raises(DataError, match=r"is not a causalid.PowerAnalysis/1 file"):
         PowerAnalysis.load(tmp_path / "bad.json")
 
 

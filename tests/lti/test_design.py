@@ -215,11 +215,11 @@ def test_save_load_frame_summary_and_plot(tmp_path):
     assert "pairwise" in text and "volt" in text and "identifiable" in text
     import matplotlib.pyplot as plt
 
-    fig = d.plot(tmp_path / "design.png")
+    fig = d.plot(path=tmp_path / "design.png")
     plt.close(fig)
     assert (tmp_path / "design.png").stat().st_size > 0
     (tmp_path / "other.json").write_text('{"format": "something else"}')
-    with pytest.raises(DataError, match="not a causalid design"):
+    with pytest.raises(DataError, match=r"is not a causalid.Design/1 file"):
         Design.load(tmp_path / "other.json")
     (tmp_path / "cut.json").write_text('{"format": "causalid.Design/1", "mean": [[0.0]]}')
     with pytest.raises(DataError, match=r"cut.json.*lacks field\(s\) \['var'"):

@@ -95,7 +95,7 @@ def test_save_and_load(proposal, tmp_path):
 
     doc = json.loads(path.read_text())
     (tmp_path / "other.json").write_text(json.dumps({**doc, "format": "other"}))
-    with pytest.raises(DataError, match="is not a causalid next-environment design"):
+    with pytest.raises(DataError, match=r"is not a causalid.NextDesign/1 file"):
         NextDesign.load(tmp_path / "other.json")
     del doc["eig"]
     (tmp_path / "cut.json").write_text(json.dumps(doc))

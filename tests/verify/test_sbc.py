@@ -227,7 +227,7 @@ def test_save_load_round_trip(tmp_path, suffix):
 
 def test_load_refuses_foreign_files(tmp_path):
     (tmp_path / "x.json").write_text(json.dumps({"format": "other"}))
-    with pytest.raises(DataError, match="not an SBC table"):
+    with pytest.raises(DataError, match=r"is not a causalid.SBCResult/1 file"):
         SBCResult.load(tmp_path / "x.json")
     with pytest.raises(DataError, match="file type"):
         SBCResult.load(tmp_path / "x.csv")
@@ -245,8 +245,9 @@ def test_plot_writes_one_panel_per_parameter_and_group(tmp_path):
             for c in ("x", "y")
         ]
     )
-    path = res.plot(tmp_path / "ranks.png", ncols=2)
+    path = tmp_path / "ranks.png"
+    res.plot(path=path, ncols=2)
     img = mpimg.imread(path)
     assert img.shape[0] > 400 and img.shape[1] > 500  # 2 x 2 panels
     with pytest.raises(DataError, match="band"):
-        res.plot(tmp_path / "r.png", band=1.0)
+        res.plot(path=tmp_path / "r.png", band=1.0)
