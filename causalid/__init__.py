@@ -14,40 +14,40 @@ identifies causal structure.  One wing per model family, each with its front doo
   :func:`compare_mechanisms`, :func:`select_num_states`;
 * simulation sweeps over all of them: :func:`load_sweep`, :func:`run_sweep`,
   :func:`load_results`, :func:`write_report` (:mod:`causalid.verify`).
+
+Importing causalid changes no global setting: JAX's configuration is left as it was, and
+the numerics that need 64-bit floats get them inside each call (see :mod:`causalid._x64` for
+what that means when mixing causalid with float32 JAX code).
 """
 
-import jax as _jax
-
-_jax.config.update("jax_enable_x64", True)
-
-from causalid._io import read_table  # noqa: E402
-from causalid._version import __version__  # noqa: E402
-from causalid.design import Design, design_lti, design_next  # noqa: E402
-from causalid.dynamics.system import InputDesign, LTISystem  # noqa: E402
-from causalid.errors import CausalIDError, ConvergenceWarning, DataError, IdentifiabilityError  # noqa: E402
-from causalid.exchangeable.data import MultiEnvData, load  # noqa: E402
-from causalid.exchangeable.discover import diagnose_mechanisms, discover, discover_batch  # noqa: E402
-from causalid.exchangeable.metrics import (  # noqa: E402
+from causalid._io import read_table
+from causalid._version import __version__
+from causalid.design import Design, design_lti, design_next
+from causalid.dynamics.system import InputDesign, LTISystem
+from causalid.errors import CausalIDError, ConvergenceWarning, DataError, IdentifiabilityError
+from causalid.exchangeable.data import MultiEnvData, load
+from causalid.exchangeable.discover import diagnose_mechanisms, discover, discover_batch
+from causalid.exchangeable.metrics import (
     direction_accuracy,
     edge_precision_recall,
     normalized_shd,
     shd,
     structure_metrics,
 )
-from causalid.exchangeable.posterior import fit_parameters  # noqa: E402
-from causalid.exchangeable.result import StructureResult  # noqa: E402
-from causalid.families import load_sweep, parse_sweep, run_sweep  # noqa: E402
-from causalid.hmm.compare import MechanismReport, compare_mechanisms, select_num_states  # noqa: E402
-from causalid.hmm.data import SequenceData  # noqa: E402
-from causalid.hmm.fit import fit_hmm  # noqa: E402
-from causalid.hmm.result import HMMResult  # noqa: E402
-from causalid.lti.data import LTIData  # noqa: E402
-from causalid.lti.fit import identify_lti  # noqa: E402
-from causalid.lti.identifiability import LTIIdentifiabilityReport, check_lti, fisher_information  # noqa: E402
-from causalid.lti.metrics import amari_distance, eigenvalue_error, mcc, relative_error  # noqa: E402
-from causalid.lti.result import LTIResult  # noqa: E402
-from causalid.lti.subspace import select_order  # noqa: E402
-from causalid.verify import load_results, write_report  # noqa: E402
+from causalid.exchangeable.posterior import fit_parameters
+from causalid.exchangeable.result import StructureResult
+from causalid.families import load_sweep, parse_sweep, run_sweep
+from causalid.hmm.compare import MechanismReport, compare_mechanisms, select_num_states
+from causalid.hmm.data import SequenceData
+from causalid.hmm.fit import fit_hmm
+from causalid.hmm.result import HMMResult
+from causalid.lti.data import LTIData
+from causalid.lti.fit import identify_lti
+from causalid.lti.identifiability import LTIIdentifiabilityReport, check_lti, fisher_information
+from causalid.lti.metrics import amari_distance, eigenvalue_error, mcc, relative_error
+from causalid.lti.result import LTIResult
+from causalid.lti.subspace import select_order
+from causalid.verify import load_results, write_report
 
 __all__ = [
     "CausalIDError",

@@ -45,10 +45,11 @@ def compiled(jitted, *args, **static) -> Callable[..., Any]:
     ``jitted`` is a ``jax.jit`` function whose keyword arguments ``static`` are static; the
     result is called with positional arguments like ``args`` (same shapes, dtypes and
     pytree structure).  Executables are cached per function, static arguments and argument
-    shapes (the last 64).
+    shapes and the (thread-local) 64-bit setting (the last 64).
     """
     leaves, tree = jax.tree.flatten(args)
-    key = (jitted, tuple(sorted(static.items())), tree,
+    # the 64-bit setting is part of the key: Python scalars trace to float32 or float64 by it
+    key = (jitted, bool(jax.config.jax_enable_x64), tuple(sorted(static.items())), tree,
            tuple((np.shape(x), str(getattr(x, "dtype", type(x))), bool(getattr(x, "weak_type", False)))
                  for x in leaves))
     with _LOCK:

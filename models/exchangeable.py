@@ -63,6 +63,7 @@ from jax import lax
 from numpyro import handlers
 
 from causalid._typing import Array, Family, Regime
+from causalid._x64 import float64
 from causalid.errors import DataError
 
 __all__ = [
@@ -440,6 +441,7 @@ def intervene(model: Callable, interventions: Mapping[str, Array | float]) -> Ca
     return handlers.do(model, data={str(k): jnp.asarray(v) for k, v in interventions.items()})
 
 
+@float64
 def simulate(
     graph: nx.DiGraph,
     key: Array,
@@ -546,6 +548,7 @@ def bivariate_continuous_model(
     return numpyro.deterministic("x", lin + jnp.where(nonlinear[:, None, None], extra, 0.0))
 
 
+@float64
 def scm_bivariate_continuous(
     key: Array, num_envs: int, num_samples: int = 2, regime: Regime = "both"
 ) -> tuple[Array, Array]:
@@ -649,6 +652,7 @@ def multivariate_binary_model(num_envs: int, num_samples: int = 2, num_vars: int
     return numpyro.deterministic("x", jnp.stack(cols, -1).astype(jnp.float64))
 
 
+@float64
 def scm_multivariate_binary(
     key: Array, num_envs: int, num_samples: int = 2, num_vars: int = 3
 ) -> tuple[Array, Array]:

@@ -66,6 +66,7 @@ from jax import lax
 from jax.scipy.special import gammaln
 
 from causalid._linalg import spd_inv_logdet
+from causalid._x64 import float64
 from causalid.dynamics.hmm import hmm_log_likelihood
 
 Array = jax.Array
@@ -360,12 +361,14 @@ def hmm_model(y=None, *, config: HMMConfig, lengths=None, inputs=None, num_seque
     return params
 
 
+@float64
 def log_likelihood(params: dict, y: Array, config: HMMConfig, lengths=None, inputs=None,
                    *, method: str = "auto") -> Array:
     """Total marginal log-likelihood of ``y`` ``(E, N, T, D)``: forward pass per sequence, ``vmap``-ed."""
     return jnp.sum(sequence_log_likelihoods(params, y, config, lengths, inputs, method=method))
 
 
+@float64
 def sequence_log_likelihoods(params: dict, y: Array, config: HMMConfig, lengths=None, inputs=None,
                              *, method: str = "auto", partial: bool | None = None) -> Array:
     """Log-likelihood of every sequence, ``(E, N)``.
@@ -430,6 +433,7 @@ def _simulate_sites(params, config: HMMConfig, lengths, inputs, N: int, T: int |
             numpyro.sample("y", dist.Categorical(params["probs"][e_idx, z]).to_event(1))
 
 
+@float64
 def expand_params(sites: dict, config: HMMConfig) -> dict:
     """Per-environment parameters from the program's site values (a trace, a draw, a MAP point).
 
@@ -462,6 +466,7 @@ def expand_params(sites: dict, config: HMMConfig) -> dict:
 # ------------------------------------------------------------------------------- simulators
 
 
+@float64
 def random_hmm_params(key, config: HMMConfig, *, self_prob: float = 0.8, separation: float = 3.0,
                       env_spread: float = 0.5) -> dict:
     """A well-separated random multi-environment HMM in the per-environment dictionary form.
@@ -523,6 +528,7 @@ def random_hmm_params(key, config: HMMConfig, *, self_prob: float = 0.8, separat
     return params
 
 
+@float64
 def simulate_hmm(key, config: HMMConfig, params: dict, *, num_sequences: int, num_steps: int,
                  inputs=None) -> dict:
     """Draw data from :func:`hmm_model` with ``params`` (per-environment form) substituted.
@@ -534,6 +540,7 @@ def simulate_hmm(key, config: HMMConfig, params: dict, *, num_sequences: int, nu
     return {"y": np.asarray(y, dtype=float), "z": np.asarray(z)}
 
 
+@float64
 def simulate_arrays(key, config: HMMConfig, params: dict, *, num_sequences: int, num_steps: int, inputs=None):
     """:func:`simulate_hmm` as a pure JAX function (jit-able, ``vmap``-able over keys / params).
 

@@ -103,6 +103,7 @@ from numpyro import handlers
 
 from causalid._linalg import cholesky, solve_lower, spd_solve
 from causalid._typing import Array
+from causalid._x64 import float64
 from causalid.dynamics import kalman
 from causalid.dynamics.system import InputDesign, LTISystem
 from causalid.errors import DataError, IdentifiabilityError
@@ -563,6 +564,7 @@ def _full_rank(M: np.ndarray, rows: int) -> bool:
     return int(np.linalg.matrix_rank(M)) == rows
 
 
+@float64
 def random_system(
     key: Array,
     n: int,
@@ -617,6 +619,7 @@ def random_system(
     )
 
 
+@float64
 def dc_motor(dt: float = 0.01) -> LTISystem:
     r"""DC motor of science.md §2.5, discretised by zero-order hold at step ``dt`` seconds.
 
@@ -634,6 +637,7 @@ def dc_motor(dt: float = 0.01) -> LTISystem:
     return LTISystem.from_continuous(Ac, Bc, np.eye(2), dt=dt, meta={"name": "dc_motor"})
 
 
+@float64
 def spring_mass_damper(dt: float = 0.5) -> LTISystem:
     r"""Spring–mass–damper of science.md §2.5, zero-order hold at step ``dt`` seconds.
 
@@ -650,6 +654,7 @@ def spring_mass_damper(dt: float = 0.5) -> LTISystem:
                                      meta={"name": "spring_mass_damper"})
 
 
+@float64
 def random_design(key: Array, num_envs: int, input_dim: int, *,
                   zero_means: bool = False) -> InputDesign:
     r"""Random input laws of the reference experiments: :math:`\sigma^2_e = |z_e| / 2` with
@@ -661,6 +666,7 @@ def random_design(key: Array, num_envs: int, input_dim: int, *,
     return InputDesign(mean, var, name="random")
 
 
+@float64
 def max_variability_design(input_dim: int, *, zero_means: bool = False,
                            key: Array | None = None) -> InputDesign:
     r"""The reference "max variability" design: E = m + 1 environments, a quiet baseline
@@ -679,6 +685,7 @@ def max_variability_design(input_dim: int, *, zero_means: bool = False,
     return InputDesign(mean, var, name="max_variability")
 
 
+@float64
 def simulate_lti(
     key: Array,
     system: LTISystem,

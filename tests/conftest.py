@@ -2,6 +2,7 @@
 
 import os
 
+import jax
 import pytest
 
 # XLA compilation, not execution, is most of the suite's time (one test, one program).  On CPU
@@ -30,3 +31,17 @@ def pytest_cmdline_main(config):
     if "benchmark" in markexpr and "not benchmark" not in markexpr and hasattr(config.option, "numprocesses"):
         config.option.numprocesses = 0
         config.option.dist = "no"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _jax_x64_where_the_module_asks(request):
+    """Modules that drive causalid's JAX kernels from JAX code of their own (gradients, vmaps,
+    jnp inputs and arithmetic on the kernels' float64 outputs) set ``JAX_X64 = True`` and run
+    inside ``jax.enable_x64(True)``, as a JAX user of those kernels does.  Every other module
+    runs with JAX's default 32-bit configuration, which causalid's front doors leave untouched
+    (they switch to float64 inside each call)."""
+    if getattr(request.module, "JAX_X64", False):
+        with jax.enable_x64(True):
+            yield
+    else:
+        yield

@@ -7,6 +7,8 @@ import numpy as np
 import causalid  # noqa: F401  (float64)
 from causalid import _compile
 
+JAX_X64 = True  # drives the JAX kernels from JAX code (see tests/conftest.py)
+
 
 def test_compiled_matches_the_jit_and_is_cached_per_shape():
     f = jax.jit(lambda x, p, *, k: k * jnp.cumsum(x) * p["a"], static_argnames=("k",))

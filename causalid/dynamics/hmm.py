@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from causalid._x64 import float64
 from causalid.dynamics.kalman import PARALLEL_MIN_STEPS, _prefix_scan, choose_method
 
 Array = jax.Array
@@ -301,6 +302,7 @@ def _compose(late, early):
 # ---------------------------------------------------------------------------------- public
 
 
+@float64
 @functools.partial(jax.jit, static_argnames=("method",))
 def hmm_filter(init, trans, log_lik, length=None, *, method: str = "auto") -> HMMFilterResult:
     r"""Forward filter: :math:`p(z_t \mid y_{0:t})` and the marginal log-likelihood.
@@ -335,6 +337,7 @@ def hmm_filter(init, trans, log_lik, length=None, *, method: str = "auto") -> HM
     return HMMFilterResult(log_norms.sum(), alphas, log_norms)
 
 
+@float64
 @functools.partial(jax.jit, static_argnames=("method",))
 def hmm_log_likelihood(init, trans, log_lik, length=None, *, method: str = "auto") -> Array:
     """Marginal log-likelihood :math:`\\log p(y)` (the forward pass carrying only its sum).
@@ -349,6 +352,7 @@ def hmm_log_likelihood(init, trans, log_lik, length=None, *, method: str = "auto
     return _loglik_sequential(prep)
 
 
+@float64
 @functools.partial(jax.jit, static_argnames=("method",))
 def hmm_smoother(init, trans, log_lik, length=None, *, method: str = "auto") -> HMMSmootherResult:
     r"""Forward-backward smoother: :math:`p(z_t \mid y)` and expected transition counts.
@@ -396,6 +400,7 @@ def hmm_smoother(init, trans, log_lik, length=None, *, method: str = "auto") -> 
     return HMMSmootherResult(log_norms.sum(), alphas, gamma, counts)
 
 
+@float64
 @functools.partial(jax.jit, static_argnames=("method",))
 def hmm_viterbi(init, trans, log_lik, length=None, *, method: str = "auto") -> tuple[Array, Array]:
     r"""Most probable state path (max-product in log space).
@@ -472,6 +477,7 @@ def _backtrack(maps: Array, z_last: Array, *, method: str) -> Array:
     return jnp.concatenate([head, z_last[None]])
 
 
+@float64
 @functools.partial(jax.jit, static_argnames=("num_samples", "method"))
 def hmm_posterior_sample(key, init, trans, log_lik, length=None, *, num_samples: int = 1,
                          method: str = "auto") -> Array:

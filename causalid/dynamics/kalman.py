@@ -55,6 +55,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from causalid._linalg import solve_general, spd_inv_logdet, symmetrize
+from causalid._x64 import float64
 from causalid.errors import DataError
 
 Array = jax.Array
@@ -141,6 +142,7 @@ def _f64(a) -> Array:
     return jnp.asarray(a, dtype=jnp.float64)
 
 
+@float64
 def make_params(A, C, Q, R, *, B=None, D=None, b=None, d=None, m0=None, P0=None) -> LGSSMParams:
     r"""Assemble :class:`LGSSMParams`, filling the optional blocks.
 
@@ -586,6 +588,7 @@ def _resolve(method: str, num_steps: int) -> str:
     return method
 
 
+@float64
 def kalman_filter(params: LGSSMParams, y, inputs=None, *, method: str = "auto") -> FilterResult:
     r"""Kalman filter: filtered / predicted moments and the marginal log-likelihood.
 
@@ -624,6 +627,7 @@ def kalman_filter(params: LGSSMParams, y, inputs=None, *, method: str = "auto") 
     return FilterResult(ll, fm, fc, pm, pc)
 
 
+@float64
 def kalman_smoother(params: LGSSMParams, y, inputs=None, *, method: str = "auto") -> SmootherResult:
     r"""Rauch-Tung-Striebel smoother on top of :func:`kalman_filter`.
 
@@ -664,6 +668,7 @@ def kalman_smoother(params: LGSSMParams, y, inputs=None, *, method: str = "auto"
     return SmootherResult(ll, fm, fc, ms, ps, cross)
 
 
+@float64
 def log_likelihood(params: LGSSMParams, y, inputs=None, *, method: str = "auto") -> Array:
     r"""Marginal log-likelihood :math:`\log p(y_{0:T-1})` of the observed entries of ``y``.
 
@@ -700,6 +705,7 @@ def log_likelihood(params: LGSSMParams, y, inputs=None, *, method: str = "auto")
     return _loglik_sequential(params, prep)
 
 
+@float64
 def dense_log_likelihood(params: LGSSMParams, y, inputs=None) -> Array:
     r"""Oracle log-likelihood from the dense joint Gaussian of all observations.
 

@@ -102,6 +102,7 @@ import numpy as np
 from jax.scipy.special import gammaln, logsumexp
 
 from causalid._linalg import chol_logdet_quad, chol_solve
+from causalid._x64 import float64
 from causalid.errors import ConvergenceWarning, DataError
 from causalid.exchangeable.dags import (
     MAX_EXHAUSTIVE_NODES,
@@ -207,6 +208,7 @@ def _lg_log_marginal_stats(gram, zy, yy, n, hyper: NIGHyper):
     )
 
 
+@float64
 def linear_gaussian_log_marginal(y, x, mask, hyper: NIGHyper):
     r"""Log marginal likelihood of one environment under the linear-Gaussian mechanism.
 
@@ -270,6 +272,7 @@ def _dm_log_marginal(counts, alpha, level_mask, max_count: int | None):
     return jnp.sum(per_level.sum(axis=-1) - _rising_log(a_c, n_c, max_count))
 
 
+@float64
 def dirichlet_multinomial_log_marginal(counts, alpha, level_mask=None):
     r"""Log probability of an ordered categorical sample under a Dirichlet prior per configuration.
 
@@ -560,6 +563,7 @@ def _scores(prep: _Prepared, child, parents, eb_steps: int, lr: float) -> LocalS
     return LocalScores(*_dm_local_scores(counts, level_mask, n_envs, eb_steps, lr, max_count))
 
 
+@float64
 def local_scores(
     values,
     mask,
@@ -974,6 +978,7 @@ def _check_options(d: int, edge_prior: float, max_parents: int | None, default: 
     return int(min(max(max_parents, 0), max(d - 1, 0)))
 
 
+@float64
 def bayes_structure(
     values,
     mask,
@@ -1114,6 +1119,7 @@ def bayes_structure(
     )
 
 
+@float64
 def bayes_structure_batch(
     values,
     mask,

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from causalid._compile import compiled
+from causalid._x64 import float64
 from causalid.errors import DataError
 from causalid.stats.ci import CI_TESTS
 from causalid.stats.multitest import adjust_pvalues
@@ -247,6 +248,7 @@ def _width(k: int, test: str) -> int:
     return 1 << (k - 1).bit_length()
 
 
+@float64
 def evaluate_queries(
     data: PairData,
     queries: Sequence[tuple[int, Query]],
@@ -279,6 +281,7 @@ def evaluate_queries(
     return out
 
 
+@float64
 def run_programs(
     programs: Sequence[Program], evaluate: Callable[[list[tuple[int, Query]]], np.ndarray]
 ) -> list[dict]:
@@ -305,6 +308,7 @@ def run_programs(
     return results  # type: ignore[return-value]
 
 
+@float64
 def normal_scores(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Replace every variable by its pooled normal scores ``Φ⁻¹(rank / (n + 1))``.
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from causalid._x64 import float64
 from causalid.errors import DataError
 from causalid.exchangeable import cdf
 from causalid.exchangeable.bayes import BayesStructureResult, bayes_structure, bayes_structure_batch
@@ -36,6 +37,7 @@ def _as_data(data) -> MultiEnvData:
     return MultiEnvData.from_arrays(data)
 
 
+@float64
 def discover(
     data,
     method: Method = "cdf",
@@ -107,6 +109,7 @@ def discover(
     raise DataError(f"unknown method {method!r}; choose 'cdf' or 'bayes'")
 
 
+@float64
 def discover_batch(
     x,
     method: Method = "cdf",
@@ -242,6 +245,7 @@ def _pair_data(values, mask, kind, ci_test, max_pairs, seed):
     return test, cdf.PairData.build(pairs, w), num_levels, pairs_per_env
 
 
+@float64
 def diagnose_mechanisms(
     data, graph: nx.DiGraph, alpha: float = 0.05, ci_test: str | None = None, seed: int = 0
 ) -> pd.DataFrame:

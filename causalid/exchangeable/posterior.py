@@ -31,6 +31,7 @@ from numpyro.infer import MCMC, NUTS
 from numpyro.infer.reparam import LocScaleReparam
 
 from causalid._typing import Family, Regime
+from causalid._x64 import float64
 from causalid.errors import ConvergenceWarning, DataError
 from causalid.exchangeable.data import MultiEnvData
 from causalid.models.exchangeable import ICMPrior, icm_model, site_dims
@@ -110,6 +111,7 @@ class ParameterPosterior:
         return az.summary(self.idata, **kwargs)
 
 
+@float64
 def fit_parameters(
     data: MultiEnvData,
     graph: nx.DiGraph,

@@ -53,6 +53,7 @@ import pandas as pd
 from causalid._checks import positive_int
 from causalid._plotting import figure_grid
 from causalid._results import Result
+from causalid._x64 import float64
 from causalid.errors import DataError
 from causalid.exchangeable.discover import discover_batch
 from causalid.exchangeable.metrics import normalized_shd, shd
@@ -268,6 +269,7 @@ def _simulate(model: str, key, E: int, N: int, R: int, regime, num_vars: int, gr
     return np.stack(xs), np.stack(adjs)
 
 
+@float64
 def power_analysis(
     model: str = "bivariate",
     envs=(50, 100, 200),

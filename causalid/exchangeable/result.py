@@ -13,6 +13,7 @@ from causalid.errors import DataError
 from causalid.exchangeable.metrics import structure_metrics
 from causalid.exchangeable.plots import plot_graph
 
+
 @dataclass
 class StructureResult(Result):
     """A causal graph recovered from multi-environment data.

@@ -24,6 +24,7 @@ from numpyro.infer.reparam import LocScaleReparam
 from causalid._checks import positive_int
 from causalid._linalg import chol_factor, chol_solve
 from causalid._typing import Array, Family, Regime
+from causalid._x64 import float64
 from causalid.errors import DataError
 from causalid.exchangeable.bayes import NIGHyper
 from causalid.exchangeable.posterior import select_noncentered
@@ -63,6 +64,7 @@ def _icm_engine(
     return nuts_posterior(model, **dict(nuts))
 
 
+@float64
 def icm_problem(
     graph: nx.DiGraph,
     num_envs: int,
@@ -213,6 +215,7 @@ class NIGPosterior(NamedTuple):
     b: Array
 
 
+@float64
 def nig_posterior(z, y, hyper: NIGHyper) -> NIGPosterior:
     r"""Conjugate posterior of the linear-Gaussian mechanism of :mod:`causalid.exchangeable.bayes`.
 
@@ -308,6 +311,7 @@ def _hyper_key(hyper, k: int) -> tuple:
     return tuple(m), tuple(v), a, b
 
 
+@float64
 def nig_problem(
     num_parents: int = 1,
     num_envs: int = 2,

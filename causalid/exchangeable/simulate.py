@@ -8,10 +8,12 @@ import jax
 import networkx as nx
 import numpy as np
 
+from causalid._x64 import float64
 from causalid.errors import DataError
 from causalid.models import exchangeable as ex
 
 
+@float64
 def random_dag(num_vars: int, edge_prob: float = 0.5, seed: int = 0, names=None) -> nx.DiGraph:
     """Erdős–Rényi DAG: a random order, each forward pair an edge with ``edge_prob``."""
     rng = np.random.default_rng(seed)
@@ -26,6 +28,7 @@ def random_dag(num_vars: int, edge_prob: float = 0.5, seed: int = 0, names=None)
     return g
 
 
+@float64
 def simulate_dataset(
     model: Literal["bivariate", "binary", "icm"],
     num_envs: int,

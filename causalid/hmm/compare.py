@@ -42,6 +42,7 @@ from scipy import stats
 
 from causalid._plotting import figure_grid
 from causalid._results import Result
+from causalid._x64 import float64
 from causalid.dynamics.hmm import hmm_filter
 from causalid.errors import DataError
 from causalid.hmm.data import SequenceData
@@ -150,6 +151,7 @@ class MechanismReport(Result):
         return fig
 
 
+@float64
 def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alpha: float = 0.05,
                        null: str = "bootstrap", num_bootstrap: int = 99, covariance: str = "full",
                        num_restarts: int = 5, max_iters: int = 300, tol: float = 1e-6, key=0,
@@ -275,6 +277,7 @@ def _total_log_likelihoods(params, ys, lengths, *, config, partial):
         params, ys)
 
 
+@float64
 def select_num_states(data, states=(1, 2, 3, 4), emission: str = "gaussian", *, criteria=("bic",),
                       shared="all", key=0, num_restarts: int = 10, max_iters: int = 500,
                       num_warmup: int = 300, num_samples: int = 300, num_chains: int = 2, progress: bool = True,

@@ -27,6 +27,7 @@ from scipy.optimize import linear_sum_assignment
 from causalid._compile import compiled, to_device
 from causalid._linalg import spd_inv_logdet
 from causalid._random import as_key
+from causalid._x64 import float64
 from causalid.dynamics.hmm import hmm_smoother
 from causalid.errors import ConvergenceWarning, DataError
 from causalid.hmm.data import SequenceData
@@ -180,6 +181,7 @@ def _bucket(n: int) -> int:
     return max(MIN_COMPACT_BATCH, 1 << max(n - 1, 0).bit_length())
 
 
+@float64
 def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float, min_covar, partial: bool,
            batch_y: bool = False, progress: bool = False, desc: str = "EM", while_running=None):
     """Run EM from a batch of starting points until every fit converges or ``max_iters``.
@@ -318,6 +320,7 @@ def min_covar_diag(data: SequenceData, min_covar: float):
     return to_device(min_covar * np.where(var > 0, var, 1.0))
 
 
+@float64
 def simulate_like(key, data: SequenceData, config: HMMConfig, params: dict, num_replicates: int):
     """``num_replicates`` data sets ``(B, E, N, T, D)`` simulated from ``params`` with the shape,
     sequence lengths and missing-value pattern of ``data`` (padding past a sequence's length is
@@ -351,6 +354,7 @@ def align_to(reference: dict, params: dict, config: HMMConfig) -> dict:
     return permute_states(params, perm)
 
 
+@float64
 def bootstrap_hmm(result, data, num_bootstrap: int = 200, *, key=0, max_iters: int | None = None,
                   tol: float | None = None, progress: bool = True):
     """Parametric-bootstrap standard errors of an EM / MAP fit.

@@ -33,6 +33,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from causalid._compile import compiled, to_device
+from causalid._x64 import float64
 from causalid.errors import ConvergenceWarning, DataError
 from causalid.hmm.data import SequenceData
 from causalid.hmm.em import (
@@ -152,6 +153,7 @@ def _initial_params(key, data: SequenceData, config: HMMConfig, R: int) -> dict:
 # ----------------------------------------------------------------------------- front door
 
 
+@float64
 def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", covariance: str = "full",
             method: str = "em", num_restarts: int = 10, max_iters: int = 500, tol: float = 1e-6,
             key=0, num_categories: int | None = None, min_covar: float = 1e-6,
@@ -274,7 +276,8 @@ def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, partial
     # the fit's final log-likelihood (fit_hmm) compiles on another core while EM runs: a cold fit
     # waited about 0.5 s for it afterwards, and EM's scans keep about one core busy
     shapes = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in params.items()}
-    prefetch = threading.Thread(target=compiled, args=(_sequence_lls, shapes, y, lengths, None),
+    # (the thread enters float64 again: the setting is per thread)
+    prefetch = threading.Thread(target=float64(compiled), args=(_sequence_lls, shapes, y, lengths, None),
                                 kwargs={"config": config, "partial": partial}, daemon=True)
     params, ll, done, trace = run_em(params, y, lengths, config, max_iters=max_iters, tol=tol,
                                      min_covar=min_covar, partial=partial, progress=progress,

@@ -17,6 +17,7 @@ from causalid._checks import positive_int
 from causalid._compile import to_device
 from causalid._random import as_key
 from causalid._results import Result
+from causalid._x64 import float64
 from causalid.dynamics.hmm import (
     hmm_log_likelihood,
     hmm_posterior_sample,
@@ -28,6 +29,7 @@ from causalid.hmm.data import SequenceData
 from causalid.hmm.em import bootstrap_hmm
 from causalid.hmm.plots import plot_hmm_params, plot_hmm_result
 from causalid.models.hmm import HMMConfig, emission_log_lik, transition_matrices
+
 
 @dataclass
 class HMMResult(Result):
@@ -111,6 +113,7 @@ class HMMResult(Result):
                 for n in range(data.y.shape[1]) if data.lengths[e, n] > 0] for e in range(E)]
         return out[0][0] if len(out) == 1 and len(out[0]) == 1 else out
 
+    @float64
     def decode(self, data, pairs=None) -> dict:
         """``{(env, sequence): (viterbi path (L,), smoothed posteriors (L, K))}`` for the non-empty
         sequences ``pairs`` of ``data`` (default: all of them).
@@ -138,6 +141,7 @@ class HMMResult(Result):
                 out[(e, n)] = (np.asarray(paths[e][i]), np.asarray(posts[e][i]))
         return out
 
+    @float64
     def viterbi(self, data) -> Any:
         """Most probable state path of each sequence (an int array, or nested lists env → sequence).
 
@@ -146,10 +150,12 @@ class HMMResult(Result):
         """
         return self._per_sequence(data, _viterbi_kernel)
 
+    @float64
     def smooth(self, data) -> Any:
         """Posterior state probabilities :math:`p(z_t \\mid y)` of each sequence, ``(T, K)`` arrays."""
         return self._per_sequence(data, _smooth_kernel)
 
+    @float64
     def sample_states(self, data, key=0, num_samples: int = 100) -> Any:
         """Exact posterior draws of the state paths, ``(num_samples, T)`` per sequence."""
         draws = self._per_sequence(data, _sample_kernel, key=key,
@@ -157,6 +163,7 @@ class HMMResult(Result):
         swap = lambda a: np.swapaxes(a, 0, 1)  # noqa: E731
         return swap(draws) if isinstance(draws, np.ndarray) else [[swap(a) for a in env] for env in draws]
 
+    @float64
     def score(self, data) -> float:
         """Log-likelihood of (new) data under the fitted parameters."""
         res = self._per_sequence(data, _loglik_kernel)

@@ -115,6 +115,7 @@ from causalid._compile import compiled
 from causalid._linalg import logdet_spd, spd_inv
 from causalid._optim import ascend, batched_value_and_grad, soft_log_lambda_min
 from causalid._random import generators, host_key, seed_words
+from causalid._x64 import float64
 from causalid.dynamics.system import InputDesign, LTISystem
 from causalid.errors import DataError, IdentifiabilityError
 from causalid.lti.design_result import Design
@@ -159,6 +160,7 @@ def log_separability(var, weights):
     return jnp.log(jnp.maximum(M * M.T - 1.0, 1e-300))
 
 
+@float64
 def moment_error(var, steps):
     r"""First-order mean Amari error of the closed-form ``moment`` engine for a design.
 
@@ -279,6 +281,7 @@ def _env_fisher(aux, mu, s2):
     return F.at[n * n:, n * n:].add(cov)
 
 
+@float64
 def lti_fisher(A_tilde, B_tilde, mean, var, steps, Q_tilde=None, *, aux=None):
     r"""Expected Fisher information of θ = (vec Ã, vec B̃); pure JAX in the design.
 
@@ -697,6 +700,7 @@ def _base_params(lo: float, hi: float, bound, steps: np.ndarray, rank_margin: fl
             "weights": steps / steps.sum(), "steps": np.asarray(steps, f64)}
 
 
+@float64
 def design_criteria(design: InputDesign, *, var_bounds=None, steps=None, system=None) -> dict:
     """Every design criterion of this module for one design, exactly (no surrogates).
 
@@ -801,6 +805,7 @@ def _system_law(criterion: str, system, m: int, num_samples: int, prior_scale: f
     return _prior_law(system, num_samples, prior_scale, host_key(rng)), system
 
 
+@float64
 def design_lti(
     input_dim: int,
     num_envs: int,

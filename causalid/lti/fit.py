@@ -36,6 +36,7 @@ import scipy.optimize
 from scipy.optimize import linear_sum_assignment
 
 from causalid._linalg import cholesky, solve_lower, solve_upper_t, spd_inverse
+from causalid._x64 import float64
 from causalid.dynamics.kalman import kalman_smoother, log_likelihood, make_params
 from causalid.dynamics.system import InputDesign
 from causalid.errors import ConvergenceWarning, DataError, IdentifiabilityError
@@ -51,6 +52,7 @@ Method = Literal["moment", "mle", "bayes", "markov"]
 
 
 # ====================================================================== statistics
+@float64
 def pair_statistics(data: LTIData):
     """Per-environment sufficient statistics of the pairs (y_t, y_{t+1}) with both observed.
 
@@ -131,6 +133,7 @@ def _jacobi_jd(M, weights, tol=1e-13, max_sweeps=200):
     return U, it, biggest
 
 
+@float64
 def joint_diagonalize(mats, weights=None, rank: int | None = None):
     """Approximate joint diagonalisation of symmetric positive (semi)definite matrices.
 
@@ -729,6 +732,7 @@ def _bayes(data: LTIData, init: dict, obs_noise, process_noise, num_warmup, num_
 
 
 # ====================================================================== front door
+@float64
 def identify_lti(
     data: LTIData,
     method: Method = "moment",

@@ -31,6 +31,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from causalid._plotting import figure_grid
 from causalid._results import Result, plain
+from causalid._x64 import float64
 from causalid.dynamics.system import InputDesign, LTISystem
 from causalid.errors import DataError, IdentifiabilityError
 
@@ -323,6 +324,7 @@ def separability_index(var, weights=None) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- persistent excitation
+@float64
 def persistent_excitation(u, order: int, *, tol: float | None = None) -> LTICheck:
     """Persistent excitation of a measured input signal, via its block-Hankel matrix.
 
@@ -445,6 +447,7 @@ def _fisher_env_jit(A, B, Qy, mu, s2):
     return _fisher_env(A, B, Qy, mu, s2)
 
 
+@float64
 def transition_fisher(A_tilde, B_tilde, mean, var, *, Q_tilde=None, num_steps=1.0) -> jax.Array:
     """Expected Fisher information of θ = (vec Ã, vec B̃) — pure JAX, differentiable.
 
@@ -492,6 +495,7 @@ def transition_fisher(A_tilde, B_tilde, mean, var, *, Q_tilde=None, num_steps=1.
     return 0.5 * (info + info.T)
 
 
+@float64
 def closed_form_fisher(A_tilde, B_tilde, mean, var, *, Q_tilde=None, num_steps=1.0) -> np.ndarray:
     """:func:`transition_fisher` in closed form, in NumPy (nothing to compile).
 
@@ -537,6 +541,7 @@ def _tilde_system(system: LTISystem) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return At, C @ system.B, Qt
 
 
+@float64
 def fisher_information(system: LTISystem, design: InputDesign, num_steps=1) -> np.ndarray:
     """Expected Fisher information of (vec Ã, vec B̃) for a system under an input design.
 
@@ -689,6 +694,7 @@ def _svals(M: np.ndarray) -> np.ndarray:
     return np.linalg.svd(M, compute_uv=False) if M.size else np.zeros(0)
 
 
+@float64
 def check_lti(
     data_or_design,
     system: LTISystem | None = None,

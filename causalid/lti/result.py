@@ -12,6 +12,7 @@ import pandas as pd
 import scipy.linalg
 
 from causalid._results import Result
+from causalid._x64 import float64
 from causalid.dynamics.kalman import kalman_filter, make_params
 from causalid.dynamics.system import LTISystem
 from causalid.errors import DataError
@@ -133,6 +134,7 @@ class LTIResult(Result):
             lines.append(str(self.report))
         return "\n".join(lines)
 
+    @float64
     def predict(self, data, kind: str = "one-step") -> np.ndarray:
         """Predicted outputs for ``data`` (E, N, T, p), from this system.
 

@@ -15,6 +15,7 @@ import numpy as np
 from numpyro import handlers
 
 from causalid._checks import positive_int
+from causalid._x64 import float64
 from causalid.errors import DataError
 from causalid.models.lti import LTIModelConfig, LTIPrior, lti_model
 from causalid.verify.sbc import SBCProblem, nuts_posterior, trace_sites
@@ -32,6 +33,7 @@ def _lti_engine(config, prior, law_key, nuts):
     return nuts_posterior(_lti_program(config, prior, law_key), **dict(nuts))
 
 
+@float64
 def lti_problem(
     num_envs: int = 2,
     num_steps: int = 20,

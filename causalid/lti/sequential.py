@@ -43,6 +43,7 @@ from causalid._checks import positive_int
 from causalid._compile import compiled
 from causalid._optim import ascend, batched_value_and_grad
 from causalid._random import generators, host_key, seed_words
+from causalid._x64 import float64
 from causalid.dynamics.system import InputDesign
 from causalid.errors import DataError
 from causalid.lti.data import LTIData
@@ -212,6 +213,7 @@ def _candidates(candidates, m: int):
 
 
 # ====================================================================== front door
+@float64
 def design_next(
     data_or_result,
     candidates=None,

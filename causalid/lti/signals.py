@@ -45,6 +45,7 @@ import pandas as pd
 
 from causalid._checks import positive_int
 from causalid._random import generators, seed_words
+from causalid._x64 import float64
 from causalid.dynamics.system import LTISystem
 from causalid.errors import DataError
 from causalid.lti.identifiability import persistent_excitation
@@ -97,6 +98,7 @@ def _lfsr(seed: int, *, bits: int, taps: tuple[int, ...], length: int) -> np.nda
     return out
 
 
+@float64
 def prbs(
     num_steps: int,
     num_inputs: int = 1,
@@ -159,6 +161,7 @@ def prbs(
     return u
 
 
+@float64
 def multisine(
     num_steps: int,
     num_inputs: int = 1,
@@ -244,6 +247,7 @@ def _require_excitation(u, order, what: str, fix: str) -> None:
                         f"{check.value['rank']} < {check.value['required']}); {fix}")
 
 
+@float64
 def excitation_order(u, max_order: int = 50) -> int:
     """The largest order L ≤ ``max_order`` for which ``u`` is persistently exciting.
 
@@ -308,6 +312,7 @@ def _gram(A, B, U, P_noise):
     return G.at[:, :n, :n].add(T * P_noise)
 
 
+@float64
 def choose_signal(candidates, system: LTISystem, *, noise_var=None) -> SignalChoice:
     """D-optimal choice among candidate input signals for a prior system.
 

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from causalid._x64 import float64
 from causalid.errors import DataError, IdentifiabilityError
 
 __all__ = ["n4sid", "okid_markov", "era", "select_order", "OrderSelection", "input_output_blocks"]
@@ -106,6 +107,7 @@ class OrderSelection(NamedTuple):
         return fig
 
 
+@float64
 def select_order(data, max_order: int = 10, horizon: int | None = None) -> OrderSelection:
     """Suggest the state dimension from the singular values of the subspace projection.
 
@@ -128,6 +130,7 @@ def select_order(data, max_order: int = 10, horizon: int | None = None) -> Order
     return OrderSelection(s, order, horizon)
 
 
+@float64
 def n4sid(data, state_dim: int, horizon: int | None = None, feedthrough: bool = False):
     """Subspace estimate of (A, B, C, D) and every trajectory's initial state.
 
@@ -206,6 +209,7 @@ def _input_matrices(blocks, A, C, feedthrough):
     return B, D, x0, res_var * np.eye(p)
 
 
+@float64
 def okid_markov(data, horizon: int, lags: int | None = None) -> np.ndarray:
     """System Markov parameters [D, CB, CAB, ...] (horizon, p, m) via an observer (ARX) fit.
 
@@ -242,6 +246,7 @@ def okid_markov(data, horizon: int, lags: int | None = None) -> np.ndarray:
     return np.stack(Y)
 
 
+@float64
 def era(markov: np.ndarray, state_dim: int, rows: int | None = None, cols: int | None = None):
     """Eigensystem realisation (Ho–Kalman) of Markov parameters ``[D, CB, CAB, ...]``.
 

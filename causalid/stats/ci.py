@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from jax.scipy.special import ndtri
 
 from causalid._linalg import spd_inverse, spd_solve
+from causalid._x64 import float64
 from causalid.errors import DataError
 from causalid.stats._common import (
     as_columns,
@@ -109,6 +110,7 @@ def _prepare(x, y, z, weights, scalar: bool = False):
 # ------------------------------------------------------------------------- Fisher z
 
 
+@float64
 @jax.jit
 def fisher_z(x, y, z, weights=None) -> CIResult:
     r"""Fisher-z test of zero partial correlation (Gaussian / linear CI test).
@@ -153,6 +155,7 @@ def fisher_z(x, y, z, weights=None) -> CIResult:
 # --------------------------------------------------------------------------- G test
 
 
+@float64
 @partial(jax.jit, static_argnames=("num_levels",))
 def g_test(x, y, z, num_levels: int = 2, weights=None) -> CIResult:
     r"""Likelihood-ratio (G) test of conditional independence for discrete data.
@@ -239,6 +242,7 @@ def _kci_width(n_eff: Array, small: float, mid: float, large: float) -> Array:
     return jnp.where(n_eff < 200, small, jnp.where(n_eff < 1200, mid, large))
 
 
+@float64
 @jax.jit
 def kci(x, y, z, weights=None) -> CIResult:
     r"""Kernel conditional-independence test (KCI) of Zhang, Peters, Janzing & Schölkopf.
@@ -355,6 +359,7 @@ def _fourier_features(a: Array, w: Array, key: Array, num_features: int) -> Arra
     return standardize(feats, w)
 
 
+@float64
 @partial(jax.jit, static_argnames=("num_features", "num_features_z"))
 def kci_rff(
     x,
@@ -442,6 +447,7 @@ def _gcm_basis(zs: Array, w: Array, key: Array, num_features: int, bandwidth=Non
     return standardize(jnp.concatenate([zs, zs**2, zs**3, rff], axis=1), w)
 
 
+@float64
 @partial(jax.jit, static_argnames=("num_clusters", "num_features"))
 def gcm(
     x,

@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 
+from causalid._x64 import float64
 from causalid.errors import CausalIDError, DataError
 from causalid.verify.plugin import evaluate_cell
 from causalid.verify.store import ResultStore, cell_frame, load_results
@@ -73,6 +75,7 @@ class SweepRun:
         )
 
 
+@float64
 def run_cell(sweep: Sweep, index: int) -> pd.DataFrame:
     """Simulate, fit and score cell ``index`` of ``sweep``; its rows in the store's schema."""
     cell = sweep.cells[index]
@@ -122,6 +125,7 @@ def check_execution(sweep: Sweep, workers, scheduler, chunk_size) -> int:
     return chunk
 
 
+@float64
 def run_sweep(
     sweep: Sweep,
     out,
@@ -200,8 +204,6 @@ def _in_process(sweep: Sweep, todo: list[int]):
     with the engines of the current cell); tracing stays in this thread.  A compilation that
     fails is left to the cell itself, which then reports the error with its settings.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     fam = sweep.family_spec
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="causalid-verify-compile")
 
@@ -210,7 +212,7 @@ def _in_process(sweep: Sweep, todo: list[int]):
             job = fam.precompile(sweep.cells[index].settings, sweep.replicates)
         except Exception:  # noqa: BLE001 - the cell reports it when it runs
             return None
-        return None if job is None else pool.submit(job)
+        return None if job is None else pool.submit(float64(job))  # float64 is per thread
 
     try:
         pending = None

@@ -44,6 +44,7 @@ import jax
 import numpy as np
 
 from causalid._compile import compile_lowered, compiled
+from causalid._x64 import float64
 
 __all__ = [
     "NOT_APPLICABLE",
@@ -213,6 +214,7 @@ def seed_int(key) -> int:
     return int(jax.random.randint(key, (), 0, 2**31 - 1))
 
 
+@float64
 def evaluate_cell(
     family: Family, settings: dict, engines: dict, metrics, replicates: int, seed: int, index: int
 ) -> list[dict]:
@@ -256,6 +258,7 @@ _AHEAD: dict = {}
 _AHEAD_SIZE = 4
 
 
+@float64
 def draw_replicates(draw: Callable, static: tuple, keys):
     """``draw(key, *static)`` for every key: the executable compiled ahead, else compiled now
     (the same program with the same options either way, so the draws are the same)."""
@@ -265,6 +268,7 @@ def draw_replicates(draw: Callable, static: tuple, keys):
     return executable(keys)
 
 
+@float64
 def compile_ahead(draw: Callable, static: tuple, R: int) -> Callable[[], None] | None:
     """Trace the replicates' program now; return the function that compiles it.
 

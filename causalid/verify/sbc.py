@@ -82,16 +82,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from scipy import stats
 from numpyro.infer.hmc import hmc
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import initialize_model, potential_energy
+from scipy import stats
 
 from causalid._checks import positive_int
-from causalid._random import as_key
 from causalid._plotting import figure_grid
+from causalid._random import as_key
 from causalid._results import Result, plain
 from causalid._typing import Array
+from causalid._x64 import float64
 from causalid.errors import ConvergenceWarning, DataError
 from causalid.stats.multitest import adjust_pvalues
 from causalid.verify.store import require_pyarrow
@@ -221,6 +222,7 @@ def _rank_one(key, truth: dict, draws: dict) -> Array:
     return below + jnp.minimum(jnp.floor(u * (tied + 1)).astype(below.dtype), tied)
 
 
+@float64
 def run_sbc(
     prior_sample: Callable[[Array], Any],
     simulate: Callable[[Array, Any], Any],
@@ -730,6 +732,7 @@ class SBCProblem(NamedTuple):
     quantities: Callable | None = None
     settings: Mapping[str, Any] = {}
 
+    @float64
     def run(
         self,
         num_replicates: int,
@@ -756,6 +759,7 @@ class SBCProblem(NamedTuple):
 
 
 # ---------------------------------------------------------------------------- NUTS
+@float64
 def nuts_posterior(
     model: Callable,
     *,

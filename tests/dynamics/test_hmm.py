@@ -17,6 +17,8 @@ from causalid.dynamics.hmm import (
     hmm_viterbi,
 )
 
+JAX_X64 = True  # drives the JAX kernels from JAX code (see tests/conftest.py)
+
 METHODS = ["sequential", "parallel"]
 
 

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 from causalid.dynamics import kalman as K
 from causalid.errors import DataError
 
+JAX_X64 = True  # drives the JAX kernels from JAX code (see tests/conftest.py)
+
 N, P, M, T = 3, 2, 2, 20
 METHODS = ("sequential", "parallel")
 

@@ -31,6 +31,8 @@ from causalid.exchangeable.bayes import NIGHyper, linear_gaussian_log_marginal
 from causalid.exchangeable.sbc import nig_posterior
 from causalid.models.exchangeable import ICMPrior
 
+JAX_X64 = True  # drives the JAX kernels from JAX code (see tests/conftest.py)
+
 
 # ------------------------------------------------------------------ NIG (discover, bayes)
 def test_nig_posterior_is_bayes_rule_with_the_engine_marginal():

@@ -9,6 +9,8 @@ from causalid.models.hmm import HMMConfig, random_hmm_params, sequence_log_likel
 import causalid
 from causalid.errors import DataError
 
+JAX_X64 = True  # drives the JAX kernels from JAX code (see tests/conftest.py)
+
 
 def _data(config, seed=0, N=2, T=300, **kw):
     params = random_hmm_params(seed, config, **kw)

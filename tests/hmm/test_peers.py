@@ -10,6 +10,8 @@ from causalid.models.hmm import HMMConfig, emission_log_lik, sequence_log_likeli
 import causalid  # noqa: F401  (float64)
 from causalid.dynamics.hmm import hmm_log_likelihood
 
+JAX_X64 = True  # drives the JAX kernels from JAX code (see tests/conftest.py)
+
 hmm = pytest.importorskip("hmmlearn.hmm", reason="needs hmmlearn (the test extra): pip install '.[test]'")
 
 K = 3

@@ -17,6 +17,8 @@ from causalid.lti.identifiability import separability_index, transition_fisher
 from causalid.lti.metrics import amari_distance
 from causalid.lti.fit import joint_diagonalize
 
+JAX_X64 = True  # drives the JAX kernels from JAX code (see tests/conftest.py)
+
 # small settings shared by most tests, so that the compiled programs are reused
 FAST = {"num_starts": 8, "num_iters": 100}
 BOX = (1e-4, 1.0)                      # the box of the reference max-variability design

@@ -19,6 +19,8 @@ from causalid.lti.identifiability import (
     transition_fisher,
 )
 
+JAX_X64 = True  # drives the JAX kernels from JAX code (see tests/conftest.py)
+
 
 def _stable(rng, n, rho=0.9):
     A0 = rng.normal(size=(n, n))

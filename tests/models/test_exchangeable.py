@@ -25,6 +25,8 @@ from causalid.models.exchangeable import (
     site_dims,
 )
 
+JAX_X64 = True  # drives the JAX kernels from JAX code (see tests/conftest.py)
+
 KEY = jax.random.PRNGKey(0)
 # columns in insertion order: W, Y, X, Z ; roots W, X
 GRAPH = nx.DiGraph([("W", "Y"), ("X", "Y"), ("Y", "Z")])

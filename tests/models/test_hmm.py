@@ -7,6 +7,8 @@ from scipy import stats
 import causalid  # noqa: F401  (float64)
 from causalid.models.hmm import HMMConfig, emission_log_lik, random_hmm_params
 
+JAX_X64 = True  # drives the JAX kernels from JAX code (see tests/conftest.py)
+
 
 @pytest.mark.parametrize("offset", [0.0, 1e4])
 def test_gaussian_emission_densities_match_scipy_with_missing_channels(offset):

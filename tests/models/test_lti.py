@@ -23,6 +23,8 @@ from causalid.models.lti import (
     spring_mass_damper,
 )
 
+JAX_X64 = True  # drives the JAX kernels from JAX code (see tests/conftest.py)
+
 KEY = jax.random.PRNGKey(0)
 n = m = p = 3  # one size for the simulation tests: each new shape costs a compilation
 E, N, T = 4, 2, 3000

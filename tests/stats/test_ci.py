@@ -18,6 +18,8 @@ import jax.numpy as jnp
 from causalid.errors import DataError
 from causalid.stats import CI_TESTS, CIResult, fisher_z, g_test, gcm, kci, kci_rff
 
+JAX_X64 = True  # drives the JAX kernels from JAX code (see tests/conftest.py)
+
 # ----------------------------------------------------------------------------- helpers
 
 KS_MIN = 1e-3  # KS p-value floor; with fixed seeds the tests are deterministic anyway
