@@ -42,8 +42,9 @@ from causalid.hmm.data import SequenceData
 from causalid.hmm.fit import fit_hmm
 from causalid.hmm.result import HMMResult
 from causalid.lti.data import LTIData
+from causalid.lti.fisher import fisher_information
 from causalid.lti.fit import identify_lti
-from causalid.lti.identifiability import LTIIdentifiabilityReport, check_lti, fisher_information
+from causalid.lti.identifiability import LTIIdentifiabilityReport, check_lti
 from causalid.lti.metrics import amari_distance, eigenvalue_error, mcc, relative_error
 from causalid.lti.result import LTIResult
 from causalid.lti.subspace import select_order

@@ -1,4 +1,4 @@
-"""The bivariate causal de Finetti reference experiment (science.md §1.4–1.5).
+"""The bivariate causal de Finetti reference experiment (Guo et al. 2023, arXiv 2203.15756).
 
 Two samples per environment, X -> Y, Y -> X or no edge uniformly, Laplace noise whose
 location varies per environment, and a squared term in a random half of the environments.

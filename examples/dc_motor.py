@@ -1,4 +1,4 @@
-"""Identify a DC motor from three designed input laws (science.md §2.5, physical system).
+"""Identify a DC motor from three designed input laws (Rajendran et al. 2024, arXiv 2311.18048, physical system).
 
 The motor (R = 1 Ω, L = 0.5 H, K = 0.01, J = 0.01, b = 0.1), state (current, angular
 velocity), input voltage, both states measured (C = I), is discretised by zero-order hold at

@@ -1,6 +1,6 @@
 """Plan an LTI experiment, run it in simulation, identify the system, and compare with random laws.
 
-The question an experimenter faces (science.md §2, §4): with E environments of T steps
+The question an experimenter faces (Rajendran et al. 2024, arXiv 2311.18048): with E environments of T steps
 each and input variances limited to a box [lo, hi], which input law should each
 environment use so that B̃ (the input matrix, in observed coordinates) and the sources are
 identified as precisely as possible?

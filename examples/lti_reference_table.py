@@ -1,4 +1,4 @@
-"""The synthetic reference table of science.md §2.5, re-run with causalid's LTI engines.
+"""The synthetic reference table of Rajendran et al. 2024 (arXiv 2311.18048), re-run with causalid's LTI engines.
 
 Setting (the reference experiment): n states, m = n inputs, full-state output (C square),
 A = 0.9·A0/ρ(A0), B and C random Gaussian or the identity, E = n + 1 environments with
@@ -10,7 +10,7 @@ For every cell and seed the data are simulated with :func:`causalid.models.lti.s
 each engine is run with :func:`causalid.identify_lti`, and the table shows, averaged over
 seeds, the pooled MCC of the recovered sources and the relative Frobenius error of
 Ã = C A C⁻¹, next to the *published* MCC of the reference SGD learner (hard-coded from
-science.md §2.5; the reference scored 64-sample batches, we score the pooled data).
+Rajendran et al. 2024; the reference scored 64-sample batches, we score the pooled data).
 
     python examples/lti_reference_table.py                     # n = 2, 3; 2 seeds; moment + mle
     python examples/lti_reference_table.py --n 2 3 5 8 10 --seeds 5 --out table.csv
@@ -28,7 +28,7 @@ import causalid
 from causalid import LTIData, identify_lti
 from causalid.models import lti
 
-# science.md §2.5: final train MCC of the reference code, 5 seeds; columns (zero_means, use_B, use_C)
+# Rajendran et al. 2024 (arXiv 2311.18048): final train MCC of the reference code, 5 seeds; columns (zero_means, use_B, use_C)
 PUBLISHED_COLUMNS = ("FFF", "FFT", "FTF", "FTT", "TFF", "TFT", "TTF", "TTT", "max-var")
 PUBLISHED_MCC = {
     2: (0.866, 0.767, 0.730, 0.697, 0.633, 0.675, 0.734, 0.725, 0.968),
@@ -108,7 +108,7 @@ def main(argv=None):
     for method in args.methods:
         head += f" {method + ' MCC':>11} {method + ' Ã err':>12} {'s':>6}"
     print(f"pooled MCC and relative error of Ã, mean over {args.seeds} seed(s), {args.steps} steps; "
-          "'published' = reference SGD learner's MCC (science.md §2.5)")
+          "'published' = reference SGD learner's MCC (Rajendran et al. 2024)")
     print(head)
     for n in args.n:
         for label, *_ in columns():

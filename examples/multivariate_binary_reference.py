@@ -1,4 +1,4 @@
-"""The multivariate binary causal de Finetti reference experiment (science.md §1.4–1.5).
+"""The multivariate binary causal de Finetti reference experiment (Guo et al. 2023, arXiv 2203.15756).
 
 Random 3-node DAGs, θ ~ Beta(1, 3) per environment and node, children = Bernoulli(θ) XOR
 AND(parents), two samples per environment.  Prints the normalised SHD of the reference

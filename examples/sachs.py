@@ -35,7 +35,7 @@ def main(argv=None):
 
     summary = {}
     for method in args.methods:
-        result = causalid.discover(data, method=method, seed=args.seed)
+        result = causalid.discover(data, method=method, key=args.seed)
         print(f"\n== {method} ==\n{result.summary()}")
         summary[method] = {}
         for g in GRAPHS:

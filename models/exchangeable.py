@@ -42,7 +42,7 @@ so a per-environment parameter with event shape ``s`` has shape ``(env, 1, *s)``
 Reference generators
 --------------------
 :func:`scm_bivariate_continuous` and :func:`scm_multivariate_binary` reproduce the data-generating
-processes of the causal de Finetti reference code (science.md §1.4), as NumPyro programs
+processes of the causal de Finetti reference code (Guo et al. 2023, arXiv 2203.15756, as NumPyro programs
 (:func:`bivariate_continuous_model`, :func:`multivariate_binary_model`) plus functions of a PRNG
 key that can be ``jax.jit``-ed and ``jax.vmap``-ed over keys.
 """
@@ -498,7 +498,7 @@ def _check_regime(regime: str) -> None:
 def bivariate_continuous_model(
     num_envs: int, num_samples: int = 2, regime: Regime = "both"
 ) -> Array:
-    r"""Reference bivariate continuous SCM of causal de Finetti (science.md §1.4) as a program.
+    r"""Reference bivariate continuous SCM of causal de Finetti (Guo et al. 2023, arXiv 2203.15756) as a program.
 
     .. math::
 
@@ -524,7 +524,7 @@ def bivariate_continuous_model(
     _check_regime(regime)
     label = numpyro.sample("label", dist.Categorical(probs=jnp.ones(3) / 3))
     coef = numpyro.sample("coef", dist.DiscreteUniform(1, 9).expand([5]).to_event(1))
-    a, b, c, d, k = coef.astype(jnp.float64)
+    a, b, c, d, k = coef.astype(jnp.result_type(float))
     loc_shared = numpyro.sample("loc_shared", dist.Uniform(-1.0, 1.0).expand([2]).to_event(1))
     with numpyro.plate("env", num_envs, dim=-2):
         loc_env = numpyro.sample("loc_env", dist.Uniform(-1.0, 1.0).expand([2]).to_event(1))
@@ -611,7 +611,7 @@ def _covering_dag(key: Array, num_vars: int) -> Array:
 
 
 def multivariate_binary_model(num_envs: int, num_samples: int = 2, num_vars: int = 3) -> Array:
-    r"""Reference multivariate binary SCM of causal de Finetti (science.md §1.4) as a program.
+    r"""Reference multivariate binary SCM of causal de Finetti (Guo et al. 2023, arXiv 2203.15756) as a program.
 
     .. math::
 
@@ -649,7 +649,7 @@ def multivariate_binary_model(num_envs: int, num_samples: int = 2, num_vars: int
         prev = jnp.stack(cols, -1)  # (env, sample, i)
         all_pa = jnp.all(prev | ~pa[:i, i], axis=-1)
         cols.append(u[..., i] ^ (pa[:i, i].any() & all_pa))
-    return numpyro.deterministic("x", jnp.stack(cols, -1).astype(jnp.float64))
+    return numpyro.deterministic("x", jnp.stack(cols, -1).astype(jnp.result_type(float)))
 
 
 @float64

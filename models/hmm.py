@@ -1,6 +1,6 @@
 r"""Multi-environment hidden Markov models as one NumPyro program, plus emission densities.
 
-The family (science.md §3): for environment ``e``, sequence ``n`` and time ``t``
+The family (the continuous-parameter causal de Finetti view of HMMs, Guo et al. 2023): for environment ``e``, sequence ``n`` and time ``t``
 
 .. math::
 

@@ -1,6 +1,6 @@
 r"""Multi-environment linear time-invariant (LTI) systems as one NumPyro program, plus simulators.
 
-The family (science.md §2.1) is
+The family (Rajendran et al. 2024, arXiv 2311.18048) is
 
 .. math::
 
@@ -13,7 +13,7 @@ for environments ``e = 1..E``, trajectories ``n = 1..N`` per environment and tim
 ``t = 0..T-1``.  ``A`` (state), ``B`` (input) and ``C`` (observation) are shared by all
 environments; the input law :math:`(\mu_e, \sigma^2_e)` is what an experiment changes (the
 intervention signal).  ``q`` is the **process-noise variance** and ``r`` the **observation-noise
-variance**: the noise covariances are ``q I`` and ``r I`` (the reference code of science.md §2.5
+variance**: the noise covariances are ``q I`` and ``r I`` (the reference code of Rajendran et al. 2024
 drew noise with covariance :math:`\sqrt{\mathrm{var}}\, I`; causalid does not).
 
 Timing convention: ``x_0`` is the state at time 0 (zero unless ``init_var > 0``), ``y_0 = C x_0
@@ -82,7 +82,7 @@ and the transition route conditions on the observed ``y_0`` (the two agree when 
 the model implies).  Noise-free fitting needs a non-degenerate likelihood: the program refuses
 q = r = 0 with measured inputs or with ``p > m``.
 
-Reference systems and designs (science.md §2.1, §2.5): :func:`random_system`,
+Reference systems and designs (Rajendran et al. 2024, arXiv 2311.18048): :func:`random_system`,
 :func:`dc_motor`, :func:`spring_mass_damper`, :func:`random_design`,
 :func:`max_variability_design`; :func:`simulate_lti` draws data from any of them.
 """
@@ -105,7 +105,7 @@ from causalid._linalg import cholesky, solve_lower, spd_solve
 from causalid._typing import Array
 from causalid._x64 import float64
 from causalid.dynamics import kalman
-from causalid.dynamics.system import InputDesign, LTISystem
+from causalid.dynamics.system import InputDesign, LTISystem, controllability_matrix, observability_matrix
 from causalid.errors import DataError, IdentifiabilityError
 
 __all__ = [
@@ -127,6 +127,13 @@ variances) are latent, or measured input sequences passed as data."""
 
 _INPUT_LAWS = ("known", "latent_mean", "latent", "measured")
 _OBS_MATRICES = ("identity", "latent")
+
+
+
+def _float_dtype():
+    """The caller's default float dtype: the program runs in the precision of whoever runs it
+    (float64 inside causalid's engines, which enable it)."""
+    return jnp.result_type(float)
 
 
 class LTIPrior(NamedTuple):
@@ -314,8 +321,8 @@ def _input_law(config, prior, env_plate, sz: _Sizes, input_mean, input_var):
     if law == "known":
         if input_var is None:
             raise DataError("input_law='known' needs input_var (and optionally input_mean)")
-        var = jnp.asarray(input_var, jnp.float64)
-        mean = jnp.zeros((E, m)) if input_mean is None else jnp.asarray(input_mean, jnp.float64)
+        var = jnp.asarray(input_var, _float_dtype())
+        mean = jnp.zeros((E, m)) if input_mean is None else jnp.asarray(input_mean, _float_dtype())
         return mean, var
     if input_mean is not None:
         raise DataError(f"input_law={law!r} makes input_mean latent; do not pass it")
@@ -327,7 +334,7 @@ def _input_law(config, prior, env_plate, sz: _Sizes, input_mean, input_var):
     if law == "latent_mean":
         if input_var is None:
             raise DataError("input_law='latent_mean' needs input_var")
-        var = jnp.asarray(input_var, jnp.float64)
+        var = jnp.asarray(input_var, _float_dtype())
     else:
         if input_var is not None:
             raise DataError("input_law='latent' makes input_var latent; do not pass it")
@@ -425,7 +432,7 @@ def lti_model(
     # Decide before converting: under a trace (NUTS) jnp.asarray turns even a NumPy array into
     # a tracer, which would hide that the data are concrete and complete.
     complete = _is_concrete_without_nan(y)
-    y = jnp.asarray(y, jnp.float64)
+    y = jnp.asarray(y, _float_dtype())
     numpyro.factor("y_loglik", _log_likelihood(config, sz, A, B, C, q, r, mean, var, inputs, y, complete))
     return y
 
@@ -444,7 +451,7 @@ def _simulate_sites(config, sz: _Sizes, env_plate, A, B, C, q, r, mean, var, inp
                 law = _Normal(mean[:, None, None, :], jnp.sqrt(var)[:, None, None, :])
                 u = numpyro.sample("u", law.to_event(1))
             else:
-                u = jnp.asarray(inputs, jnp.float64)
+                u = jnp.asarray(inputs, _float_dtype())
             drive = u @ B.T
             if not _is_zero(config.process_noise_var):
                 drive = drive + numpyro.sample(
@@ -520,7 +527,7 @@ def _kalman_loglik(config, sz: _Sizes, A, B, C, q, r, mean, var, inputs, y):
     R = r * jnp.eye(p)
     measured = inputs is not None
     if measured:
-        u = jnp.asarray(inputs, jnp.float64)
+        u = jnp.asarray(inputs, _float_dtype())
         b = jnp.zeros((E, n))
         Q = jnp.broadcast_to(q * eye, (E, n, n))
         B_in = B
@@ -551,15 +558,6 @@ def _kalman_loglik(config, sz: _Sizes, A, B, C, q, r, mean, var, inputs, y):
 
 
 # ------------------------------------------------------------------------------ simulators
-def _controllability(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """[B, AB, ..., A^{n-1} B]."""
-    blocks, AkB = [], B
-    for _ in range(A.shape[0]):
-        blocks.append(AkB)
-        AkB = A @ AkB
-    return np.hstack(blocks)
-
-
 def _full_rank(M: np.ndarray, rows: int) -> bool:
     return int(np.linalg.matrix_rank(M)) == rows
 
@@ -576,7 +574,7 @@ def random_system(
     spectral_radius: float = 0.9,
     max_tries: int = 100,
 ) -> LTISystem:
-    r"""A random stable system of the reference experiments (science.md §2.1).
+    r"""A random stable system of the reference experiments (Rajendran et al. 2024, arXiv 2311.18048).
 
     :math:`A = \rho\, A_0 / \rho(A_0)` with :math:`A_0 \sim \mathcal N(0, 1)` entrywise, so its
     spectral radius is exactly ``spectral_radius``; ``B``, ``C`` have i.i.d. standard normal
@@ -611,7 +609,7 @@ def random_system(
         A = spectral_radius * A0 / np.abs(np.linalg.eigvals(A0)).max()
         B = zi[n * n: n * (n + m)].reshape(n, m) if use_B else np.eye(n)
         C = zi[n * (n + m):].reshape(p, n) if use_C else np.eye(n)
-        if _full_rank(_controllability(A, B), n) and _full_rank(_controllability(A.T, C.T), n):
+        if _full_rank(controllability_matrix(A, B), n) and _full_rank(observability_matrix(A, C).T, n):
             return LTISystem(A, B, C, meta={"name": "random", "spectral_radius": spectral_radius})
     raise IdentifiabilityError(
         f"no controllable and observable system in {max_tries} draws (n={n}, m={m}, p={p}); "
@@ -621,7 +619,7 @@ def random_system(
 
 @float64
 def dc_motor(dt: float = 0.01) -> LTISystem:
-    r"""DC motor of science.md §2.5, discretised by zero-order hold at step ``dt`` seconds.
+    r"""DC motor of Rajendran et al. 2024 (arXiv 2311.18048), discretised by zero-order hold at step ``dt`` seconds.
 
     State (current, angular velocity), input voltage, full-state output (C = I), with R = 1,
     L = 0.5, K = 0.01, J = 0.01, b = 0.1:
@@ -639,7 +637,7 @@ def dc_motor(dt: float = 0.01) -> LTISystem:
 
 @float64
 def spring_mass_damper(dt: float = 0.5) -> LTISystem:
-    r"""Spring–mass–damper of science.md §2.5, zero-order hold at step ``dt`` seconds.
+    r"""Spring–mass–damper of Rajendran et al. 2024 (arXiv 2311.18048), zero-order hold at step ``dt`` seconds.
 
     State (position, velocity), input force, position measured (C = [1, 0]), with c = 4,
     k = 2, M = 20: :math:`A_c = [[0, 1], [-k/M, -c/M]]`, :math:`B_c = [[0], [1/M]]`.

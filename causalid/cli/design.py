@@ -211,7 +211,7 @@ def _power(args) -> int:
     regime = list(args.regime or ([] if args.intervene else ["both"])) + [(node,) for node in args.intervene or []]
     pa = power_analysis(args.model, envs=args.envs, samples=args.samples, target=args.target,
                         replicates=args.replicates, alpha=args.alpha, regime=regime, graph=graph, num_vars=args.vars,
-                        ci_test=args.ci_test, conservative=args.conservative, seed=args.seed,
+                        ci_test=args.ci_test, conservative=args.conservative, key=args.seed,
                         progress=not args.quiet)
     print(pa.summary())
     if args.out:

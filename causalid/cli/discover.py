@@ -50,7 +50,7 @@ def run(args) -> int:
     if not args.quiet:
         print(f"data: {data}", file=sys.stderr)
     result = discover(data, method=method, alpha=args.alpha, ci_test=args.ci_test,
-                               correction=args.correction, seed=args.seed, progress=not args.quiet)
+                               correction=args.correction, key=args.seed, progress=not args.quiet)
     print(result.summary())
     truth = read_truth(truth_spec, data.names) if truth_spec else None
     if truth is not None:

@@ -18,7 +18,7 @@ def add_parser(subparsers) -> None:
     """Add the sub-command to ``causalid``'s sub-parsers."""
     s = subparsers.add_parser("simulate", help="write a simulated multi-environment data set (CSV with an 'env' column)")
     s.add_argument("model", choices=["bivariate", "binary", "icm", "lti"],
-                   help="bivariate: science.md's continuous reference; binary: the multivariate binary reference; "
+                   help="bivariate: the continuous reference of Guo et al. 2023; binary: the multivariate binary reference; "
                         "icm: linear-Gaussian ICM on a random DAG; lti: multi-environment LTI time series")
     s.add_argument("--envs", type=int, default=None,
                    help="number of environments (default 200; lti: m + 1 for --design max-variability, else 2m + 1)")
@@ -52,7 +52,7 @@ def _simulate(args) -> int:
     if args.envs < 1 or args.samples < 1:
         raise DataError("--envs and --samples must be positive")
     x, adjacency, names = simulate_dataset(args.model, num_envs=args.envs, num_samples=args.samples,
-                                           num_vars=args.vars, regime=args.regime, seed=args.seed)
+                                           num_vars=args.vars, regime=args.regime, key=args.seed)
     E, N, d = x.shape
     table = pd.DataFrame(x.reshape(E * N, d), columns=names)
     table.insert(0, "env", np.repeat(np.arange(E), N))

@@ -27,7 +27,7 @@ Each entry point has two twins with the identical signature, picked by ``method`
   Viterbi, and composition of back-pointer maps for Viterbi back-tracking and posterior path
   sampling;
 * ``"auto"`` — the parallel twin on GPU/TPU for ``T >= PARALLEL_MIN_STEPS``, else sequential
-  (see :func:`causalid.dynamics.kalman.choose_method`).
+  (see :func:`causalid.dynamics.scan.choose_method`).
 
 All functions are jit-able, ``vmap``-able (over sequences, environments, restarts) and
 differentiable in ``init``, ``trans`` and ``log_lik``.
@@ -43,7 +43,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from causalid._x64 import float64
-from causalid.dynamics.kalman import PARALLEL_MIN_STEPS, _prefix_scan, choose_method
+from causalid.dynamics.scan import PARALLEL_MIN_STEPS, choose_method, prefix_scan
 
 Array = jax.Array
 
@@ -265,7 +265,7 @@ def _forward_parallel(prep: _Prep):
     M0 = jnp.broadcast_to(prep.init * prep.b[0], (K, K))  # every row: the first forward message
     elems = (jnp.concatenate([M0[None], M]), jnp.zeros((T,), dtype))
     identity = (jnp.eye(K, dtype=dtype), jnp.zeros((), dtype))
-    P, s = _prefix_scan(_scaled_matmul, elems, identity)
+    P, s = prefix_scan(_scaled_matmul, elems, identity)
     rows = P[:, 0, :]
     tot = rows.sum(axis=1)
     alphas = rows / tot[:, None]
@@ -284,7 +284,7 @@ def _backward_parallel(prep: _Prep, log_norms: Array) -> Array:
     identity = (jnp.eye(K, dtype=dtype), jnp.zeros((), dtype))
     # suffix products M_{t+1} ... M_{T-1}: a prefix scan of the reversed sequence, with the
     # later (in time) factor on the right
-    P, _ = flip(_prefix_scan(lambda late, early: _scaled_matmul(early, late), elems, identity))
+    P, _ = flip(prefix_scan(lambda late, early: _scaled_matmul(early, late), elems, identity))
     betas = P.sum(axis=2)
     betas = betas / betas.sum(axis=1, keepdims=True)
     return jnp.concatenate([betas, jnp.full((1, K), 1.0 / K, dtype)])
@@ -437,7 +437,7 @@ def hmm_viterbi(init, trans, log_lik, length=None, *, method: str = "auto") -> t
         L = log_T + ll[1:, None, :]
         L0 = jnp.broadcast_to(delta0, (K, K))
         ident = jnp.where(jnp.eye(K, dtype=bool), 0.0, -jnp.inf).astype(dtype)
-        deltas = _prefix_scan(_maxplus, jnp.concatenate([L0[None], L]), ident)[:, 0, :]
+        deltas = prefix_scan(_maxplus, jnp.concatenate([L0[None], L]), ident)[:, 0, :]
     else:
 
         def step(delta, x):
@@ -465,7 +465,7 @@ def _backtrack(maps: Array, z_last: Array, *, method: str) -> Array:
         K = maps.shape[1]
         ident = jnp.arange(K, dtype=maps.dtype)
         # suffix compositions maps[t] ∘ maps[t+1] ∘ ... ∘ maps[T-2]
-        suffix = _prefix_scan(_compose, maps[::-1], ident)[::-1]
+        suffix = prefix_scan(_compose, maps[::-1], ident)[::-1]
         head = suffix[:, z_last]
         return jnp.concatenate([head, z_last[None]])
 

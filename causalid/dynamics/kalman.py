@@ -18,7 +18,7 @@ up to rounding, identical results):
 * ``"sequential"``: one ``lax.scan`` over time (depth and work :math:`O(T)`);
 * ``"parallel"``: the associative-operator formulation of Särkkä & García-Fernández,
   "Temporal parallelization of Bayesian smoothers", IEEE TAC 66(1), 2021, for both the
-  filter and the RTS smoother, evaluated by a log-depth prefix scan (:func:`_prefix_scan`;
+  filter and the RTS smoother, evaluated by a log-depth prefix scan (:func:`causalid.dynamics.scan.prefix_scan`;
   depth :math:`O(\log T)`, work :math:`O(T\log T)`; pays off on GPUs / TPUs).  Its
   log-likelihood sums the per-step Gaussian terms of the parallel predicted moments;
 * ``"auto"``: :func:`choose_method`, a static (Python-level) rule.
@@ -56,6 +56,7 @@ from jax import lax
 
 from causalid._linalg import solve_general, spd_inv_logdet, symmetrize
 from causalid._x64 import float64
+from causalid.dynamics.scan import choose_method, prefix_scan
 from causalid.errors import DataError
 
 Array = jax.Array
@@ -69,14 +70,9 @@ __all__ = [
     "kalman_smoother",
     "log_likelihood",
     "dense_log_likelihood",
-    "choose_method",
-    "PARALLEL_MIN_STEPS",
 ]
 
 _LOG2PI = math.log(2.0 * math.pi)
-
-#: ``"auto"`` uses the parallel twin on an accelerator once ``T`` reaches this many steps.
-PARALLEL_MIN_STEPS = 256
 
 
 # ------------------------------------------------------------------------ containers
@@ -197,38 +193,6 @@ def make_params(A, C, Q, R, *, B=None, D=None, b=None, d=None, m0=None, P0=None)
             raise DataError(f"{name} must have shape {shape}; got {val.shape}")
     return LGSSMParams(m0=m0, P0=P0, A=A, B=B, b=b, Q=Q, C=C, D=D, d=d, R=R)
 
-
-def choose_method(num_steps: int) -> str:
-    r"""The ``method="auto"`` rule.
-
-    Parameters
-    ----------
-    num_steps : int
-        Static sequence length ``T``.
-
-    Returns
-    -------
-    str
-        ``"parallel"`` when the default backend is a GPU / TPU and ``num_steps >=``
-        :data:`PARALLEL_MIN_STEPS`, else ``"sequential"``.  On CPU the sequential scan
-        always wins: the parallel twin does :math:`O(T\log T)` work and each level is a
-        batch of small matrix products, measured 10-60x slower at n = 10, T = 10^4.
-
-    Notes
-    -----
-    Resolved in Python from static information (the default backend and the static
-    length), so it is safe under ``jit`` and ``vmap``.
-    """
-    backend = jax.default_backend().lower()
-    if backend in ("gpu", "cuda", "rocm", "tpu") and int(num_steps) >= PARALLEL_MIN_STEPS:
-        return "parallel"
-    return "sequential"
-
-
-# ------------------------------------------------------------------ small linear algebra
-
-
-# ------------------------------------------------------------------ data preparation
 
 
 class _Prepared(NamedTuple):
@@ -401,34 +365,6 @@ def _smooth_sequential(params: LGSSMParams, fm, fc, pm, pc):
 # ---------------------------------------------------------------------- parallel twin
 
 
-def _prefix_scan(op, elems, identity):
-    r"""Inclusive associative scan :math:`s_t = a_0 \otimes a_1 \otimes \dots \otimes a_t`.
-
-    Kogge-Stone / Hillis-Steele doubling: level ``k`` replaces every :math:`s_t` by
-    :math:`s_{t-2^k} \otimes s_t` (the identity element stands in for :math:`t < 2^k`), so
-    :math:`\lceil\log_2 T\rceil` levels of one ``vmap``-ed ``op`` each give the result.
-    The levels run in a ``fori_loop``, so ``op`` is compiled once: the recursion of
-    ``jax.lax.associative_scan`` instantiates it :math:`2\log_2 T` times, which on XLA:CPU
-    took 16 s (value) and 51 s (gradient) to compile at T = 1024, n = 10.  The price is
-    :math:`O(T \log T)` instead of :math:`O(T)` work, immaterial at the depth-bound sizes
-    where the parallel twin is chosen.  ``op(earlier, later)`` must be associative.
-    """
-    T = jax.tree.leaves(elems)[0].shape[0]
-    levels = (T - 1).bit_length()  # ceil(log2 T)
-    pads = jax.tree.map(lambda x, e: jnp.broadcast_to(e, x.shape), elems, identity)
-    batched = jax.vmap(op)
-
-    @functools.partial(jax.checkpoint, policy=_remat)
-    def level(k, xs):
-        # s_{t - 2^k}, with the identity for t < 2^k: a window of [identity block, s]
-        start = T - jnp.left_shift(1, k)
-        prev = jax.tree.map(
-            lambda x, pad: lax.dynamic_slice_in_dim(jnp.concatenate([pad, x]), start, T), xs, pads
-        )
-        return batched(prev, xs)
-
-    return lax.fori_loop(0, levels, level, elems)
-
 
 def _filter_elements(params: LGSSMParams, prep: _Prepared):
     r"""Associative filtering elements :math:`(F_t, c_t, \Sigma_t, \eta_t, J_t)`.
@@ -524,7 +460,7 @@ def _filter_parallel(params: LGSSMParams, prep: _Prepared):
     n = A.shape[0]
     eye, zn, znn = jnp.eye(n), jnp.zeros((n,)), jnp.zeros((n, n))
     elems = _filter_elements(params, prep)
-    _, fm, fc, _, _ = _prefix_scan(_filter_combine, elems, (eye, zn, znn, zn, znn))
+    _, fm, fc, _, _ = prefix_scan(_filter_combine, elems, (eye, zn, znn, zn, znn))
     pm = jnp.concatenate([params.m0[None], fm[:-1] @ A.T + prep.cx[:-1]], axis=0)
     pc = jnp.concatenate([params.P0[None], symmetrize(A @ fc[:-1] @ A.T + Q)], axis=0)
 
@@ -563,7 +499,7 @@ def _smooth_parallel(params: LGSSMParams, fm, fc, pm, pc):
     flip = functools.partial(jax.tree.map, lambda x: jnp.flip(x, axis=0))
     # suffix scan = prefix scan of the time-reversed sequence with the operands swapped
     ident = (jnp.eye(n), jnp.zeros((n,)), jnp.zeros((n, n)))
-    out = _prefix_scan(lambda later, early: _smooth_combine(early, later), flip((E, g, L)), ident)
+    out = prefix_scan(lambda later, early: _smooth_combine(early, later), flip((E, g, L)), ident)
     _, ms, ps = flip(out)
     cross = ps[1:] @ jnp.swapaxes(gains, 1, 2)
     return ms, ps, cross

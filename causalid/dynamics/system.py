@@ -172,3 +172,17 @@ class InputDesign:
     @classmethod
     def from_dict(cls, d: dict) -> "InputDesign":
         return cls(np.asarray(d["mean"]), np.asarray(d["var"]), d.get("name", "custom"))
+
+
+def controllability_matrix(A, B) -> np.ndarray:
+    """[B, AB, …, A^{n−1}B] (as ``control.ctrb``; importing python-control costs about 1 s)."""
+    A = np.asarray(A, float)
+    blocks = [np.asarray(B, float)]
+    for _ in range(A.shape[0] - 1):
+        blocks.append(A @ blocks[-1])
+    return np.hstack(blocks)
+
+
+def observability_matrix(A, C) -> np.ndarray:
+    """[C; CA; …; CA^{n−1}] (as ``control.obsv``)."""
+    return controllability_matrix(np.asarray(A, float).T, np.asarray(C, float).T).T

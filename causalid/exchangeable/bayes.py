@@ -1,7 +1,7 @@
 r"""Bayesian structure learning from multi-environment exchangeable data.
 
 The model is the causal de Finetti / independent-causal-mechanisms (ICM) plate model of
-``docs/science.md`` §1.  For a DAG :math:`G` with parent sets :math:`\mathrm{pa}(i)`,
+Guo et al. 2023 (arXiv 2203.15756) and Reizinger et al. 2025 (arXiv 2406.14302).  For a DAG :math:`G` with parent sets :math:`\mathrm{pa}(i)`,
 
 .. math::
 

@@ -152,7 +152,7 @@ def mechanism_variability_program(d: int, parents: dict[int, Sequence[int]]) -> 
     ``X_i^(1) ⊥ X_i^(2) | pa^(1), pa^(2)`` holds iff node ``i``'s mechanism parameters are
     shared by all environments (given its parents, two samples can only be linked through
     them).  For a root this is ``X_i^(1) ⊥ X_i^(2)``.  A small p-value says the mechanism
-    varies.  In the bivariate case X -> Y this is science.md's regime diagnostic:
+    varies.  In the bivariate case X -> Y this is the regime diagnostic of the plate model (Guo et al. 2023; Reizinger et al. 2025):
     cause-only variability leaves ``Y1 ⊥ Y2 | X1, X2``, mechanism-only leaves ``X1 ⊥ X2``.
     """
     queries = []

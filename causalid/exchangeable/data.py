@@ -16,6 +16,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 import pandas as pd
 
+from causalid._arrays import check_names
 from causalid._io import read_table
 from causalid.errors import DataError
 
@@ -90,7 +91,7 @@ class MultiEnvData:
         d = blocks[0].shape[1]
         if d == 0:
             raise DataError("the data have no variables (d = 0)")
-        names = _check_names(names, d)
+        names = check_names(names, d, "X", "variable")
         envs = tuple(str(e) for e in (envs if envs is not None else range(len(blocks))))
         if len(envs) != len(blocks):
             raise DataError(f"got {len(envs)} environment labels for {len(blocks)} environments")
@@ -290,18 +291,6 @@ def data_kind(x: np.ndarray) -> Literal["binary", "categorical", "continuous"]:
     if np.all(x == np.round(x)) and x.min() >= 0 and x.max() < _MAX_DISCRETE_LEVELS:
         return "categorical"
     return "continuous"
-
-
-def _check_names(names, d) -> tuple[str, ...]:
-    if names is None:
-        return tuple(f"X{i}" for i in range(d))
-    names = tuple(str(n) for n in names)
-    if len(names) != d:
-        raise DataError(f"got {len(names)} names for {d} variables")
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise DataError(f"duplicated variable name(s) {dup}; every variable needs its own name")
-    return names
 
 
 def _is_env_relabel(col: pd.Series, labels: pd.Series) -> bool:

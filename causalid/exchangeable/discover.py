@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from causalid._progress import show_progress
+from causalid._random import int_seed, key_or_seed
 from causalid._x64 import float64
 from causalid.errors import DataError
 from causalid.exchangeable import cdf
@@ -51,8 +53,9 @@ def discover(
     max_parents: int | None = None,
     num_steps: int | None = None,
     edge_prior: float = 0.5,
-    seed: int = 0,
-    progress: bool = False,
+    key=None,
+    seed=None,
+    progress: bool | None = None,
 ) -> StructureResult:
     """Recover a causal DAG from multi-environment exchangeable data.
 
@@ -86,15 +89,20 @@ def discover(
         ``bayes`` only: largest parent set considered, MCMC steps beyond exhaustive size.
     edge_prior : float
         ``bayes`` only: prior probability of each edge (0.5 = uniform over DAGs).
-    seed : int
-        Seed for pair sampling, random features and MCMC.
-    progress : bool
+    key : int or PRNG key
+        Randomness of pair sampling, random features and MCMC (default 0).  The causal de
+        Finetti tests compile their seed in as a constant: an int is used as it is, a key
+        is turned into one.  ``seed=`` is a deprecated alias.
+    progress : bool or None
+        (None, the default: shown when someone watches, see :mod:`causalid._progress`.)
         Show progress on long runs.
 
     Returns
     -------
     StructureResult
     """
+    progress = show_progress(progress)
+    seed = int_seed(key_or_seed(key, seed, "discover"))
     data = _as_data(data)
     _check_alpha(alpha)
     if method == "cdf":
@@ -124,7 +132,7 @@ def discover_batch(
     x : array, shape (R, E, N, d)
         ``R`` data sets of ``E`` environments with ``N`` samples each.
     method, alpha, options
-        As for :func:`discover`.
+        As for :func:`discover` (``key=``; ``seed=`` is its deprecated alias).
 
     Returns
     -------
@@ -142,17 +150,18 @@ def discover_batch(
         raise DataError(f"got {len(names)} names for {d} variables")
     _check_alpha(alpha)
     kind = data_kind(x)
+    seed = int_seed(key_or_seed(options.pop("key", None), options.pop("seed", None), "discover_batch"))
     if method == "cdf":
         if N < 2:
             raise DataError("the causal de Finetti tests need at least 2 samples per environment; got N = 1")
         opts = {k: options.pop(k) for k in list(options) if k in
-                ("ci_test", "rule", "correction", "max_pairs", "diagnose", "seed", "progress")}
+                ("ci_test", "rule", "correction", "max_pairs", "diagnose", "progress")}
         if options:
             raise DataError(f"unknown option(s) for method 'cdf': {sorted(options)}")
         return _cdf_many(x, np.ones((R, E, N), dtype=bool), names, alpha=alpha, kind=kind,
-                         envs=tuple(str(e) for e in range(E)), **opts)
+                         envs=tuple(str(e) for e in range(E)), seed=seed, **opts)
     if method == "bayes":
-        return bayes_discover_batch(x, names, kind, **options)
+        return bayes_discover_batch(x, names, kind, seed=seed, **options)
     raise DataError(f"unknown method {method!r}; choose 'cdf' or 'bayes'")
 
 
@@ -247,20 +256,22 @@ def _pair_data(values, mask, kind, ci_test, max_pairs, seed):
 
 @float64
 def diagnose_mechanisms(
-    data, graph: nx.DiGraph, alpha: float = 0.05, ci_test: str | None = None, seed: int = 0
+    data, graph: nx.DiGraph, alpha: float = 0.05, ci_test: str | None = None, key=None, seed=None
 ) -> pd.DataFrame:
     """Which mechanisms vary across environments, for a given DAG.
 
     For every variable ``i`` the test ``X_i^(1) ⊥ X_i^(2) | pa^(1), pa^(2)`` (two samples of
     one environment) holds iff the mechanism of ``i`` is shared by all environments.  With
     X -> Y: cause-only variability (IEM) leaves the effect's mechanism shared, mechanism-only
-    variability leaves the cause's shared (science.md §1.2).
+    variability leaves the cause's shared (Guo et al. 2023; Reizinger et al. 2025).
 
     Returns
     -------
     pandas.DataFrame
         Columns ``variable``, ``parents``, ``pvalue``, ``varies`` (``pvalue <= alpha``).
+        ``key`` as for :func:`discover` (``seed=`` is its deprecated alias).
     """
+    seed = int_seed(key_or_seed(key, seed, "diagnose_mechanisms"))
     data = _as_data(data)
     _check_alpha(alpha)
     names = list(data.names)
@@ -340,9 +351,10 @@ def bayes_discover(
     diagnose: bool = True,
     alpha: float = 0.05,
     seed: int = 0,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> StructureResult:
     """Posterior over DAGs of the exchangeable hierarchical model (see :mod:`causalid.exchangeable.bayes`)."""
+    progress = show_progress(progress)
     family = _family(data.kind())
     if progress:
         mode = "exhaustive enumeration" if data.num_vars <= 5 else "order MCMC"
@@ -353,7 +365,7 @@ def bayes_discover(
     seconds = time.perf_counter() - t0
     result = _result(post, list(data.names), family, max_parents, num_steps, edge_prior, seed, seconds)
     if diagnose and data.counts.min() >= 2 and data.num_envs >= 6:
-        result.mechanisms = diagnose_mechanisms(data, result.graph, alpha=alpha, seed=seed)
+        result.mechanisms = diagnose_mechanisms(data, result.graph, alpha=alpha, key=seed)
     return result
 
 

@@ -30,6 +30,7 @@ from numpyro import handlers
 from numpyro.infer import MCMC, NUTS
 from numpyro.infer.reparam import LocScaleReparam
 
+from causalid._progress import show_progress
 from causalid._typing import Family, Regime
 from causalid._x64 import float64
 from causalid.errors import ConvergenceWarning, DataError
@@ -121,7 +122,7 @@ def fit_parameters(
     num_samples: int = 500,
     num_chains: int = 2,
     key: int | jax.Array = 0,
-    progress_bar: bool = False,
+    progress: bool | None = None,
     *,
     prior: ICMPrior = ICMPrior(),
     num_categories: int = 3,
@@ -141,7 +142,9 @@ def fit_parameters(
     num_warmup, num_samples, num_chains : int
         NUTS settings; chains run vectorised on one device, in parallel on several.
     key : int or PRNG key
-    progress_bar : bool
+    progress : bool or None
+        NUTS progress bar (None, the default: shown when someone watches, see
+        :mod:`causalid._progress`).
     noncentered : bool or collection of str
         Per-environment parameters to sample non-centred, :math:`\theta_e = \mu + \tau z_e` with
         :math:`z_e \sim \mathcal N(0, 1)` (extra sites ``<site>_decentered``): ``True`` for all,
@@ -208,7 +211,7 @@ def fit_parameters(
         num_samples=num_samples,
         num_chains=num_chains,
         chain_method=chain_method,
-        progress_bar=progress_bar,
+        progress_bar=show_progress(progress),
     )
     mcmc.run(rng, **model_kwargs)
 

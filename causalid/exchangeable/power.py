@@ -1,4 +1,4 @@
-r"""Power analysis for exchangeable multi-environment data (science.md §1, §4).
+r"""Power analysis for exchangeable multi-environment data (Guo et al. 2023; Reizinger et al. 2025).
 
 How many environments E, and samples N per environment, does the causal de Finetti engine
 (``causalid.discover(data, method="cdf")``) need to recover the causal structure with a
@@ -16,7 +16,7 @@ environments, which dominates the run time of a small grid.
 
 Generators (``model``):
 
-``"bivariate"``  science.md §1.4's continuous reference (X, Y; truth uniform over X→Y, Y→X
+``"bivariate"``  Guo et al. 2023's continuous reference (X, Y; truth uniform over X→Y, Y→X
                  and no edge); ``regime`` chooses which mechanisms vary across environments
                  ("both", "cause", "mechanism").  Replicates come from one vmapped program.
 ``"binary"``     the multivariate binary reference on ``num_vars`` nodes (vmapped).
@@ -52,6 +52,8 @@ import pandas as pd
 
 from causalid._checks import positive_int
 from causalid._plotting import figure_grid
+from causalid._progress import show_progress
+from causalid._random import int_seed, key_or_seed
 from causalid._results import Result
 from causalid._x64 import float64
 from causalid.errors import DataError
@@ -261,7 +263,7 @@ def _simulate(model: str, key, E: int, N: int, R: int, regime, num_vars: int, gr
     xs, adjs = [], []
     for r in range(R):
         seed = int(jax.random.randint(keys[r], (), 0, 2**31 - 1))
-        g = random_dag(num_vars, seed=seed)
+        g = random_dag(num_vars, key=seed)
         names = list(g.nodes)
         x, _ = ex.simulate(g, keys[r], E, N, family="linear_gaussian", regime=regime, names=names)
         xs.append(np.asarray(x))
@@ -283,8 +285,9 @@ def power_analysis(
     num_vars: int = 3,
     ci_test: str | None = None,
     conservative: bool = False,
-    seed: int = 0,
-    progress: bool = False,
+    key=None,
+    progress: bool | None = None,
+    seed=None,
 ) -> PowerAnalysis:
     """How many environments and samples per environment reach a target accuracy, by simulation.
 
@@ -311,8 +314,11 @@ def power_analysis(
     conservative : bool
         Decide "reached" by the lower end of the 95 % Wilson interval instead of the
         estimate.
-    seed : int
-    progress : bool
+    key : int or PRNG key
+        Randomness of the simulations and the tests (default 0); ``seed=`` is its deprecated
+        alias.
+    progress : bool or None
+        (None, the default: shown when someone watches, see :mod:`causalid._progress`.)
         Print one line per setting.
 
     Returns
@@ -326,6 +332,7 @@ def power_analysis(
     >>> list(pa.table.columns[:5])
     ['regime', 'num_envs', 'num_samples', 'replicates', 'accuracy']
     """
+    progress = show_progress(progress)
     if model not in _MODELS:
         raise DataError(f"unknown model {model!r}; choose one of {list(_MODELS)}")
     graph = _check_graph(graph, model)
@@ -347,7 +354,8 @@ def power_analysis(
         num_vars = positive_int(num_vars, "num_vars")
         if num_vars < 2:
             raise DataError("num_vars must be at least 2")
-    key = jax.random.PRNGKey(int(seed))
+    seed = int_seed(key_or_seed(key, seed, "power_analysis"))
+    key = jax.random.PRNGKey(seed)
     rows, t_sim = [], 0.0
     for label, gen_regime in candidates:
         t0 = time.perf_counter()
@@ -356,7 +364,7 @@ def power_analysis(
         for E, N in itertools.product(env_grid, sample_grid):
             t0 = time.perf_counter()
             x = np.ascontiguousarray(x_all[:, :E, :N])
-            results = discover_batch(x, method="cdf", alpha=alpha, ci_test=ci_test, seed=int(seed))
+            results = discover_batch(x, method="cdf", alpha=alpha, ci_test=ci_test, key=int(seed))
             est = [np.asarray(r.adjacency(), dtype=int) for r in results]
             exact = sum(int(np.array_equal(a, b)) for a, b in zip(est, truth))
             lo, hi = _wilson(exact, R)

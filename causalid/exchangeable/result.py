@@ -66,7 +66,7 @@ class StructureResult(Result):
     def regime(self) -> str | None:
         """For two variables with an edge: ``both``, ``cause``, ``mechanism`` or ``neither``.
 
-        Which mechanisms vary across environments (science.md §1.2): cause-only
+        Which mechanisms vary across environments (Guo et al. 2023; Reizinger et al. 2025): cause-only
         variability leaves the effect's mechanism shared, mechanism-only leaves the cause's.
         """
         if self.mechanisms is None or len(self.names) != 2 or self.graph.number_of_edges() != 1:

@@ -355,7 +355,7 @@ def nig_problem(
     Examples
     --------
     >>> import causalid
-    >>> from causalid.verify.sbc import nig_problem
+    >>> from causalid.exchangeable.sbc import nig_problem
     >>> res = nig_problem(num_envs=1, num_samples=8).run(100, key=0, num_draws=49)
     >>> res.parameters, res.test().passed
     (['beta[0,0]', 'beta[0,1]', 'sigma2[0]'], True)

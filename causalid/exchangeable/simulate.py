@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-import jax
 import networkx as nx
 import numpy as np
 
+from causalid._random import as_key, int_seed, key_or_seed
 from causalid._x64 import float64
 from causalid.errors import DataError
 from causalid.models import exchangeable as ex
 
 
 @float64
-def random_dag(num_vars: int, edge_prob: float = 0.5, seed: int = 0, names=None) -> nx.DiGraph:
-    """Erdős–Rényi DAG: a random order, each forward pair an edge with ``edge_prob``."""
-    rng = np.random.default_rng(seed)
+def random_dag(num_vars: int, edge_prob: float = 0.5, key=None, names=None, *, seed=None) -> nx.DiGraph:
+    """Erdős–Rényi DAG: a random order, each forward pair an edge with ``edge_prob``.
+
+    ``key``: an int seed (default 0) or a PRNG key; ``seed=`` is its deprecated alias."""
+    rng = np.random.default_rng(int_seed(key_or_seed(key, seed, "random_dag")))
     names = list(names) if names is not None else [f"X{i}" for i in range(num_vars)]
     order = rng.permutation(num_vars)
     g = nx.DiGraph()
@@ -35,19 +37,24 @@ def simulate_dataset(
     num_samples: int,
     num_vars: int = 3,
     regime: str = "both",
-    seed: int = 0,
+    key=None,
+    *,
+    seed=None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Draw one data set.
 
     Returns ``(x, adjacency, names)`` with ``x`` of shape (env, sample, var) and
     ``adjacency[i, j] = 1`` for ``names[i] -> names[j]``.
 
-    * ``bivariate``: science.md §1.4's continuous reference (X, Y; truth uniform over
+    * ``bivariate``: Guo et al. 2023's continuous reference (X, Y; truth uniform over
       X→Y, Y→X, no edge), with the IEM ``regime``;
     * ``binary``: the multivariate binary reference on ``num_vars`` nodes;
     * ``icm``: the linear-Gaussian exchangeable ICM model on a random DAG.
+
+    ``key``: an int seed (default 0) or a PRNG key; ``seed=`` is its deprecated alias.
     """
-    key = jax.random.PRNGKey(seed)
+    seed = key_or_seed(key, seed, "simulate_dataset")
+    key = as_key(seed)
     if model == "bivariate":
         x, label = ex.scm_bivariate_continuous(key, num_envs, num_samples, regime=regime)
         adjacency = np.zeros((2, 2), dtype=int)
@@ -62,7 +69,7 @@ def simulate_dataset(
     if model == "icm":
         if num_vars < 2:
             raise DataError("--vars must be at least 2")
-        g = random_dag(num_vars, seed=seed)
+        g = random_dag(num_vars, key=int_seed(seed))
         names = list(g.nodes)
         x, _ = ex.simulate(g, key, num_envs, num_samples, family="linear_gaussian", regime=regime, names=names)
         return np.asarray(x), nx.to_numpy_array(g, nodelist=names, weight=None).astype(int), names

@@ -1,14 +1,14 @@
 r"""Sweep plug-ins of the exchangeable wing (:mod:`causalid.verify.plugin`).
 
 ``bivariate``
-    The causal de Finetti bivariate continuous reference (science.md §1.4,
+    The causal de Finetti bivariate continuous reference (Guo et al. 2023, arXiv 2203.15756,
     :func:`causalid.models.exchangeable.scm_bivariate_continuous`): truth uniform over X→Y,
     Y→X and no edge.  Settings ``envs``, ``samples``, ``regime``.  Engines ``cdf`` and
     ``bayes`` (:func:`causalid.discover_batch`).  Metrics ``accuracy`` (1 when the graph is
     recovered exactly), ``shd``, ``normalized_shd``, ``precision``, ``recall``,
     ``direction_accuracy`` (:func:`causalid.structure_metrics`; NaN when no true edge was found).
 ``multivariate-binary``
-    The multivariate binary reference (§1.4,
+    The multivariate binary reference (Guo et al. 2023,
     :func:`causalid.models.exchangeable.scm_multivariate_binary`).  Settings ``envs``,
     ``samples``, ``vars``; engines and metrics as ``bivariate``.
 """
@@ -95,7 +95,7 @@ def _discover_fit_score(method, options, sim, key, metrics):
     if method == "cdf":
         opts["diagnose"] = False
     try:
-        results = discover_batch(x, method=method, seed=sim["seed"], **opts)
+        results = discover_batch(x, method=method, key=sim["seed"], **opts)
     except CausalIDError as exc:
         scores.fail(slice(None), one_line(exc))
         return scores

@@ -1,6 +1,6 @@
 r"""Which HMM mechanism changes across environments, and how many states.
 
-:func:`compare_mechanisms` answers science.md §3's question for a multi-environment data set:
+:func:`compare_mechanisms` answers the causal de Finetti question for HMMs (Guo et al. 2023) for a multi-environment data set:
 do the transitions (the cause mechanism: initial distribution and transition matrix), the
 emissions (the effect mechanism), both or neither vary across environments?  It fits the four
 nested models by EM and runs two likelihood-ratio tests against the model in which both vary:
@@ -41,6 +41,7 @@ import pandas as pd
 from scipy import stats
 
 from causalid._plotting import figure_grid
+from causalid._progress import show_progress
 from causalid._results import Result
 from causalid._x64 import float64
 from causalid.dynamics.hmm import hmm_filter
@@ -155,7 +156,7 @@ class MechanismReport(Result):
 def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alpha: float = 0.05,
                        null: str = "bootstrap", num_bootstrap: int = 99, covariance: str = "full",
                        num_restarts: int = 5, max_iters: int = 300, tol: float = 1e-6, key=0,
-                       num_categories: int | None = None, progress: bool = True) -> MechanismReport:
+                       num_categories: int | None = None, progress: bool | None = None) -> MechanismReport:
     """Test which mechanisms (transitions, emissions) vary across environments.
 
     Parameters
@@ -174,12 +175,14 @@ def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alp
     covariance, num_restarts, max_iters, tol, num_categories
         As :func:`causalid.fit_hmm`.
     key : int or PRNGKey
-    progress : bool
+    progress : bool or None
+        (None, the default: shown when someone watches, see :mod:`causalid._progress`.)
 
     Returns
     -------
     MechanismReport
     """
+    progress = show_progress(progress)
     data = SequenceData.coerce(data)
     if data.num_envs < 2:
         raise DataError("compare_mechanisms needs at least 2 environments; got 1")
@@ -280,7 +283,7 @@ def _total_log_likelihoods(params, ys, lengths, *, config, partial):
 @float64
 def select_num_states(data, states=(1, 2, 3, 4), emission: str = "gaussian", *, criteria=("bic",),
                       shared="all", key=0, num_restarts: int = 10, max_iters: int = 500,
-                      num_warmup: int = 300, num_samples: int = 300, num_chains: int = 2, progress: bool = True,
+                      num_warmup: int = 300, num_samples: int = 300, num_chains: int = 2, progress: bool | None = None,
                       **fit_kwargs) -> tuple[pd.DataFrame, dict]:
     """Compare numbers of states.
 
@@ -295,6 +298,7 @@ def select_num_states(data, states=(1, 2, 3, 4), emission: str = "gaussian", *, 
     fits : dict
         ``{num_states: HMMResult}`` (EM fits, or NUTS fits when LOO/WAIC are requested).
     """
+    progress = show_progress(progress)
     import arviz as az
 
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from causalid._arrays import check_names, pad_blocks
 from causalid.errors import DataError
-from causalid.lti.data import LTIData, _names
 
 __all__ = ["SequenceData"]
 
@@ -70,7 +70,7 @@ class SequenceData:
                     raise DataError(f"y: environment {e}, sequence {n} has an infinite value at step {t}; "
                                     "use NaN for a missing value")
         lengths = _lengths(blocks)
-        y_arr = _pad(blocks, lengths, D)
+        y_arr = pad_blocks(blocks, lengths, D)
         u_arr, m = None, 0
         if inputs is not None:
             ub = _blocks(inputs, "inputs")
@@ -84,10 +84,10 @@ class SequenceData:
                         raise DataError(f"inputs: environment {e}, sequence {n} has NaN/inf; inputs must be "
                                         "complete (impute or cut the sequence)")
             m = ub[0][0].shape[1]
-            u_arr = _pad(ub, lengths, m, fill=0.0)
-        names = _names(names, D, "y", "column")
-        env_names = _names(env_names, len(blocks), "", "environment")
-        return cls(y_arr, lengths, names, env_names, u_arr, _names(input_names, m, "u", "input") if m else ())
+            u_arr = pad_blocks(ub, lengths, m, fill=0.0)
+        names = check_names(names, D, "y", "column")
+        env_names = check_names(env_names, len(blocks), "", "environment")
+        return cls(y_arr, lengths, names, env_names, u_arr, check_names(input_names, m, "u", "input") if m else ())
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame, env: str | None = None, time: str | None = None,
@@ -158,11 +158,12 @@ class SequenceData:
 
     @classmethod
     def coerce(cls, data) -> SequenceData:
-        """A :class:`SequenceData` from anything :func:`causalid.fit_hmm` accepts."""
+        """A :class:`SequenceData` from anything :func:`causalid.fit_hmm` accepts: itself, an
+        :class:`~causalid.LTIData` (its outputs), a long table, or arrays / lists of arrays."""
         if isinstance(data, SequenceData):
             return data
-
-        if isinstance(data, LTIData):
+        if all(hasattr(data, a) for a in ("y", "lengths", "output_names", "env_names")):
+            # time-series data of the LTI wing (causalid.LTIData): its outputs, sequence by sequence
             blocks = [[data.y[e, n, : data.lengths[e, n]] for n in range(data.y.shape[1])]
                       for e in range(data.y.shape[0])]
             return cls.from_arrays(blocks, names=data.output_names, env_names=data.env_names)
@@ -272,12 +273,3 @@ def _lengths(blocks) -> np.ndarray:
     for e, b in enumerate(blocks):
         lengths[e, : len(b)] = [len(a) for a in b]
     return lengths
-
-
-def _pad(blocks, lengths, c, fill=np.nan) -> np.ndarray:
-    E, N = lengths.shape
-    out = np.full((E, N, int(lengths.max()), c), fill)
-    for e, seqs in enumerate(blocks):
-        for n, a in enumerate(seqs):
-            out[e, n, : len(a)] = a
-    return out

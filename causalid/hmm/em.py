@@ -26,6 +26,7 @@ from scipy.optimize import linear_sum_assignment
 
 from causalid._compile import compiled, to_device
 from causalid._linalg import spd_inv_logdet
+from causalid._progress import show_progress
 from causalid._random import as_key
 from causalid._x64 import float64
 from causalid.dynamics.hmm import hmm_smoother
@@ -356,7 +357,7 @@ def align_to(reference: dict, params: dict, config: HMMConfig) -> dict:
 
 @float64
 def bootstrap_hmm(result, data, num_bootstrap: int = 200, *, key=0, max_iters: int | None = None,
-                  tol: float | None = None, progress: bool = True):
+                  tol: float | None = None, progress: bool | None = None):
     """Parametric-bootstrap standard errors of an EM / MAP fit.
 
     ``num_bootstrap`` data sets are simulated from the fitted parameters with the observed
@@ -375,7 +376,8 @@ def bootstrap_hmm(result, data, num_bootstrap: int = 200, *, key=0, max_iters: i
         ``1 / sqrt(2 B)``.
     key : int or PRNGKey
     max_iters, tol : EM settings of the refits (default: the fit's).
-    progress : bool
+    progress : bool or None
+        (None, the default: shown when someone watches, see :mod:`causalid._progress`.)
 
     Returns
     -------
@@ -383,6 +385,7 @@ def bootstrap_hmm(result, data, num_bootstrap: int = 200, *, key=0, max_iters: i
         A copy of ``result`` with ``standard_errors`` (same keys and shapes as ``params``) and
         ``bootstrap_params`` (the aligned refits, leading axis ``B``).
     """
+    progress = show_progress(progress)
     data = SequenceData.coerce(data)
     config = result.config
     if config.input_dim or data.inputs is not None:

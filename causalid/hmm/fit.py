@@ -33,6 +33,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from causalid._compile import compiled, to_device
+from causalid._progress import show_progress
 from causalid._x64 import float64
 from causalid.errors import ConvergenceWarning, DataError
 from causalid.hmm.data import SequenceData
@@ -70,8 +71,10 @@ def vary_from_shared(shared) -> tuple:
     """
     names = ("transitions", "emissions")
     if isinstance(shared, str):
-        table = {"all": names, "both": names, "none": (), "transitions": ("transitions",),
-                 "emissions": ("emissions",)}
+        table = {"all": names, "none": (), "transitions": ("transitions",), "emissions": ("emissions",)}
+        if shared == "both":  # in causalid "both" always means both mechanisms *vary*
+            raise DataError("shared='both' is ambiguous: 'both' means both mechanisms vary elsewhere in "
+                            "causalid; give shared='all' (one HMM) or shared='none' (both vary)")
         if shared not in table:
             raise DataError(f"shared must be 'all', 'transitions', 'emissions' or 'none'; got {shared!r}")
         shared = table[shared]
@@ -158,7 +161,7 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
             method: str = "em", num_restarts: int = 10, max_iters: int = 500, tol: float = 1e-6,
             key=0, num_categories: int | None = None, min_covar: float = 1e-6,
             num_warmup: int = 500, num_samples: int = 500, num_chains: int = 2,
-            prior: HMMPrior | None = None, progress: bool = True, init_params=None):
+            prior: HMMPrior | None = None, progress: bool | None = None, init_params=None):
     r"""Fit a (multi-environment) HMM; see the module docstring for the engines.
 
     Parameters
@@ -189,7 +192,8 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
         NUTS settings.
     prior : HMMPrior
         Priors of ``"map"`` and ``"nuts"``.
-    progress : bool
+    progress : bool or None
+        (None, the default: shown when someone watches, see :mod:`causalid._progress`.)
         Show a progress bar.
     init_params : dict or list of dict, optional
         Extra EM starting points in the per-environment form of :attr:`HMMResult.params`
@@ -199,6 +203,7 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
     -------
     HMMResult
     """
+    progress = show_progress(progress)
 
     if method not in ("em", "map", "nuts"):
         raise DataError(f"method must be 'em', 'map' or 'nuts'; got {method!r}")

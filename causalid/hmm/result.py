@@ -15,6 +15,7 @@ import pandas as pd
 
 from causalid._checks import positive_int
 from causalid._compile import to_device
+from causalid._progress import show_progress
 from causalid._random import as_key
 from causalid._results import Result
 from causalid._x64 import float64
@@ -171,11 +172,12 @@ class HMMResult(Result):
 
     # --------------------------------------------------------------- uncertainty
     def bootstrap(self, data, num_bootstrap: int = 200, *, key=0, max_iters: int | None = None,
-                  tol: float | None = None, progress: bool = True) -> HMMResult:
+                  tol: float | None = None, progress: bool | None = None) -> HMMResult:
         """Parametric-bootstrap standard errors; see :func:`causalid.hmm.fit.bootstrap_hmm`.
 
         Returns a copy with :attr:`standard_errors` set (and an ``se`` column in
         :meth:`parameter_table`)."""
+        progress = show_progress(progress)
 
         return bootstrap_hmm(self, data, num_bootstrap, key=key, max_iters=max_iters, tol=tol,
                              progress=progress)

@@ -1,7 +1,7 @@
 r"""Sweep plug-in of the HMM wing (:mod:`causalid.verify.plugin`).
 
 ``hmm``
-    Multi-environment hidden Markov models (§3, :func:`causalid.models.hmm.random_hmm_params`
+    Multi-environment hidden Markov models (the causal de Finetti view of HMMs, Guo et al. 2023; :func:`causalid.models.hmm.random_hmm_params`
     and ``simulate_arrays``): ``states``, ``envs``, ``sequences`` per environment of ``steps``
     steps, ``emission`` (gaussian, poisson, categorical), ``obs_dim``, and which mechanisms
     ``vary`` across environments in the truth.  Engines ``em``, ``map``, ``nuts``

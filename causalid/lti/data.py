@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from causalid._arrays import check_names, pad_blocks
 from causalid.dynamics.system import InputDesign
 from causalid.errors import DataError
 
@@ -99,9 +100,9 @@ class LTIData:
             if any(a.shape[-1] != p for a in b):
                 raise DataError(f"y: environment {e} has a trajectory whose channel count is not {p} (environment 0)")
         lengths = np.asarray([[len(a) for a in b] for b in yb], dtype=int)
-        env_names = _names(env_names, E, "env", "environment")
-        output_names = _names(output_names, p, "y", "output")
-        Y = _pad(yb, lengths, p)
+        env_names = check_names(env_names, E, "env", "environment")
+        output_names = check_names(output_names, p, "y", "output")
+        Y = pad_blocks(yb, lengths, p)
         for e in range(E):
             vals = Y[e]
             if np.isinf(vals).any():
@@ -130,8 +131,8 @@ class LTIData:
                     f"{lengths.tolist()}, inputs {ulen.tolist()}"
                 )
             m = ub[0][0].shape[-1]
-            input_names = _names(input_names, m, "u", "input")
-            U = _pad(ub, lengths, m, fill=0.0)
+            input_names = check_names(input_names, m, "u", "input")
+            U = pad_blocks(ub, lengths, m, fill=0.0)
             for e in range(E):
                 for i in range(U.shape[1]):
                     seg = U[e, i, : lengths[e, i]]
@@ -156,14 +157,14 @@ class LTIData:
             design = InputDesign(mean_arr, var)
             var = design.var
             mean = None if input_mean is None else design.mean
-            input_names = _names(input_names, var.shape[1], "u", "input")
+            input_names = check_names(input_names, var.shape[1], "u", "input")
         latent = 0
         if U is None and var is None:
             if input_dim is not None:
                 latent = int(input_dim)
                 if latent < 1:
                     raise DataError(f"input_dim must be a positive number of inputs; got {input_dim}")
-                input_names = _names(input_names, latent, "u", "input")
+                input_names = check_names(input_names, latent, "u", "input")
             else:
                 input_names = ()
         elif input_dim is not None and input_dim != (U.shape[-1] if U is not None else var.shape[1]):
@@ -392,18 +393,6 @@ class LTIData:
 
 
 # ---------------------------------------------------------------------- helpers
-def _names(names, k, prefix, what) -> tuple[str, ...]:
-    if names is None:
-        return tuple(f"{prefix}{i}" for i in range(k))
-    names = tuple(str(n) for n in names)
-    if len(names) != k:
-        raise DataError(f"got {len(names)} {what} names for {k} {what}s")
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise DataError(f"duplicated {what} name(s) {dup}")
-    return names
-
-
 def _as_blocks(x, what) -> list[list[np.ndarray]]:
     """Per-environment lists of (T, channels) trajectories from an array or a ragged list."""
     if isinstance(x, (list, tuple)):
@@ -433,12 +422,3 @@ def _as_blocks(x, what) -> list[list[np.ndarray]]:
     if 0 in a.shape:
         raise DataError(f"{what} is empty (shape {a.shape})")
     return [list(b) for b in a]
-
-
-def _pad(blocks, lengths, c, fill=np.nan) -> np.ndarray:
-    E, N = lengths.shape
-    out = np.full((E, N, int(lengths.max()), c), fill)
-    for e, trajs in enumerate(blocks):
-        for i, a in enumerate(trajs):
-            out[e, i, : len(a)] = a
-    return out

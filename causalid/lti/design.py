@@ -1,4 +1,4 @@
-r"""Designing the input laws of a multi-environment LTI experiment (science.md §2, §4).
+r"""Designing the input laws of a multi-environment LTI experiment (Rajendran et al. 2024, arXiv 2311.18048).
 
 Model: ``y_{t+1} = Ã y_t + B̃ u_t (+ noise)`` with, in environment ``e``,
 ``u_t ~ N(μ_e, diag σ²_e)``.  The designer chooses the laws ``(μ_e, σ²_e)``, e = 0..E−1,
@@ -112,13 +112,14 @@ import numpy as np
 
 from causalid._checks import positive_int
 from causalid._compile import compiled
-from causalid._linalg import logdet_spd, spd_inv
+from causalid._linalg import logdet_spd
 from causalid._optim import ascend, batched_value_and_grad, soft_log_lambda_min
 from causalid._random import generators, host_key, seed_words
 from causalid._x64 import float64
 from causalid.dynamics.system import InputDesign, LTISystem
 from causalid.errors import DataError, IdentifiabilityError
 from causalid.lti.design_result import Design
+from causalid.lti.fisher import fisher_aux, lti_fisher
 from causalid.lti.identifiability import DEFAULT_TOL, check_lti, separability_index
 from causalid.lti.result import LTIResult
 
@@ -127,9 +128,7 @@ __all__ = [
     "Criterion",
     "design_criteria",
     "design_lti",
-    "fisher_aux",
     "log_separability",
-    "lti_fisher",
     "moment_error",
 ]
 
@@ -221,104 +220,6 @@ def _log_sigma_min_soft(var, delta):
     L = (prec[1:] - prec[:1]) / delta
     G = L.T @ L + 1e-14 * jnp.eye(var.shape[1], dtype=var.dtype)
     return 0.5 * soft_log_lambda_min(G)
-
-
-def fisher_aux(A_tilde, B_tilde, Q_tilde=None) -> dict:
-    """Design-independent pieces of :func:`lti_fisher`, computed once in NumPy.
-
-    ``N = (I − Ã)⁻¹`` (stationary mean), ``K = (I − Ã ⊗ Ã)⁻¹`` (stationary covariance,
-    ``vec P = K vec S``), and either ``Binv = B̃⁻¹`` (no process noise, m = n: then
-    ``S⁻¹ = B̃⁻ᵀ diag(1/σ²) B̃⁻¹`` in closed form) or ``Qinv = Q̃⁻¹`` (Woodbury).  With
-    them the information is a loop-free, differentiable function of the design.
-    """
-    At = np.asarray(A_tilde, np.float64)
-    Bt = np.asarray(B_tilde, np.float64)
-    n, m = Bt.shape
-    Qt = np.zeros((n, n)) if Q_tilde is None else np.asarray(Q_tilde, np.float64)
-    if np.max(np.abs(np.linalg.eigvals(At))) >= 1:
-        raise DataError("Ã is not stable (spectral radius ≥ 1): the state has no stationary law")
-    aux = {"A": At, "B": Bt, "Q": Qt, "N": np.linalg.inv(np.eye(n) - At),
-           "K": np.linalg.inv(np.eye(n * n) - np.kron(At, At))}
-    if np.any(Qt):
-        aux["Qinv"] = np.linalg.inv(0.5 * (Qt + Qt.T))
-    elif m == n and np.linalg.matrix_rank(Bt) == n:
-        aux["Binv"] = np.linalg.inv(Bt)
-    else:
-        raise DataError(f"without process noise the transition covariance B̃ diag(σ²) B̃ᵀ is singular for m = {m} "
-                        f"input(s) and n = {n} states; give the system a process-noise covariance Q")
-    return aux
-
-
-def _env_fisher(aux, mu, s2):
-    """Expected Fisher information of (vec Ã, vec B̃) for one stationary transition.
-
-    y_{t+1} | y_t ~ N(Ã y_t + B̃ μ, S), S = B̃ diag(σ²) B̃ᵀ + Q̃.  With z = [y_t; μ] the
-    mean part is E[z zᵀ] ⊗ S⁻¹ (vec stacks columns); the covariance part, on the B̃ block,
-    is ½ tr(S⁻¹ ∂S S⁻¹ ∂S) = H ⊗ S⁻¹ + K with V = B̃ diag σ², N = S⁻¹ V, H = Vᵀ N and
-    K[(k,l),(k',l')] = N[k',l] N[k,l'].  y_t follows its stationary law
-    N((I − Ã)⁻¹ B̃ μ, P), vec P = (I − Ã ⊗ Ã)⁻¹ vec S.
-    """
-    Bt = aux["B"]
-    n, m = Bt.shape
-    V = Bt * s2
-    S = V @ Bt.T + aux["Q"]
-    if "Binv" in aux:
-        X = (aux["Binv"].T / s2) @ aux["Binv"]
-    else:                                         # Woodbury with Q̃⁻¹
-        Qi = aux["Qinv"]
-        core = spd_inv(jnp.diag(1.0 / s2) + Bt.T @ Qi @ Bt)
-        X = Qi - Qi @ Bt @ core @ Bt.T @ Qi
-    X = 0.5 * (X + X.T)
-    ybar = aux["N"] @ (Bt @ mu)
-    P = (aux["K"] @ S.reshape(-1)).reshape(n, n)
-    P = 0.5 * (P + P.T)
-    Z = jnp.block([[P + jnp.outer(ybar, ybar), jnp.outer(ybar, mu)],
-                   [jnp.outer(mu, ybar), jnp.outer(mu, mu)]])
-    F = jnp.kron(Z, X)
-    Nm = X @ V
-    H = V.T @ Nm
-    cov = jnp.kron(H, X) + jnp.einsum("kL,Kl->lkLK", Nm, Nm).reshape(n * m, n * m)
-    return F.at[n * n:, n * n:].add(cov)
-
-
-@float64
-def lti_fisher(A_tilde, B_tilde, mean, var, steps, Q_tilde=None, *, aux=None):
-    r"""Expected Fisher information of θ = (vec Ã, vec B̃); pure JAX in the design.
-
-    ``F = Σ_e T_e I_e`` with the per-transition information of environment ``e``
-
-        I_e = E[z zᵀ] ⊗ S_e⁻¹ + blockdiag(0, ½ [tr(S_e⁻¹ ∂_a S_e S_e⁻¹ ∂_b S_e)]_{ab}),
-
-    ``z = [y_t; μ_e]``, ``S_e = B̃ diag(σ²_e) B̃ᵀ + Q̃``, ``y_t`` at its stationary law — the
-    expected negative Hessian of the model's Gaussian transition log density (the test suite
-    checks it against ``jax.hessian`` of that density and against
-    :func:`causalid.lti.identifiability.transition_fisher`).  Environments are vmapped.  The
-    system enters through :func:`fisher_aux` (computed here unless ``aux`` is given), so
-    ``F`` is differentiable (and jit-able) in ``mean``, ``var`` and ``steps`` but not in
-    the system matrices.
-
-    Parameters
-    ----------
-    A_tilde : (n, n), stable.   B_tilde : (n, m).   mean, var : (E, m).   steps : (E,).
-    Q_tilde : (n, n), optional; without it m = n and B̃ invertible are needed.
-    aux : dict, optional
-        :func:`fisher_aux` of the system, to skip recomputing it.
-
-    Returns
-    -------
-    array (n² + nm, n² + nm), ordered [vec Ã; vec B̃] with vec stacking columns.
-    """
-    if aux is None:
-        aux = fisher_aux(A_tilde, B_tilde, Q_tilde)
-    return _lti_fisher(aux, jnp.asarray(mean, jnp.float64), jnp.asarray(var, jnp.float64),
-                       jnp.asarray(steps, jnp.float64))
-
-
-@jax.jit
-def _lti_fisher(aux, mean, var, steps):
-    per_env = jax.vmap(_env_fisher, in_axes=(None, 0, 0))(aux, mean, var)
-    F = jnp.einsum("e,eij->ij", steps, per_env)
-    return 0.5 * (F + F.T)
 
 
 def _jitter(F):

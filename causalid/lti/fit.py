@@ -1,6 +1,6 @@
 """Identification engines for multi-environment LTI systems; front door :func:`identify_lti`.
 
-Model (science.md §2): x_{t+1} = A x_t + B u_t + w_t,  y_t = C x_t + v_t, with A, B, C
+Model (Rajendran et al. 2024, arXiv 2311.18048): x_{t+1} = A x_t + B u_t + w_t,  y_t = C x_t + v_t, with A, B, C
 shared by all environments and, per environment e, either a designed input law
 u_t ~ N(μ_e, diag σ²_e) or measured inputs.
 
@@ -36,6 +36,7 @@ import scipy.optimize
 from scipy.optimize import linear_sum_assignment
 
 from causalid._linalg import cholesky, solve_lower, solve_upper_t, spd_inverse
+from causalid._progress import show_progress
 from causalid._x64 import float64
 from causalid.dynamics.kalman import kalman_smoother, log_likelihood, make_params
 from causalid.dynamics.system import InputDesign
@@ -750,7 +751,7 @@ def identify_lti(
     num_samples: int = 1000,
     num_chains: int = 1,
     key: int = 0,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> LTIResult:
     """Identify a multi-environment LTI system.
 
@@ -785,13 +786,15 @@ def identify_lti(
     >>> import causalid
     >>> from causalid.models import lti
     >>> import jax
+    >>> design = lti.max_variability_design(2, key=jax.random.PRNGKey(2))
     >>> sim = lti.simulate_lti(jax.random.PRNGKey(0), lti.random_system(jax.random.PRNGKey(1), 2, use_C=False),
-    ...                        design=lti.max_variability_design(2), num_steps=2000)
-    >>> data = causalid.LTIData.from_arrays(sim["y"], input_mean=sim["design"].mean, input_var=sim["design"].var)
+    ...                        design=design, num_steps=2000)
+    >>> data = causalid.LTIData.from_arrays(sim["y"], input_mean=design.mean, input_var=design.var)
     >>> res = causalid.identify_lti(data, method="moment")
     >>> res.A.shape, res.B.shape
     ((2, 2), (2, 2))
     """
+    progress = show_progress(progress)
     if not isinstance(data, LTIData):
         raise DataError(f"identify_lti needs an LTIData object (causalid.LTIData.from_arrays/from_frame); got {type(data).__name__}")
     if method not in ("moment", "mle", "bayes", "markov"):

@@ -1,4 +1,4 @@
-"""Identifiability checks for multi-environment Gaussian LTI systems (science.md §2.2).
+"""Identifiability checks for multi-environment Gaussian LTI systems (Rajendran et al. 2024, arXiv 2311.18048; Pham & Cardoso 2001).
 
 Model (full state, C square and invertible, no observation noise):
 
@@ -22,18 +22,21 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from jax.scipy.linalg import solve_triangular
 from numpy.lib.stride_tricks import sliding_window_view
 
 from causalid._plotting import figure_grid
 from causalid._results import Result, plain
 from causalid._x64 import float64
-from causalid.dynamics.system import InputDesign, LTISystem
+from causalid.dynamics.system import (
+    InputDesign,
+    LTISystem,
+    controllability_matrix,
+    observability_matrix,
+)
 from causalid.errors import DataError, IdentifiabilityError
+from causalid.lti.fisher import DEFAULT_TOL, lti_fisher, validated_tilde
 
 __all__ = [
     "DEFAULT_TOL",
@@ -43,14 +46,9 @@ __all__ = [
     "Quantity",
     "check_lti",
     "diversity_matrix",
-    "fisher_information",
     "persistent_excitation",
     "separability_index",
-    "transition_fisher",
 ]
-
-DEFAULT_TOL = 1e-10
-"""Relative tolerance for numerical ranks and the separability index (see module docstring)."""
 
 Quantity = Literal["A_tilde", "B_tilde", "sources", "A_B_C_up_to_similarity"]
 QUANTITIES: tuple[str, ...] = ("A_tilde", "B_tilde", "sources", "A_B_C_up_to_similarity")
@@ -386,232 +384,6 @@ def persistent_excitation(u, order: int, *, tol: float | None = None) -> LTIChec
     return LTICheck("persistent_excitation", False, msg, value)
 
 
-# ---------------------------------------------------------------------- Fisher information
-_DOUBLING_STEPS = 64
-
-
-def _stationary_moments(A, S, b):
-    """(I − A)⁻¹ b and the solution P of P = A P Aᵀ + S, by doubling (matmuls only).
-
-    After k steps ``A_k = A^{2^k}``, ``N_k = Π_{i<k} (I + A^{2^i}) = Σ_{j<2^k} A^j`` and
-    ``P_k = Σ_{j<2^k} A^j S A^jᵀ``; for a stable A the truncation error is O(ρ(A)^{2^k}), nil
-    after the fixed 64 steps.  Cheaper to compile than LU solves and differentiable.
-    """
-
-    def body(_, carry):
-        P, Ak, N = carry
-        return P + Ak @ P @ Ak.T, Ak @ Ak, N + Ak @ N
-
-    P, _, N = jax.lax.fori_loop(0, _DOUBLING_STEPS, body, (S, A, jnp.eye(A.shape[0], dtype=A.dtype)))
-    return N @ b, 0.5 * (P + P.T)
-
-
-def _fisher_env(A, B, Qy, mu, s2):
-    """Expected Fisher information of one stationary transition in one environment."""
-    n, m = B.shape
-    theta0 = jnp.concatenate([A.T.reshape(-1), B.T.reshape(-1)])  # (vec Ã, vec B̃), vec stacks columns
-
-    def unpack(theta):
-        return theta[: n * n].reshape(n, n).T, theta[n * n:].reshape(m, n).T
-
-    def mean_fn(theta, y):
-        At, Bt = unpack(theta)
-        return At @ y + Bt @ mu
-
-    def cov_fn(theta):
-        _, Bt = unpack(theta)
-        return (Bt * s2) @ Bt.T + Qy
-
-    S = cov_fn(theta0)
-    S_chol = jnp.linalg.cholesky(S)
-    S_inv_half = solve_triangular(S_chol, jnp.eye(n, dtype=S.dtype), lower=True)  # L⁻¹, S⁻¹ = L⁻ᵀ L⁻¹
-    # stationary law of y_t: mean (I − Ã)⁻¹ B̃ μ, covariance P = Ã P Ãᵀ + S
-    ybar, P = _stationary_moments(A, S, B @ mu)
-    P_chol = jnp.linalg.cholesky(P)
-    # the mean is affine in y_t, so with P = L Lᵀ the average over y_t is exact on n + 1 points:
-    # E[Jᵀ S⁻¹ J] = J(ȳ)ᵀ S⁻¹ J(ȳ) + Σ_i (J(ȳ + L_i) − J(ȳ))ᵀ S⁻¹ (J(ȳ + L_i) − J(ȳ))
-    points = jnp.concatenate([ybar[None], ybar[None] + P_chol.T], axis=0)
-    J = jax.vmap(lambda y: jax.jacfwd(mean_fn)(theta0, y))(points)  # (n + 1, n, d)
-    W = jnp.einsum("ab,kbd->kad", S_inv_half, J)  # whitened Jacobians L⁻¹ J
-    W = jnp.concatenate([W[:1], W[1:] - W[:1]], axis=0)
-    info_mean = jnp.einsum("kad,kae->de", W, W)
-    # ½ tr(S⁻¹ ∂_iS S⁻¹ ∂_jS) = ½ tr(M_i M_j) with the symmetric M_i = L⁻¹ ∂_iS L⁻ᵀ
-    dS = jax.jacfwd(cov_fn)(theta0)  # (n, n, d)
-    M = jnp.einsum("ab,bcd,ec->aed", S_inv_half, dS, S_inv_half)
-    info_cov = 0.5 * jnp.einsum("abi,abj->ij", M, M)
-    return info_mean + info_cov
-
-
-@jax.jit
-def _fisher_env_jit(A, B, Qy, mu, s2):
-    return _fisher_env(A, B, Qy, mu, s2)
-
-
-@float64
-def transition_fisher(A_tilde, B_tilde, mean, var, *, Q_tilde=None, num_steps=1.0) -> jax.Array:
-    """Expected Fisher information of θ = (vec Ã, vec B̃) — pure JAX, differentiable.
-
-    Per environment e the transition density is Gaussian,
-
-        y_{t+1} | y_t ~ N(m_e(θ; y_t), Σ_e(θ)),  m_e = Ã y_t + B̃ μ_e,  Σ_e = B̃ diag(σ²_e) B̃ᵀ + Q̃,
-
-    and the information of one transition is
-
-        I_e(θ) = E_{y_t}[Jᵀ Σ_e⁻¹ J] + ½ [tr(Σ_e⁻¹ ∂_iΣ_e Σ_e⁻¹ ∂_jΣ_e)]_{ij},
-
-    with the Jacobians J = ∂m_e/∂θ and ∂Σ_e/∂θ computed by ``jax.jacfwd`` and y_t averaged
-    over its stationary law N((I − Ã)⁻¹ B̃ μ_e, P_e), ``P_e = Ã P_e Ãᵀ + Σ_e`` (exactly, since
-    m_e is affine in y_t).  The total is ``Σ_e T_e I_e``.  Everything is JAX, so e.g.
-    ``jax.grad`` of ``log det`` of the result with respect to ``var`` gives the D-optimality
-    gradient of a design.
-
-    Parameters
-    ----------
-    A_tilde : array (n, n)
-        Must be stable (spectral radius < 1); not checked here.
-    B_tilde : array (n, m)
-    mean, var : arrays (E, m)
-        The input law of each environment.
-    Q_tilde : array (n, n), optional
-        Process-noise covariance in y coordinates, C Q Cᵀ.  Every Σ_e must be positive
-        definite (not checked here; m ≥ n with B̃ of rank n, or Q̃ > 0).
-    num_steps : float or array (E,)
-        Transitions T_e per environment.
-
-    Returns
-    -------
-    jax.Array, shape (n² + nm, n² + nm)
-        Ordered as θ = [vec Ã; vec B̃] with vec stacking columns (Fortran order).
-    """
-    A = jnp.asarray(A_tilde, dtype=jnp.float64)
-    B = jnp.asarray(B_tilde, dtype=jnp.float64)
-    mean = jnp.asarray(mean, dtype=jnp.float64)
-    var = jnp.asarray(var, dtype=jnp.float64)
-    n = A.shape[0]
-    Qy = jnp.zeros((n, n)) if Q_tilde is None else jnp.asarray(Q_tilde, dtype=jnp.float64)
-    w = jnp.broadcast_to(jnp.asarray(num_steps, dtype=jnp.float64), (var.shape[0],))
-    # one compiled kernel per (n, m), reused for every environment and any number of them
-    info = sum(w[e] * _fisher_env_jit(A, B, Qy, mean[e], var[e]) for e in range(var.shape[0]))
-    return 0.5 * (info + info.T)
-
-
-@float64
-def closed_form_fisher(A_tilde, B_tilde, mean, var, *, Q_tilde=None, num_steps=1.0) -> np.ndarray:
-    """:func:`transition_fisher` in closed form, in NumPy (nothing to compile).
-
-    Per environment, with S = B̃ diag(σ²) B̃ᵀ + Q̃, X = S⁻¹, z = [y_t; μ] and y_t at its
-    stationary law N((I − Ã)⁻¹ B̃ μ, P), vec P = (I − Ã ⊗ Ã)⁻¹ vec S: the mean part is
-    E[z zᵀ] ⊗ X; the covariance part, on the B̃ block, is H ⊗ X + K with V = B̃ diag σ²,
-    N = X V, H = Vᵀ N and K[(k,l),(k',l')] = N[k',l] N[k,l'].
-    """
-    At, Bt = np.asarray(A_tilde, float), np.asarray(B_tilde, float)
-    mean, var = np.asarray(mean, float), np.asarray(var, float)
-    n, m = Bt.shape
-    Qt = np.zeros((n, n)) if Q_tilde is None else np.asarray(Q_tilde, float)
-    E = var.shape[0]
-    w = np.broadcast_to(np.asarray(num_steps, float), (E,))
-    sym = lambda M: 0.5 * (M + np.swapaxes(M, -1, -2))
-    N_mean = np.linalg.inv(np.eye(n) - At)
-    K_cov = np.linalg.inv(np.eye(n * n) - np.kron(At, At))
-    V = Bt[None] * var[:, None, :]  # (E, n, m): B̃ diag σ²_e
-    S = sym(V @ Bt.T + Qt)
-    X = sym(np.linalg.inv(S))
-    ybar = mean @ (N_mean @ Bt).T  # (E, n)
-    P = sym((S.reshape(E, -1) @ K_cov.T).reshape(E, n, n))
-    z = np.concatenate([ybar, mean], axis=1)
-    Z = z[:, :, None] * z[:, None, :]
-    Z[:, :n, :n] += P
-    d = (n + m) * n
-    Fe = np.einsum("eab,ecd->eacbd", Z, X).reshape(E, d, d)  # kron(Z_e, X_e)
-    Nm = X @ V
-    H = np.swapaxes(V, 1, 2) @ Nm
-    Fe[:, n * n:, n * n:] += (np.einsum("eab,ecd->eacbd", H, X).reshape(E, n * m, n * m)
-                              + np.einsum("ekL,eKl->elkLK", Nm, Nm).reshape(E, n * m, n * m))
-    F = np.einsum("e,eij->ij", w, Fe)
-    return 0.5 * (F + F.T)
-
-
-def _tilde_system(system: LTISystem) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
-    """(Ã, B̃, Q̃) = (C A C⁻¹, C B, C Q Cᵀ) when C is square and invertible, else None."""
-    C = system.C
-    if C.shape[0] != C.shape[1] or np.linalg.matrix_rank(C) < C.shape[0]:
-        return None
-    At = np.linalg.solve(C.T, (C @ system.A).T).T
-    Qt = None if system.Q is None else C @ system.Q @ C.T
-    return At, C @ system.B, Qt
-
-
-@float64
-def fisher_information(system: LTISystem, design: InputDesign, num_steps=1) -> np.ndarray:
-    """Expected Fisher information of (vec Ã, vec B̃) for a system under an input design.
-
-    Uses Ã = C A C⁻¹, B̃ = C B and Q̃ = C Q Cᵀ (zero when ``system.Q`` is None) and the
-    full-state model of :func:`transition_fisher` (observation noise R is ignored).
-
-    Parameters
-    ----------
-    system : LTISystem
-        C must be square and invertible; A stable.
-    design : InputDesign
-        Per-environment input means and variances (E, m).
-    num_steps : int or array (E,)
-        Transitions per environment; the information is additive over them.
-
-    Returns
-    -------
-    ndarray, shape (n² + nm, n² + nm)
-        Ordered as θ = [vec Ã; vec B̃], vec stacking columns.
-
-    Raises
-    ------
-    DataError
-        If C is not square and invertible, the sizes disagree, A is not stable (no
-        stationary law), or a transition covariance B̃ diag(σ²_e) B̃ᵀ + Q̃ is singular.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from causalid.dynamics.system import InputDesign, LTISystem
-    >>> sys = LTISystem(0.5 * np.eye(2), np.eye(2), np.eye(2))
-    >>> design = InputDesign(np.zeros((3, 2)), np.array([[1e-4, 1e-4], [1.0, 1e-4], [1e-4, 1.0]]))
-    >>> F = fisher_information(sys, design, num_steps=1000)
-    >>> F.shape, int(np.linalg.matrix_rank(F))
-    ((8, 8), 8)
-    """
-    At, Bt, Qt = _validated_tilde(system, design)
-    steps = np.broadcast_to(np.asarray(num_steps, dtype=np.float64), (design.num_envs,))
-    return np.asarray(transition_fisher(At, Bt, design.mean, design.var, Q_tilde=Qt, num_steps=steps))
-
-
-def _validated_tilde(system: LTISystem, design: InputDesign):
-    """(Ã, B̃, Q̃) after the checks :func:`fisher_information` documents."""
-    if not isinstance(design, InputDesign):
-        raise DataError(f"design must be an InputDesign; got {type(design).__name__}")
-    tilde = _tilde_system(system)
-    if tilde is None:
-        raise DataError(
-            f"the Fisher information of (Ã, B̃) needs C square and invertible (y = full state); "
-            f"C has shape {system.C.shape} and rank {np.linalg.matrix_rank(system.C)}"
-        )
-    At, Bt, Qt = tilde
-    if design.input_dim != system.m:
-        raise DataError(f"the design has {design.input_dim} inputs but the system has m = {system.m}")
-    rho = float(np.max(np.abs(np.linalg.eigvals(At))))
-    if rho >= 1:
-        raise DataError(f"A has spectral radius {rho:.6g} >= 1: the state has no stationary law to average over")
-    Qn = np.zeros((system.n, system.n)) if Qt is None else Qt
-    for e in range(design.num_envs):
-        S = (Bt * design.var[e]) @ Bt.T + Qn
-        ev = np.linalg.eigvalsh(0.5 * (S + S.T))
-        if ev[0] <= DEFAULT_TOL * max(ev[-1], np.finfo(float).tiny):
-            raise DataError(
-                f"the transition covariance B̃ diag(σ²) B̃ᵀ + Q of environment {e} is singular "
-                f"(m = {system.m} inputs for n = {system.n} states and no full-rank process noise): "
-                "the Gaussian transition density is degenerate"
-            )
-    return At, Bt, Qt
-
-
 def _fisher_rank(At, Bt, Qt, design: InputDesign, steps, tol: float):
     """Numerical rank and null space of the Fisher information, computed where it is well conditioned.
 
@@ -629,8 +401,8 @@ def _fisher_rank(At, Bt, Qt, design: InputDesign, steps, tol: float):
     w, V = np.linalg.eigh(0.5 * (S_bar + S_bar.T))
     T = (V / np.sqrt(w)) @ V.T
     T_inv = (V * np.sqrt(w)) @ V.T
-    Fc = closed_form_fisher(T @ At @ T_inv, T @ Bt, design.mean, design.var,
-                            Q_tilde=None if Qt is None else T @ Qt @ T.T, num_steps=steps)
+    Fc = np.asarray(lti_fisher(T @ At @ T_inv, T @ Bt, design.mean, design.var, steps,
+                               None if Qt is None else T @ Qt @ T.T))
     d = np.sqrt(np.clip(np.diag(Fc), 0, None))
     d = np.where(d > 0, d, 1.0)
     ev, vecs = np.linalg.eigh(Fc / np.outer(d, d))
@@ -756,7 +528,7 @@ def check_lti(
     ``persistent_excitation``
         Measured inputs: :func:`persistent_excitation` of order ``pe_order``.
     ``fisher_information``
-        Rank and condition number of :func:`fisher_information` (system with square C and a
+        Rank and condition number of :func:`causalid.lti.fisher.fisher_information` (system with square C and a
         design).  A null direction with a component on Ã (B̃) means Ã (B̃) is not locally
         identifiable.
 
@@ -890,7 +662,7 @@ def check_lti(
     if system is not None:
         Q = system.Q
         noise_excites = Q is not None and np.linalg.matrix_rank(Q) == system.n
-        s = _svals(_ctrb(system.A, system.B))
+        s = _svals(controllability_matrix(system.A, system.B))
         r = _rank(s, tol)
         ok = r == system.n
         value = {"rank": r, "required": system.n, "sigma_min": float(s[-1]) if s.size >= system.n else 0.0,
@@ -903,7 +675,7 @@ def check_lti(
                   "unidentified") + ". Add actuators or choose inputs that drive every mode")
         checks.append(LTICheck("controllability", ok, msg, value, affects))
 
-        s = _svals(_obsv(system.A, system.C))
+        s = _svals(observability_matrix(system.A, system.C))
         r = _rank(s, tol)
         ok = r == system.n
         value = {"rank": r, "required": system.n, "sigma_min": float(s[-1]) if s.size >= system.n else 0.0,
@@ -953,26 +725,13 @@ def check_lti(
     return LTIIdentifiabilityReport(checks, identifiable, context)
 
 
-def _ctrb(A, B):
-    """[B, AB, …, A^{n−1}B] (as ``control.ctrb``; importing python-control costs ~1 s)."""
-    blocks = [np.asarray(B, float)]
-    for _ in range(np.shape(A)[0] - 1):
-        blocks.append(A @ blocks[-1])
-    return np.hstack(blocks)
-
-
-def _obsv(A, C):
-    """[C; CA; …; CA^{n−1}] (as ``control.obsv``)."""
-    return _ctrb(np.asarray(A, float).T, np.asarray(C, float).T).T
-
-
 def _fisher_check(system: LTISystem, design: InputDesign, steps, tol: float) -> LTICheck:
     try:
-        At, Bt, Qt = _validated_tilde(system, design)
+        At, Bt, Qt = validated_tilde(system, design)
     except DataError as err:
         return LTICheck("fisher_information", None, f"not computed: {err}", {})
     n = system.n
-    F = closed_form_fisher(At, Bt, design.mean, design.var, Q_tilde=Qt, num_steps=steps)
+    F = np.asarray(lti_fisher(At, Bt, design.mean, design.var, steps, Qt))
     w = np.clip(np.linalg.eigvalsh(F)[::-1], 0, None)
     d = F.shape[0]
     rank, cond_scaled, null = _fisher_rank(At, Bt, Qt, design, steps, tol)

@@ -1,7 +1,7 @@
 """Recovery metrics for multi-environment LTI identification.
 
 Every metric compares a truth with an estimate and is invariant to the ambiguity the
-model leaves (science.md §2): sources and the columns of B̃ are recovered only up to
+model leaves (Rajendran et al. 2024, arXiv 2311.18048): sources and the columns of B̃ are recovered only up to
 permutation and scaling, and a state-space realisation (A, B, C) only up to a similarity
 transform x → T x.  Inputs are plain arrays or :class:`~causalid.dynamics.system.LTISystem`
 objects; the computations are NumPy/SciPy (no tracing, no gradients).

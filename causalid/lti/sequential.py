@@ -1,4 +1,4 @@
-r"""Sequential design: the input law of the next environment (science.md §4).
+r"""Sequential design: the input law of the next environment (Ljung, System Identification, 2nd ed., ch. 13; Pham & Cardoso 2001).
 
 Given the data so far (or a fit of them), :func:`design_next` proposes the law
 ``u_t ~ N(μ, diag σ²)`` of one more environment of ``steps`` transitions that maximises the
@@ -54,13 +54,12 @@ from causalid.lti.design import (
     check_var_bounds,
     decode_design,
     eig_value,
-    fisher_aux,
-    lti_fisher,
     posterior_law,
     stable_draws,
     theta_vector,
 )
 from causalid.lti.design_result import NextDesign
+from causalid.lti.fisher import fisher_aux, lti_fisher
 from causalid.lti.fit import identify_lti
 from causalid.lti.identifiability import check_lti
 from causalid.lti.result import LTIResult

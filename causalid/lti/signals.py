@@ -1,4 +1,4 @@
-r"""Measured-input experiments: excitation signals and their D-optimal choice (science.md §4).
+r"""Measured-input experiments: excitation signals and their D-optimal choice (Ljung, System Identification, 2nd ed., ch. 13; Pham & Cardoso 2001).
 
 Generators
 ----------

@@ -116,8 +116,18 @@ def select_order(data, max_order: int = 10, horizon: int | None = None) -> Order
 
     Examples
     --------
-    >>> sel = causalid.select_order(data)  # doctest: +SKIP
-    >>> sel.order, sel.singular_values[:5]  # doctest: +SKIP
+    A second-order system driven by white noise, recorded with its input:
+
+    >>> import causalid, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> A, B, C = np.array([[0.9, 0.2], [-0.2, 0.7]]), np.array([[1.0], [0.5]]), np.array([[1.0, 0.0]])
+    >>> u, x, y = rng.normal(size=(3000, 1)), np.zeros(2), []
+    >>> for t in range(3000):
+    ...     y.append(C @ x + 0.01 * rng.normal(size=1))
+    ...     x = A @ x + B @ u[t]
+    >>> data = causalid.LTIData.from_arrays(np.asarray(y)[None], inputs=u[None])
+    >>> causalid.select_order(data, max_order=6).order
+    2
     """
     blocks = input_output_blocks(data)
     m, p = data.input_dim, data.obs_dim

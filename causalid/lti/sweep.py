@@ -1,7 +1,7 @@
 r"""Sweep plug-in of the LTI wing (:mod:`causalid.verify.plugin`).
 
 ``lti``
-    Multi-environment LTI systems with designed input laws (§2.1,
+    Multi-environment LTI systems with designed input laws (Rajendran et al. 2024, arXiv 2311.18048,
     :mod:`causalid.models.lti`): a random stable system (``states`` = inputs = outputs,
     ``use_B``, ``use_C``), input laws from the ``design`` (``random``, ``max-variability``, or
     ``designed`` by :func:`causalid.design_lti` with ``design_criterion``), ``envs``

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from causalid._progress import show_progress
 from causalid._x64 import float64
 from causalid.errors import CausalIDError, DataError
 from causalid.verify.plugin import evaluate_cell
@@ -131,7 +132,7 @@ def run_sweep(
     out,
     workers: int | None = None,
     scheduler: str | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     chunk_size: int | None = None,
 ) -> SweepRun:
     """Run a sweep into the store ``out``, resuming where an earlier run stopped.
@@ -146,7 +147,8 @@ def run_sweep(
         Run on a local Dask cluster of this many worker processes (loopback only).
     scheduler : str, optional
         Run on the Dask cluster of this scheduler address.
-    progress : bool
+    progress : bool or None
+        (None, the default: shown when someone watches, see :mod:`causalid._progress`.)
         Show a progress bar with the time remaining.
     chunk_size : int, optional
         Cells per Dask task (default: the sweep's ``[execution] chunk_size``).
@@ -164,6 +166,7 @@ def run_sweep(
     >>> load_results(run.path)[["engine", "replicate", "metric"]].shape
     (6, 3)
     """
+    progress = show_progress(progress)
     chunk = check_execution(sweep, workers, scheduler, chunk_size)
     store = ResultStore.open(out, sweep)
     done = store.finished()

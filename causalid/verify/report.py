@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from causalid._plotting import pyplot
+from causalid._progress import show_progress
 from causalid.errors import DataError
 from causalid.verify.plugin import NOT_APPLICABLE
 from causalid.verify.sbc import CORE_COLUMNS, SBCResult
@@ -245,7 +246,7 @@ def _sbc_parts(store: ResultStore):
     return out
 
 
-def write_report(path, out=None, *, progress: bool = False) -> Path:
+def write_report(path, out=None, *, progress: bool | None = None) -> Path:
     """Write the tables, plots and HTML page of a sweep store.
 
     Parameters
@@ -254,7 +255,8 @@ def write_report(path, out=None, *, progress: bool = False) -> Path:
         The store directory (``causalid verify ... --out DIR``).
     out : str or Path, optional
         Where to write (default ``DIR/report``).
-    progress : bool
+    progress : bool or None
+        (None, the default: shown when someone watches, see :mod:`causalid._progress`.)
         Print each file as it is written.
 
     Returns
@@ -262,6 +264,7 @@ def write_report(path, out=None, *, progress: bool = False) -> Path:
     Path
         The HTML page (``index.html``).
     """
+    progress = show_progress(progress)
     store = ResultStore.read(path)
     manifest = store.manifest
     sweep = manifest["sweep"]

@@ -1,4 +1,4 @@
-"""The bivariate causal de Finetti sweep (science.md §1.5) against the published
+"""The bivariate causal de Finetti sweep (Guo et al. 2023) against the published
 causal-learn KCI pipeline, on the same data in the same run.
 
     pytest -m benchmark -s tests/benchmarks/test_bivariate_sweep.py

@@ -1,4 +1,4 @@
-"""The designer (science.md §4), run on demand only:
+"""The designer (causalid.design), run on demand only:
 
     pytest -m benchmark -s tests/benchmarks/test_design.py
 

@@ -22,6 +22,7 @@ import causalid  # noqa: F401  (float64)
 import jax
 import jax.numpy as jnp
 from causalid.dynamics import kalman as K
+from causalid.dynamics.scan import choose_method
 
 N, T = 10, 10_000
 REPEATS = 5
@@ -140,7 +141,7 @@ def test_kalman_loglik_vs_dynamax_and_statsmodels(p):
     ref_t, ref_vg = rows["causalid sequential"][1:3]
     print(f"\nKalman log-likelihood, n = {N}, p = {p}, T = {T}; warm median of {REPEATS} runs "
           f"(parallel on CPU: 1 run); backend {jax.default_backend()}, "
-          f"auto method {K.choose_method(T)}; "
+          f"auto method {choose_method(T)}; "
           f"x ours = time / causalid sequential time")
     print(f"{'library':26s} {'loglik':>18s} {'value s':>9s} {'x ours':>7s} {'val+grad s':>11s} "
           f"{'x ours':>7s} {'first call s (val / v+g)':>25s}")

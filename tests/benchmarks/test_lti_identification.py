@@ -1,6 +1,6 @@
-"""Multi-environment LTI identification (science.md §2): three benchmarks, run on demand only.
+"""Multi-environment LTI identification (Rajendran et al. 2024, arXiv 2311.18048): three benchmarks, run on demand only.
 
-1. ``test_reference_table`` — the reference-table cells of science.md §2.5 with timings:
+1. ``test_reference_table`` — the reference-table cells of Rajendran et al. 2024 (arXiv 2311.18048) with timings:
    n ∈ {2, 3, 5, 8, 10} (``CAUSALID_BENCH_LTI_N="2,3,5"`` restricts it), E = n + 1
    environments, 12000 steps per environment, columns (zero_means, use_B, use_C) with
    random designs plus the max-variability design, 5 seeds; causalid's ``moment`` and
@@ -43,7 +43,7 @@ KEY = jax.random.PRNGKey
 # 1. reference table
 # ======================================================================================
 
-#: science.md §2.5: final train MCC of the published reference learner (SGD on a bias-free
+#: Rajendran et al. 2024 (arXiv 2311.18048): final train MCC of the published reference learner (SGD on a bias-free
 #: linear demixer, no log-det term), 5 seeds; columns FFF..TTT = (zero_means, use_B, use_C).
 PUBLISHED_REFERENCE_LEARNER = {
     2: (.866, .767, .730, .697, .633, .675, .734, .725, .968),
@@ -73,7 +73,7 @@ def _bench_ns() -> list[int]:
 
 
 def _reference_cell(n, seed, *, design, zero_means, use_B, use_C, steps=STEPS):
-    """One cell of the reference DGP (science.md §2.1): data and the truth in observed
+    """One cell of the reference DGP (Rajendran et al. 2024, arXiv 2311.18048): data and the truth in observed
     coordinates (Ã = C A C⁻¹, sources u_0..u_{T-2})."""
     k = jax.random.split(KEY(seed), 4)
     system = lti.random_system(k[0], n, use_B=use_B, use_C=use_C)
@@ -88,7 +88,7 @@ def _reference_cell(n, seed, *, design, zero_means, use_B, use_C, steps=STEPS):
 def test_reference_table():
     ns = _bench_ns()
     methods = ("moment", "mle")
-    print(f"\nscience.md §2.5 cells: E = n+1, {STEPS} steps/env, {len(SEEDS)} seeds, no noise; "
+    print(f"\nReference-table cells (Rajendran et al. 2024): E = n+1, {STEPS} steps/env, {len(SEEDS)} seeds, no noise; "
           f"n = {ns}.  MCC = pooled causalid.mcc(u[:, :, :-1], sources), mean over seeds; "
           f"errA = relative Frobenius error of Ã (mean / max over seeds); s/fit = median wall "
           f"seconds of identify_lti over the seeds; ref = published reference learner (final "

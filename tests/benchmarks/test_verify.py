@@ -5,7 +5,7 @@ reproduces from its example sweep in under a minute on a 2-core CPU.
 
 Runs ``causalid verify examples/sweeps/bivariate.toml --out DIR`` as a user does (a fresh
 process: imports, compilation and all), prints the wall time, the machine's load and the
-accuracy per E next to the published figures (science.md §1.5).  The machine may be shared:
+accuracy per E next to the published figures (Guo et al. 2023).  The machine may be shared:
 the load average is printed so that an inflated time can be told from a slow sweep.
 """
 

@@ -391,7 +391,9 @@ def test_make_params_defaults_and_errors():
 
 
 def test_choose_method(monkeypatch):
-    assert K.choose_method(10**6) == "sequential"  # CPU
+    from causalid.dynamics import scan
+
+    assert scan.choose_method(10**6) == "sequential"  # CPU
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert K.choose_method(K.PARALLEL_MIN_STEPS) == "parallel"
-    assert K.choose_method(K.PARALLEL_MIN_STEPS - 1) == "sequential"
+    assert scan.choose_method(scan.PARALLEL_MIN_STEPS) == "parallel"
+    assert scan.choose_method(scan.PARALLEL_MIN_STEPS - 1) == "sequential"

@@ -86,7 +86,7 @@ def test_bad_arguments(kwargs, match):
 
 @pytest.mark.slow
 def test_real_generator_and_engine_gain_power_with_environments():
-    pa = power_analysis("bivariate", envs=(20, 200), replicates=20, target=0.8, seed=1)
+    pa = power_analysis("bivariate", envs=(20, 200), replicates=20, target=0.8, key=1)
     acc = pa.table["accuracy"].to_numpy()
     assert acc[1] > acc[0] and acc[1] >= 0.7       # published: 0.82 at E = 200 with KCI
 

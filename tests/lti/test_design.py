@@ -7,13 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from causalid.models import lti
-from numpyro.infer.util import log_density
 
 import causalid
 from causalid import Design, InputDesign, LTIData, LTISystem, design_lti, identify_lti
-from causalid.lti.design import design_criteria, lti_fisher, moment_error
+from causalid.lti.design import design_criteria, moment_error
 from causalid.errors import DataError, IdentifiabilityError
-from causalid.lti.identifiability import separability_index, transition_fisher
+from causalid.lti.identifiability import separability_index
 from causalid.lti.metrics import amari_distance
 from causalid.lti.fit import joint_diagonalize
 
@@ -229,108 +228,8 @@ def test_save_load_frame_summary_and_plot(tmp_path):
 
 
 # ---------------------------------------------------------------------- criteria against oracles
-def test_lti_fisher_matches_the_identify_module():
-    rng = np.random.default_rng(0)
-    system = lti.random_system(jax.random.PRNGKey(3), 3)
-    At = system.C @ system.A @ np.linalg.inv(system.C)
-    Bt = system.C @ system.B
-    mean, var = rng.normal(size=(4, 3)), np.exp(rng.uniform(-3, 0, (4, 3)))
-    steps = np.array([10.0, 20, 30, 40])
-    for Q in (None, 0.1 * np.eye(3)):
-        ours = np.asarray(lti_fisher(At, Bt, mean, var, steps, Q))
-        ref = np.asarray(transition_fisher(At, Bt, mean, var, Q_tilde=Q, num_steps=steps))
-        np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
 
 
-def _expected_neg_hessian(neg_hess, A, B, mu, s2):
-    """E[−∂²ℓ/∂θ²] over one stationary transition y_0 → y_1, exactly: −∂²ℓ is a polynomial of
-    degree 2 in (y_0, y_1 − E[y_1 | y_0]), so its mean over the 4n symmetric sigma points of
-    their joint Gaussian law is exact."""
-    from scipy.linalg import solve_discrete_lyapunov
-
-    n = A.shape[0]
-    S = (B * s2) @ B.T
-    ybar = np.linalg.solve(np.eye(n) - A, B @ mu)
-    P = solve_discrete_lyapunov(A, S)
-    L = np.linalg.cholesky(np.block([[P, np.zeros((n, n))], [np.zeros((n, n)), S]]))
-    k = 2 * n
-    H = 0.0
-    for sign in (1.0, -1.0):
-        for i in range(k):
-            z = sign * np.sqrt(k) * L[:, i]
-            y0 = ybar + z[:n]
-            y1 = A @ y0 + B @ mu + z[n:]
-            H = H + np.asarray(neg_hess(jnp.asarray(y0), jnp.asarray(y1))) / (2 * k)
-    return H
-
-
-_A2 = np.array([[0.5, 0.2], [-0.1, 0.3]])
-_B2 = np.array([[1.0, 0.3], [-0.4, 0.8]])
-_MU2, _S2 = np.array([0.7, -0.2]), np.array([0.5, 1.5])
-
-
-@pytest.mark.slow
-def test_lti_fisher_is_the_expected_hessian_of_the_transition_density():
-    # the density the model program adds for noise-free full-state data (models.lti)
-    def loglik(theta, y0, y1):
-        At, Bt = theta[:4].reshape(2, 2).T, theta[4:].reshape(2, 2).T
-        y = jnp.stack([y0, y1])[None, None]
-        return lti._transition_loglik(At, Bt, jnp.eye(2), _MU2[None], _S2[None], y, 0.0)
-
-    theta0 = jnp.concatenate([_A2.T.reshape(-1), _B2.T.reshape(-1)])
-    hess = jax.jit(jax.hessian(loglik))
-    H = _expected_neg_hessian(lambda y0, y1: -hess(theta0, y0, y1), _A2, _B2, _MU2, _S2)
-    F = np.asarray(lti_fisher(_A2, _B2, _MU2[None], _S2[None], [1.0]))
-    np.testing.assert_allclose(H, F, rtol=1e-8, atol=1e-8 * np.abs(F).max())
-
-
-@pytest.mark.slow
-def test_lti_fisher_is_the_expected_hessian_of_the_numpyro_program():
-    # the same through numpyro's log density of lti_model (prior included, then removed).  With
-    # init_var > 0, y_0 enters through a θ-free term N(y_0; 0, init_var I) whichever route the
-    # program takes for traced data, so the θ-Hessian is that of the transition density.
-    n = m = 2
-    prior = lti.LTIPrior()
-    cfg = lti.LTIModelConfig(state_dim=n, input_dim=m, obs_dim=n, num_envs=1, num_steps=2,
-                             obs_matrix="identity", init_var=1.0)
-    kwargs = {"config": cfg, "prior": prior, "input_mean": _MU2[None], "input_var": _S2[None]}
-
-    def logp(theta, y0, y1):
-        At, Bt = theta[:4].reshape(2, 2).T, theta[4:].reshape(2, 2).T
-        y = jnp.stack([y0, y1])[None, None]
-        return log_density(lti.lti_model, (y,), kwargs, {"A": At, "B": Bt})[0]
-
-    theta0 = jnp.concatenate([_A2.T.reshape(-1), _B2.T.reshape(-1)])
-    hess = jax.jit(jax.hessian(logp))
-    H = _expected_neg_hessian(lambda y0, y1: -hess(theta0, y0, y1), _A2, _B2, _MU2, _S2)
-    prior_precision = np.diag([1 / prior.a_scale**2] * 4 + [1 / prior.b_scale**2] * 4)
-    F = np.asarray(lti_fisher(_A2, _B2, _MU2[None], _S2[None], [1.0]))
-    np.testing.assert_allclose(H - prior_precision, F, rtol=1e-8, atol=1e-8 * np.abs(F).max())
-
-
-def test_lti_fisher_gradient_matches_finite_differences():
-    from causalid._linalg import logdet_spd
-
-    rng = np.random.default_rng(1)
-    system = lti.random_system(jax.random.PRNGKey(4), 2)
-    At, Bt = system.C @ system.A @ np.linalg.inv(system.C), system.C @ system.B
-    mean, var = rng.normal(size=(3, 2)), np.exp(rng.uniform(-2, 0, (3, 2)))
-
-    from causalid.lti.design import fisher_aux
-
-    aux = fisher_aux(At, Bt)
-
-    @jax.jit
-    def f(v, mu):
-        return logdet_spd(lti_fisher(None, None, mu, v, jnp.ones(3), aux=aux))
-
-    gv, gm = jax.jit(jax.grad(f, argnums=(0, 1)))(jnp.asarray(var), jnp.asarray(mean))
-    eps = 1e-6
-    for (e, j) in [(0, 0), (2, 1)]:
-        dv = np.zeros_like(var)
-        dv[e, j] = eps
-        assert np.isclose(gv[e, j], (f(var + dv, mean) - f(var - dv, mean)) / (2 * eps), rtol=1e-5)
-        assert np.isclose(gm[e, j], (f(var, mean + dv) - f(var, mean - dv)) / (2 * eps), rtol=1e-5)
 
 
 def test_moment_error_predicts_the_joint_diagonalisation_error():

@@ -1,4 +1,4 @@
-"""Identification engines for multi-environment LTI systems (science.md §2)."""
+"""Identification engines for multi-environment LTI systems (Rajendran et al. 2024, arXiv 2311.18048)."""
 
 import warnings
 
@@ -63,7 +63,7 @@ def test_reference_cells_n3(design, zero_means, use_B, use_C):
 @pytest.mark.slow
 @pytest.mark.parametrize("n", [2, 3, 5, 8, 10])
 def test_reference_table_full(n):
-    """science.md §2.5: every column, 5 seeds.
+    """Rajendran et al. 2024 (arXiv 2311.18048): every column, 5 seeds.
 
     Every seed reaches pooled MCC >= 0.99; the relative error of Ã is averaged over the
     cell's 5 seeds, as the published table averages its MCC (single seeds are limited by

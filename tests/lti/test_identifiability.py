@@ -1,10 +1,7 @@
 import json
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.linalg import solve_discrete_lyapunov
 
 from causalid.dynamics.system import InputDesign, LTISystem
 from causalid.errors import DataError, IdentifiabilityError
@@ -13,10 +10,8 @@ from causalid.lti.identifiability import (
     LTIIdentifiabilityReport,
     check_lti,
     diversity_matrix,
-    fisher_information,
     persistent_excitation,
     separability_index,
-    transition_fisher,
 )
 
 JAX_X64 = True  # drives the JAX kernels from JAX code (see tests/conftest.py)
@@ -241,156 +236,6 @@ def test_measured_inputs_in_data():
 
 
 # ---------------------------------------------------------------- Fisher information
-def _tiny():
-    A = np.array([[0.6, 0.2], [-0.1, 0.5]])
-    B = np.array([[1.0, 0.3], [0.2, 0.8]])
-    Q = np.array([[0.05, 0.01], [0.01, 0.03]])
-    mean = np.array([[0.5, -0.2], [0.0, 0.4], [-0.3, 0.1]])
-    var = np.array([[0.5, 1.0], [1.5, 0.2], [0.7, 0.7]])
-    return A, B, Q, mean, var
-
-
-def _unpack(theta, n, m):
-    return theta[: n * n].reshape(n, n).T, theta[n * n:].reshape(m, n).T
-
-
-def _expected_loglik(theta, A0, B0, Q, mean, var):
-    """Σ_e E_θ0[log p_θ(y_{t+1} | y_t)] in closed form (NumPy), y_t stationary under θ0."""
-    n, m = B0.shape
-    A, B = _unpack(theta, n, m)
-    total = 0.0
-    for mu, s2 in zip(mean, var):
-        S0 = (B0 * s2) @ B0.T + Q
-        ybar = np.linalg.solve(np.eye(n) - A0, B0 @ mu)
-        P = solve_discrete_lyapunov(A0, S0)
-        dA, dB = A0 - A, B0 - B
-        Eyy = P + np.outer(ybar, ybar)
-        resid = dA @ Eyy @ dA.T + dA @ np.outer(ybar, mu) @ dB.T + dB @ np.outer(mu, ybar) @ dA.T \
-            + dB @ np.outer(mu, mu) @ dB.T
-        S = (B * s2) @ B.T + Q
-        total += -0.5 * (n * np.log(2 * np.pi) + np.linalg.slogdet(S)[1] + np.trace(np.linalg.solve(S, S0 + resid)))
-    return total
-
-
-def test_fisher_matches_finite_difference_hessian_of_expected_loglik():
-    A, B, Q, mean, var = _tiny()
-    F = np.asarray(transition_fisher(A, B, mean, var, Q_tilde=Q))
-    theta0 = np.concatenate([A.T.ravel(), B.T.ravel()])
-    d, h = theta0.size, 1e-4
-    H = np.zeros((d, d))
-    for i in range(d):
-        for j in range(d):
-            def f(si, sj):
-                th = theta0.copy()
-                th[i] += si * h
-                th[j] += sj * h
-                return _expected_loglik(th, A, B, Q, mean, var)
-            H[i, j] = (f(1, 1) - f(1, -1) - f(-1, 1) + f(-1, -1)) / (4 * h * h)
-    np.testing.assert_allclose(F, -H, atol=1e-5 * np.abs(F).max())
-
-
-def test_fisher_matches_monte_carlo_score_outer_product():
-    A, B, Q, mean, var = _tiny()
-    n, m = B.shape
-    theta0 = jnp.asarray(np.concatenate([A.T.ravel(), B.T.ravel()]))
-    rng = np.random.default_rng(8)
-
-    def logp(theta, y, y_next, mu, s2):
-        At, Bt = _unpack(theta, n, m)
-        S = (Bt * s2) @ Bt.T + Q
-        return jax.scipy.stats.multivariate_normal.logpdf(y_next, At @ y + Bt @ mu, S)
-
-    score = jax.jit(jax.vmap(jax.grad(logp), in_axes=(None, 0, 0, None, None)))
-    N = 100_000
-    F_mc = 0.0
-    for mu, s2 in zip(mean, var):
-        S = (B * s2) @ B.T + Q
-        ybar = np.linalg.solve(np.eye(n) - A, B @ mu)
-        y = rng.multivariate_normal(ybar, solve_discrete_lyapunov(A, S), size=N)
-        y_next = y @ A.T + B @ mu + rng.multivariate_normal(np.zeros(n), S, size=N)
-        g = np.asarray(score(theta0, y, y_next, mu, s2))
-        F_mc = F_mc + g.T @ g / N
-    F = np.asarray(transition_fisher(A, B, mean, var, Q_tilde=Q))
-    assert np.linalg.norm(F_mc - F) / np.linalg.norm(F) < 0.05
-
-
-def test_fisher_is_singular_with_one_environment_on_B_tilde_only():
-    A, B, _, _, _ = _tiny()
-    n = m = 2
-    sys = LTISystem(A, B, np.eye(2))
-    design = InputDesign(np.zeros((1, 2)), np.array([[0.5, 1.0]]))
-    F = fisher_information(sys, design, num_steps=1000)
-    ev = np.linalg.eigvalsh(F)
-    assert ev[0] < 1e-12 * ev[-1] < ev[1]  # one rotation of the two columns of B̃ is flat
-    check = check_lti(design, sys)["fisher_information"]
-    assert check.passed is False and check.value["rank"] == n * n + n * m - m * (m - 1) // 2
-    assert set(check.affects) == {"B_tilde", "sources"}
-    full = check_lti(_max_variability(2), sys)["fisher_information"]
-    assert full.passed and full.value["rank"] == n * n + n * m
-
-
-def test_fisher_information_uses_tilde_coordinates():
-    rng = np.random.default_rng(9)
-    A, B, _, mean, var = _tiny()
-    C = rng.normal(size=(2, 2))
-    design = InputDesign(mean, var)
-    F = fisher_information(LTISystem(A, B, C), design, num_steps=[10, 20, 30])
-    Ci = np.linalg.inv(C)
-    F_tilde = np.asarray(transition_fisher(C @ A @ Ci, C @ B, mean, var, num_steps=np.array([10, 20, 30])))
-    np.testing.assert_allclose(F, F_tilde, rtol=1e-10)
-    np.testing.assert_allclose(F, F.T)
-
-
-def test_fisher_log_det_is_differentiable_in_the_design():
-    A, B, Q, mean, var = _tiny()
-
-    def logdet(v):
-        return jnp.linalg.slogdet(transition_fisher(A, B, mean, v, Q_tilde=Q))[1]
-
-    direction = np.random.default_rng(12).normal(size=var.shape)
-    _, slope = jax.jvp(logdet, (jnp.asarray(var),), (jnp.asarray(direction),))  # forward mode: cheap
-    h = 1e-6
-    fd = (float(logdet(var + h * direction)) - float(logdet(var - h * direction))) / (2 * h)
-    assert float(slope) == pytest.approx(fd, rel=1e-5)
-
-
-def test_fisher_information_errors():
-    A, B, _, _, _ = _tiny()
-    design = _max_variability(2)
-    with pytest.raises(DataError, match="square and invertible"):
-        fisher_information(LTISystem(A, B, np.array([[1.0, 0.0]])), design)
-    with pytest.raises(DataError, match="spectral radius"):
-        fisher_information(LTISystem(1.2 * np.eye(2), B, np.eye(2)), design)
-    with pytest.raises(DataError, match="singular"):
-        fisher_information(LTISystem(A, B[:, :1], np.eye(2)), InputDesign(None, np.ones((2, 1))))
-    # with process noise a single input is fine
-    F = fisher_information(LTISystem(A, B[:, :1], np.eye(2), Q=0.1 * np.eye(2)),
-                           InputDesign(None, np.array([[1.0], [2.0]])))
-    assert F.shape == (6, 6)
-
-
-def test_inverse_fisher_matches_ols_variance_with_one_environment():
-    # zero means: the Ã block decouples from B̃, and OLS of y_{t+1} on y_t is efficient for Ã
-    A, B, _, _, _ = _tiny()
-    n = 2
-    s2 = np.array([0.5, 1.0])
-    T, R = 400, 400
-    rng = np.random.default_rng(10)
-    S = (B * s2) @ B.T
-    y = rng.multivariate_normal(np.zeros(n), solve_discrete_lyapunov(A, S), size=R)
-    Y = np.empty((T + 1, R, n))
-    Y[0] = y
-    for t in range(T):
-        Y[t + 1] = Y[t] @ A.T + (rng.normal(size=(R, 2)) * np.sqrt(s2)) @ B.T
-    est = []
-    for r in range(R):
-        X, Z = Y[:-1, r], Y[1:, r]
-        W = np.linalg.lstsq(X, Z, rcond=None)[0]  # Z ≈ X W, so Â = Wᵀ
-        est.append(W.ravel())  # = Â.T.ravel() = vec Â with columns stacked
-    emp = np.cov(np.array(est).T)
-    F = fisher_information(LTISystem(A, B, np.eye(n)), InputDesign(np.zeros((1, 2)), s2[None]), num_steps=T)
-    pred = np.linalg.inv(F[: n * n, : n * n])
-    np.testing.assert_allclose(np.diag(emp), np.diag(pred), rtol=0.25)
 
 
 # ---------------------------------------------------------------- report plumbing
@@ -407,20 +252,3 @@ def test_report_round_trip_and_json():
         report.warn_or_raise("B_tilde", on_fail="ignore")
 
 
-@pytest.mark.parametrize("n, m, with_q", [(2, 2, False), (3, 2, True), (4, 5, True)])
-def test_closed_form_fisher_equals_the_autodiff_fisher(n, m, with_q):
-    """The NumPy closed form used by the checks against the autodiff information of the model's
-    transition density (float64; agreement to rounding)."""
-    from causalid.lti.identifiability import closed_form_fisher
-
-    rng = np.random.default_rng(n * 10 + m)
-    A = rng.normal(size=(n, n))
-    A *= 0.8 / np.max(np.abs(np.linalg.eigvals(A)))
-    B = rng.normal(size=(n, m))
-    E = m + 2
-    mean, var = rng.normal(size=(E, m)), rng.uniform(0.1, 2.0, size=(E, m))
-    Q = 0.1 * np.eye(n) if with_q else None
-    steps = rng.integers(10, 100, size=E).astype(float)
-    ref = np.asarray(transition_fisher(A, B, mean, var, Q_tilde=Q, num_steps=steps))
-    got = closed_form_fisher(A, B, mean, var, Q_tilde=Q, num_steps=steps)
-    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9 * np.max(np.abs(ref)))
