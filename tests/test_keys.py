@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import causalid
-from causalid.design import power_analysis
 from causalid.exchangeable.simulate import random_dag, simulate_dataset
 
 
@@ -34,7 +33,5 @@ def test_a_prng_key_is_accepted_wherever_an_int_is(x):
     a, _, _ = simulate_dataset("bivariate", 10, 2, key=4)
     b, _, _ = simulate_dataset("bivariate", 10, 2, key=jax.random.PRNGKey(4))
     np.testing.assert_array_equal(a, b)
-    pa = power_analysis("bivariate", envs=(20,), replicates=2, key=jax.random.PRNGKey(1), progress=False)
-    assert len(pa.table) == 1
     with pytest.raises(causalid.DataError, match="key must be an int seed or a jax.random.PRNGKey"):
         simulate_dataset("bivariate", 10, 2, key="abc")

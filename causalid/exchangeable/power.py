@@ -328,7 +328,7 @@ def power_analysis(
     Examples
     --------
     >>> from causalid.design import power_analysis
-    >>> pa = power_analysis("bivariate", envs=(40, 80), replicates=4, target=0.5)
+    >>> pa = power_analysis("bivariate", envs=(40,), replicates=4, target=0.5)
     >>> list(pa.table.columns[:5])
     ['regime', 'num_envs', 'num_samples', 'replicates', 'accuracy']
     """

@@ -111,6 +111,7 @@ def _accuracy(results, labels):
     return np.mean([sorted(r.graph.edges) == truth[int(lab)] for r, lab in zip(results, labels)])
 
 
+@pytest.mark.slow  # a reference-accuracy run (the benchmark measures the whole curve)
 @pytest.mark.parametrize("E, published", [(100, 0.70), (500, 0.91)])
 def test_bivariate_reference_accuracy_at_least_published(E, published):
     x, labels = _bivariate_batch(E, 100, seed=E)
@@ -139,6 +140,7 @@ def test_false_edge_rate_under_no_edge_is_alpha():
     assert abs(rate - 0.05) < 3 * se
 
 
+@pytest.mark.slow  # a reference-accuracy run
 def test_multivariate_binary_beats_published_nshd_at_E_10000():
     keys = jax.random.split(jax.random.PRNGKey(3), 100)
     x, adj = jax.vmap(lambda k: scm_multivariate_binary(k, 10000, 2, 3))(keys)

@@ -44,6 +44,7 @@ def test_joint_diagonalize_recovers_mixing_exactly():
     assert np.allclose(off - np.einsum("eii->ei", off)[:, :, None] * np.eye(4), 0, atol=1e-9)
 
 
+@pytest.mark.slow  # reference-table accuracy runs (tests/benchmarks has the whole table)
 @pytest.mark.parametrize("design,zero_means,use_B,use_C", [
     ("random", False, False, False), ("random", True, True, True), ("max-variability", False, False, False)])
 def test_reference_cells_n3(design, zero_means, use_B, use_C):
