@@ -10,7 +10,7 @@ identifies causal structure.  One wing per model family, each with its front doo
   :func:`diagnose_mechanisms`, :func:`structure_metrics` and friends;
 * multi-environment LTI systems (:mod:`causalid.lti`): :class:`LTIData`, :func:`identify_lti`,
   :func:`check_lti`, :func:`select_order`, :func:`design_lti`, :func:`design_next`;
-* hidden Markov models (:mod:`causalid.hmm`): :class:`SequenceData`, :func:`fit_hmm`,
+* hidden Markov models (:mod:`causalid.hmm`): :class:`SequenceData`, :func:`fit_hmm`, :class:`HMMParams`,
   :func:`compare_mechanisms`, :func:`select_num_states`;
 * simulation sweeps over all of them: :func:`load_sweep`, :func:`run_sweep`,
   :func:`load_results`, :func:`write_report` (:mod:`causalid.verify`).
@@ -48,6 +48,7 @@ from causalid.lti.identifiability import LTIIdentifiabilityReport, check_lti
 from causalid.lti.metrics import amari_distance, eigenvalue_error, mcc, relative_error
 from causalid.lti.result import LTIResult
 from causalid.lti.subspace import select_order
+from causalid.models.hmm import HMMParams
 from causalid.verify import load_results, write_report
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "ConvergenceWarning",
     "DataError",
     "Design",
+    "HMMParams",
     "HMMResult",
     "IdentifiabilityError",
     "InputDesign",

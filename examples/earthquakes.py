@@ -74,13 +74,13 @@ def main(argv=None) -> dict:
                                key=args.seed, progress=False)
         fits[m] = fit
         ref = PUBLISHED[m]
-        lam = fit.params["rates"][0, :, 0]
-        gamma = fit.params["trans"][0]
+        lam = fit.params.emissions.rates[0, :, 0]
+        gamma = fit.params.trans[0]
         ref_aic, ref_bic = _criteria(ref["neg_log_lik"], m, n)
         row = {"states": m, "neg_log_lik": -fit.log_likelihood, "published_neg_log_lik": ref["neg_log_lik"],
                "lambda": lam, "published_lambda": np.array(ref["lambda"]), "gamma": gamma,
                "published_gamma": np.array(ref["gamma"]), "aic": fit.aic, "published_aic": ref_aic,
-               "bic": fit.bic, "published_bic": ref_bic, "delta": fit.params["init"][0]}
+               "bic": fit.bic, "published_bic": ref_bic, "delta": fit.params.init[0]}
         rows.append(row)
         print(f"{m}-state Poisson HMM (EM, free initial distribution; {fit.num_params} parameters)")
         print(f"  -log L   {row['neg_log_lik']:10.5f}    published {ref['neg_log_lik']:10.5f}")

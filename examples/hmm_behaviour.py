@@ -25,10 +25,10 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from causalid.models.hmm import HMMConfig, simulate_arrays
 
 import causalid
 from causalid.hmm.compare import compare_mechanisms
+from causalid.models.hmm import HMMConfig, make_hmm_params, simulate_arrays
 
 STATES = ("rest", "explore", "run")
 DOSES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # mg/kg: the six conditions
@@ -57,15 +57,11 @@ def simulate(seed: int, sessions: int, frames: tuple[int, int], dropout: float):
     """Sessions of ragged length with tracking drop-outs: (SequenceData, true parameters)."""
     E, K = len(DOSES), len(STATES)
     config = HMMConfig(K, "gaussian", obs_dim=2, num_envs=E, vary=("transitions",))
-    params = {
-        "init": np.broadcast_to(np.array([0.6, 0.3, 0.1]), (E, K)),
-        "trans": np.stack([transitions(d) for d in DOSES]),
-        "means": np.broadcast_to(MEANS, (E, K, 2)),
-        "covs": np.broadcast_to(COVS, (E, K, 2, 2)),
-    }
+    params = make_hmm_params([0.6, 0.3, 0.1], np.stack([transitions(d) for d in DOSES]), means=MEANS, covs=COVS,
+                             num_envs=E)
     k_sim, k_cut = jax.random.split(jax.random.PRNGKey(seed))
     draw = jax.jit(lambda key, p: simulate_arrays(key, config, p, num_sequences=sessions, num_steps=frames[1]))
-    y_all, _ = (np.asarray(a) for a in draw(k_sim, {k: jax.numpy.asarray(v) for k, v in params.items()}))
+    y_all, _ = (np.asarray(a) for a in draw(k_sim, jax.tree.map(jax.numpy.asarray, params)))
     rng = np.random.default_rng(int(jax.random.randint(k_cut, (), 0, 2**31 - 1)))
     y = []
     for e in range(E):
@@ -113,14 +109,14 @@ def main(argv=None) -> dict:
     print(fit.summary(), "\n")
 
     # against the truth (the states are in canonical order: increasing speed = rest, explore, run)
-    trans_error = float(np.max(np.abs(fit.params["trans"] - truth["trans"])))
-    means_error = float(np.max(np.abs(fit.params["means"] - truth["means"]) / np.sqrt(
-        np.diagonal(truth["covs"], axis1=-2, axis2=-1))))
+    trans_error = float(np.max(np.abs(fit.params.trans - truth.trans)))
+    means_error = float(np.max(np.abs(fit.params.emissions.means - truth.emissions.means) / np.sqrt(
+        np.diagonal(truth.emissions.covs, axis1=-2, axis2=-1))))
     print(f"largest transition-probability error: {trans_error:.3f}; largest emission-mean error: "
           f"{means_error:.2f} standard deviations")
     for (i, j) in ((0, 0), (1, 2)):
         print(f"P({STATES[i]} -> {STATES[j]}) by dose: " + ", ".join(
-            f"{name} {fit.params['trans'][e, i, j]:.3f} (true {truth['trans'][e, i, j]:.3f})"
+            f"{name} {fit.params.trans[e, i, j]:.3f} (true {truth.trans[e, i, j]:.3f})"
             for e, name in enumerate(data.env_names)))
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="causalid_hmm_"))

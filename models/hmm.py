@@ -48,14 +48,18 @@ site                      shape             notes
 ========================  ================  =======================================================
 
 :func:`expand_params` turns a trace (or a substituted dict) into the uniform per-environment
-parameter dictionary used by the fitting engines and :class:`causalid.HMMResult`: ``init (E, K)``,
-``trans (E, K, K)``, and ``means (E, K, D)`` + ``covs (E, K, D, D)`` / ``rates (E, K, D)`` /
-``probs (E, K, D, C)``, plus ``trans_weights (K, m, K)`` with inputs.
+parameters used by the fitting engines and :class:`causalid.HMMResult`: an :class:`HMMParams`
+with ``init (E, K)``, ``trans (E, K, K)``, the family's emission tuple
+(:class:`GaussianEmissions` ``means (E, K, D)`` + ``covs (E, K, D, D)``,
+:class:`PoissonEmissions` ``rates (E, K, D)``, :class:`CategoricalEmissions` ``probs (E, K, D,
+C)``) and, with inputs, ``trans_weights (K, m, K)``.  Build one by hand with
+:func:`make_hmm_params`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -76,12 +80,18 @@ MECHANISMS = ("transitions", "emissions")
 
 __all__ = [
     "EMISSIONS",
+    "EMISSION_TYPES",
     "MECHANISMS",
+    "CategoricalEmissions",
+    "GaussianEmissions",
     "HMMConfig",
+    "HMMParams",
     "HMMPrior",
+    "PoissonEmissions",
     "emission_log_lik",
     "expand_params",
     "hmm_model",
+    "make_hmm_params",
     "random_hmm_params",
     "simulate_arrays",
     "simulate_hmm",
@@ -181,35 +191,239 @@ class HMMPrior:
     trans_weight_scale: float = 1.0
 
 
+# --------------------------------------------------------------------------- parameters
+#
+# Dimensions: E environments, K states, D channels, C categories, m inputs.  Every array of an
+# HMMParams keeps the environment axis first (a shared mechanism repeats over it), so one
+# layout serves one HMM and a multi-environment family alike; inside the engines, which vmap
+# over environments, the same tuples hold one environment's slices (the leading axis dropped).
+
+
+class GaussianEmissions(NamedTuple):
+    r"""Multivariate normal emissions, :math:`y_t \mid z_t = k \sim \mathcal N(\mu_{e,k}, \Sigma_{e,k})`.
+
+    Attributes
+    ----------
+    means : (E, K, D) array
+        :math:`\mu_{e,k}`, per environment, state and channel.
+    covs : (E, K, D, D) array
+        :math:`\Sigma_{e,k}`, symmetric positive definite (diagonal for ``covariance="diag"``).
+    """
+
+    means: Array
+    covs: Array
+
+
+class PoissonEmissions(NamedTuple):
+    r"""Independent Poisson counts per channel, :math:`y_{t,d} \mid z_t = k \sim \operatorname{Poisson}(\lambda_{e,k,d})`.
+
+    Attributes
+    ----------
+    rates : (E, K, D) array
+        :math:`\lambda_{e,k,d} > 0`, per environment, state and channel.
+    """
+
+    rates: Array
+
+
+class CategoricalEmissions(NamedTuple):
+    r"""Independent categorical symbols per channel, :math:`P(y_{t,d} = c \mid z_t = k) = p_{e,k,d,c}`.
+
+    Attributes
+    ----------
+    probs : (E, K, D, C) array
+        Symbol probabilities per environment, state and channel (summing to 1 over ``C``).
+    """
+
+    probs: Array
+
+
+Emissions = GaussianEmissions | PoissonEmissions | CategoricalEmissions
+
+#: The emission tuple of each family.
+EMISSION_TYPES = {"gaussian": GaussianEmissions, "poisson": PoissonEmissions,
+                  "categorical": CategoricalEmissions}
+
+
+class HMMParams(NamedTuple):
+    r"""Parameters of a (multi-environment) HMM, a pytree.
+
+    .. math::
+
+        z_0 \sim \pi_e,\qquad z_t \mid z_{t-1} = i \sim \Gamma_{e,t}(i, \cdot),\qquad
+        y_t \mid z_t = k \sim F(\psi_{e,k}),\qquad
+        \Gamma_{e,t}(i, \cdot) = \operatorname{softmax}(\log\Gamma_e(i, \cdot) + W_i^\top u_t).
+
+    Build with :func:`make_hmm_params` (which checks the shapes and adds the environment axis
+    to single-HMM arrays) or :meth:`from_dict`; :meth:`to_dict` gives the flat form that
+    results are saved in.
+
+    Attributes
+    ----------
+    init : (E, K) array
+        Initial distribution :math:`\pi_e` (cause mechanism).
+    trans : (E, K, K) array
+        Transition matrix :math:`\Gamma_e`, rows = from (cause mechanism).
+    emissions : GaussianEmissions, PoissonEmissions or CategoricalEmissions
+        :math:`\psi_e`, the effect mechanism.
+    trans_weights : (K, m, K) array or None
+        Input weights :math:`W` of input-driven transitions (shared by every environment).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = make_hmm_params([0.5, 0.5], [[0.9, 0.1], [0.2, 0.8]], rates=[[2.0], [9.0]])
+    >>> p.emission, p.num_envs, p.num_states, p.emissions.rates.shape
+    ('poisson', 1, 2, (1, 2, 1))
+    >>> sorted(p.to_dict())
+    ['init', 'rates', 'trans']
+    """
+
+    init: Array
+    trans: Array
+    emissions: Emissions
+    trans_weights: Array | None = None
+
+    @property
+    def emission(self) -> str:
+        """The emission family: ``"gaussian"``, ``"poisson"`` or ``"categorical"``."""
+        return {GaussianEmissions: "gaussian", PoissonEmissions: "poisson",
+                CategoricalEmissions: "categorical"}[type(self.emissions)]
+
+    @property
+    def num_envs(self) -> int:
+        """``E`` (the leading axis of :attr:`init`)."""
+        return int(np.shape(self.init)[0])
+
+    @property
+    def num_states(self) -> int:
+        """``K``."""
+        return int(np.shape(self.init)[-1])
+
+    def to_dict(self) -> dict:
+        """The flat form ``{"init", "trans", <emission fields>[, "trans_weights"]}`` (as saved)."""
+        out = {"init": self.init, "trans": self.trans, **self.emissions._asdict()}
+        if self.trans_weights is not None:
+            out["trans_weights"] = self.trans_weights
+        return out
+
+    @classmethod
+    def from_dict(cls, d) -> HMMParams:
+        """Parameters from the flat form of :meth:`to_dict` (e.g. a result saved by an older
+        causalid); an :class:`HMMParams` is returned unchanged.  The family is told by the
+        emission fields present (``means`` + ``covs``, ``rates`` or ``probs``)."""
+        if isinstance(d, HMMParams):
+            return d
+        for family in EMISSION_TYPES.values():
+            if all(f in d for f in family._fields):
+                emissions = family(*(d[f] for f in family._fields))
+                return cls(d["init"], d["trans"], emissions, d.get("trans_weights"))
+        raise ValueError(f"no emission parameters among {sorted(d)}: expected means and covs, rates or probs")
+
+    def replace(self, **values) -> HMMParams:
+        """A copy with some arrays replaced, emission fields (``means``, ``rates``, ...) by name."""
+        own = {k: values.pop(k) for k in list(values) if k in self._fields}
+        emissions = self.emissions._replace(**values) if values else self.emissions
+        return self._replace(emissions=emissions, **own)
+
+
+def make_hmm_params(init, trans, *, means=None, covs=None, rates=None, probs=None, trans_weights=None,
+                    num_envs: int | None = None) -> HMMParams:
+    """Build :class:`HMMParams`, checking the shapes.
+
+    Give exactly one emission family: ``means`` and ``covs`` (Gaussian), ``rates`` (Poisson) or
+    ``probs`` (categorical).  Arrays may carry the environment axis (``init (E, K)``, ...) or
+    not (``init (K,)``, ``trans (K, K)``, ``means (K, D)``, ...: one HMM), in which case they are
+    repeated over ``num_envs`` environments (default 1).  A ``(K,)`` mean, rate or ``(K, C)``
+    probability array is one channel.
+
+    Returns
+    -------
+    HMMParams
+        With NumPy arrays (``jax.tree.map(jnp.asarray, p)`` moves them to the device).
+    """
+    given = {"gaussian": means is not None or covs is not None, "poisson": rates is not None,
+             "categorical": probs is not None}
+    families = [f for f, g in given.items() if g]
+    if len(families) != 1:
+        raise ValueError("give exactly one emission family: means and covs, rates, or probs; "
+                         f"got {families or 'none'}")
+    init = np.asarray(init, dtype=float)
+    trans = np.asarray(trans, dtype=float)
+    K = init.shape[-1]
+    E = int(num_envs) if num_envs is not None else (1 if init.ndim == 1 else init.shape[0])
+
+    def env(a, core: int, name: str):
+        a = np.asarray(a, dtype=float)
+        if a.ndim == core:
+            return np.broadcast_to(a, (E,) + a.shape).copy()
+        if a.ndim == core + 1 and a.shape[0] in (1, E):
+            return np.broadcast_to(a, (E,) + a.shape[1:]).copy()
+        raise ValueError(f"{name} has shape {a.shape}; expected {core} axes, or {core + 1} with {E} environments first")
+
+    init, trans = env(init, 1, "init"), env(trans, 2, "trans")
+    if trans.shape[1:] != (K, K):
+        raise ValueError(f"trans has shape {trans.shape}; expected (E, {K}, {K})")
+    if families[0] == "gaussian":
+        if means is None or covs is None:
+            raise ValueError("Gaussian emissions need both means and covs")
+        m = np.asarray(means, dtype=float)
+        m = env(m[:, None] if m.ndim == 1 else m, 2, "means")
+        D = m.shape[-1]
+        c = np.asarray(covs, dtype=float)
+        c = env(c[:, None, None] if c.ndim == 1 else c, 3, "covs")  # (K,): variances of one channel
+        if m.shape[1] != K or c.shape[1:] != (K, D, D):
+            raise ValueError(f"means {m.shape} / covs {c.shape} do not fit {K} states and {D} channel(s)")
+        emissions = GaussianEmissions(m, c)
+    elif families[0] == "poisson":
+        r = np.asarray(rates, dtype=float)
+        r = env(r[..., None] if r.ndim == 1 else r, 2, "rates")
+        if r.shape[1] != K:
+            raise ValueError(f"rates has shape {r.shape}; expected (E, {K}, D)")
+        emissions = PoissonEmissions(r)
+    else:
+        p = np.asarray(probs, dtype=float)
+        p = env(p[:, None, :] if p.ndim == 2 else p, 3, "probs")
+        if p.shape[1] != K:
+            raise ValueError(f"probs has shape {p.shape}; expected (E, {K}, D, C)")
+        emissions = CategoricalEmissions(p)
+    w = None if trans_weights is None else np.asarray(trans_weights, dtype=float)
+    return HMMParams(init, trans, emissions, w)
+
+
 # ------------------------------------------------------------------------ emission densities
 
 
-def emission_log_lik(params: dict, y: Array, config: HMMConfig, partial: bool | None = None) -> Array:
+def emission_log_lik(emissions: Emissions, y: Array, config: HMMConfig, partial: bool | None = None) -> Array:
     r"""Per-state emission log-likelihoods ``(T, K)`` of one sequence ``y`` ``(T, D)``.
 
-    ``params`` holds one environment's emission parameters (``means (K, D)`` + ``covs (K, D,
-    D)``, ``rates (K, D)`` or ``probs (K, D, C)``).  NaN channels are marginalised: a Gaussian
+    ``emissions`` holds one environment's emission parameters (:class:`GaussianEmissions`
+    ``means (K, D)`` + ``covs (K, D, D)``, :class:`PoissonEmissions` ``rates (K, D)`` or
+    :class:`CategoricalEmissions` ``probs (K, D, C)``; an :class:`HMMParams` stands for its
+    emissions).  NaN channels are marginalised: a Gaussian
     row contributes the density of its observed channels (the marginal of the observed block),
     Poisson and categorical channels are independent so missing ones drop out; a row with no
     observed channel is zero (uninformative).  ``partial`` (static) says whether some row has
     some but not all Gaussian channels missing; ``None`` decides it from ``y`` when ``y`` is
     concrete and assumes so when it is traced.  Only such rows need per-row inverses.
     """
+    if isinstance(emissions, HMMParams):
+        emissions = emissions.emissions
     obs = ~jnp.isnan(y)
     y0 = jnp.where(obs, y, 0.0)
     if config.emission == "poisson":
-        rates = params["rates"]  # (K, D)
+        rates = emissions.rates  # (K, D)
         terms = y0[:, None, :] * jnp.log(rates)[None] - rates[None] - gammaln(y0 + 1.0)[:, None, :]
         return jnp.sum(jnp.where(obs[:, None, :], terms, 0.0), axis=-1)
     if config.emission == "categorical":
-        probs = params["probs"]  # (K, D, C)
+        probs = emissions.probs  # (K, D, C)
         idx = y0.astype(jnp.int32)  # (T, D)
         logp = jnp.log(probs)
         picked = jnp.take_along_axis(logp[None], idx[:, None, :, None], axis=-1)[..., 0]  # (T, K, D)
         return jnp.sum(jnp.where(obs[:, None, :], picked, 0.0), axis=-1)
     if partial is None:
         partial = has_partial_rows(y)
-    return _gaussian_log_lik(params["means"], params["covs"], y0, obs, partial)
+    return _gaussian_log_lik(emissions.means, emissions.covs, y0, obs, partial)
 
 
 def has_partial_rows(y) -> bool:
@@ -299,7 +513,7 @@ def hmm_model(y=None, *, config: HMMConfig, lengths=None, inputs=None, num_seque
 
     Returns
     -------
-    dict
+    HMMParams
         The per-environment parameters (:func:`expand_params` of the sampled sites).
     """
     prior = HMMPrior() if prior is None else prior
@@ -362,14 +576,14 @@ def hmm_model(y=None, *, config: HMMConfig, lengths=None, inputs=None, num_seque
 
 
 @float64
-def log_likelihood(params: dict, y: Array, config: HMMConfig, lengths=None, inputs=None,
+def log_likelihood(params: HMMParams, y: Array, config: HMMConfig, lengths=None, inputs=None,
                    *, method: str = "auto") -> Array:
     """Total marginal log-likelihood of ``y`` ``(E, N, T, D)``: forward pass per sequence, ``vmap``-ed."""
     return jnp.sum(sequence_log_likelihoods(params, y, config, lengths, inputs, method=method))
 
 
 @float64
-def sequence_log_likelihoods(params: dict, y: Array, config: HMMConfig, lengths=None, inputs=None,
+def sequence_log_likelihoods(params: HMMParams, y: Array, config: HMMConfig, lengths=None, inputs=None,
                              *, method: str = "auto", partial: bool | None = None) -> Array:
     """Log-likelihood of every sequence, ``(E, N)``.
 
@@ -381,13 +595,12 @@ def sequence_log_likelihoods(params: dict, y: Array, config: HMMConfig, lengths=
     E, N, T, _ = y.shape
     if lengths is None:
         lengths = jnp.full((E, N), T)
-    per_env = {k: v for k, v in params.items() if k != "trans_weights"}
-    weights = params.get("trans_weights")
+    per_env, weights = params._replace(trans_weights=None), params.trans_weights
 
     def one(p, y_n, n, u_n):
-        ll = emission_log_lik(p, y_n, config, partial)
-        tr = transition_matrices(p["trans"], weights, u_n)
-        return hmm_log_likelihood(p["init"], tr, ll, n, method=method)
+        ll = emission_log_lik(p.emissions, y_n, config, partial)
+        tr = transition_matrices(p.trans, weights, u_n)
+        return hmm_log_likelihood(p.init, tr, ll, n, method=method)
 
     if inputs is None:
         f = jax.vmap(jax.vmap(lambda p, y_n, n: one(p, y_n, n, None), in_axes=(None, 0, 0)))
@@ -402,7 +615,7 @@ def _simulate_sites(params, config: HMMConfig, lengths, inputs, N: int, T: int |
     K, E = config.num_states, config.num_envs
     with numpyro.plate("env", E, dim=-3), numpyro.plate("sequence", N, dim=-2), numpyro.plate("time", T, dim=-1):
         u = numpyro.sample("state_uniform", dist.Uniform(0.0, 1.0))  # (E, N, T)
-    weights = params.get("trans_weights")
+    weights = params.trans_weights
 
     def path(init, trans, u_n, x_n):
         tr = transition_matrices(trans, weights, x_n)
@@ -419,32 +632,32 @@ def _simulate_sites(params, config: HMMConfig, lengths, inputs, N: int, T: int |
 
     if inputs is None:
         z = jax.vmap(jax.vmap(lambda a, b, c: path(a, b, c, None), in_axes=(None, None, 0)))(
-            params["init"], params["trans"], u)
+            params.init, params.trans, u)
     else:
-        z = jax.vmap(jax.vmap(path, in_axes=(None, None, 0, 0)))(params["init"], params["trans"], u, inputs)
+        z = jax.vmap(jax.vmap(path, in_axes=(None, None, 0, 0)))(params.init, params.trans, u, inputs)
     z = numpyro.deterministic("z", z.astype(jnp.int32))
     e_idx = jnp.arange(E)[:, None, None]
     with numpyro.plate("env", E, dim=-3), numpyro.plate("sequence", N, dim=-2), numpyro.plate("time", T, dim=-1):
+        em = params.emissions
         if config.emission == "gaussian":
-            numpyro.sample("y", dist.MultivariateNormal(params["means"][e_idx, z], params["covs"][e_idx, z]))
+            numpyro.sample("y", dist.MultivariateNormal(em.means[e_idx, z], em.covs[e_idx, z]))
         elif config.emission == "poisson":
-            numpyro.sample("y", dist.Poisson(params["rates"][e_idx, z]).to_event(1))
+            numpyro.sample("y", dist.Poisson(em.rates[e_idx, z]).to_event(1))
         else:
-            numpyro.sample("y", dist.Categorical(params["probs"][e_idx, z]).to_event(1))
+            numpyro.sample("y", dist.Categorical(em.probs[e_idx, z]).to_event(1))
 
 
 @float64
-def expand_params(sites: dict, config: HMMConfig) -> dict:
+def expand_params(sites: dict, config: HMMConfig) -> HMMParams:
     """Per-environment parameters from the program's site values (a trace, a draw, a MAP point).
 
-    The one place where sites become ``init``, ``trans``, ``means``/``covs``, ``rates`` or
-    ``probs``: :func:`hmm_model` calls it on its own sites, and the engines on fitted ones.
-    ``vmap`` it over draws.
+    The one place where sites become an :class:`HMMParams`: :func:`hmm_model` calls it on its
+    own sites, and the engines on fitted ones.  ``vmap`` it over draws.
     """
     E, D = config.num_envs, config.obs_dim
     tv, ev = config.trans_vary, config.emis_vary
-    out = {"init": _env_axis(jnp.asarray(sites["init"]), E, tv),
-           "trans": _env_axis(jnp.asarray(sites["trans"]), E, tv)}
+    init = _env_axis(jnp.asarray(sites["init"]), E, tv)
+    trans = _env_axis(jnp.asarray(sites["trans"]), E, tv)
     if config.emission == "gaussian":
         means = sites["means"] if ev else sites["mean_center"]
         scales = sites["scales"] if ev else sites["scale_center"]
@@ -453,14 +666,13 @@ def expand_params(sites: dict, config: HMMConfig) -> dict:
             covs = chol @ jnp.swapaxes(chol, -1, -2)
         else:
             covs = jnp.eye(D) * (scales**2)[..., None]
-        out["means"], out["covs"] = _env_axis(means, E, ev), _env_axis(covs, E, ev)
+        emissions = GaussianEmissions(_env_axis(means, E, ev), _env_axis(covs, E, ev))
     elif config.emission == "poisson":
-        out["rates"] = _env_axis(sites["rates"] if ev else sites["rate_center"], E, ev)
+        emissions = PoissonEmissions(_env_axis(sites["rates"] if ev else sites["rate_center"], E, ev))
     else:
-        out["probs"] = _env_axis(sites["probs"] if ev else sites["probs_center"], E, ev)
-    if "trans_weights" in sites:
-        out["trans_weights"] = jnp.asarray(sites["trans_weights"])
-    return out
+        emissions = CategoricalEmissions(_env_axis(sites["probs"] if ev else sites["probs_center"], E, ev))
+    weights = jnp.asarray(sites["trans_weights"]) if "trans_weights" in sites else None
+    return HMMParams(init, trans, emissions, weights)
 
 
 # ------------------------------------------------------------------------------- simulators
@@ -468,8 +680,8 @@ def expand_params(sites: dict, config: HMMConfig) -> dict:
 
 @float64
 def random_hmm_params(key, config: HMMConfig, *, self_prob: float = 0.8, separation: float = 3.0,
-                      env_spread: float = 0.5) -> dict:
-    """A well-separated random multi-environment HMM in the per-environment dictionary form.
+                      env_spread: float = 0.5) -> HMMParams:
+    """A well-separated random multi-environment HMM (per-environment :class:`HMMParams`).
 
     Transitions keep each state with probability about ``self_prob``; the shared Gaussian means
     lie on a line in a random direction, neighbours ``separation`` (unit) standard deviations
@@ -491,7 +703,6 @@ def random_hmm_params(key, config: HMMConfig, *, self_prob: float = 0.8, separat
     logits = jnp.log(base)[None] + spread_tr * jax.random.normal(keys[0], (n_tr, K, K))
     trans = jnp.broadcast_to(jax.nn.softmax(logits, -1), (E, K, K))
     init = jnp.broadcast_to(jax.nn.softmax(spread_tr * jax.random.normal(keys[1], (n_tr, K)), -1), (E, K))
-    params = {"init": init, "trans": trans}
     n_em = E if config.emis_vary else 1
     if config.emission == "gaussian":
         k_dir, k_order, k_jit = jax.random.split(keys[2], 3)
@@ -512,26 +723,24 @@ def random_hmm_params(key, config: HMMConfig, *, self_prob: float = 0.8, separat
             covs = sd[..., :, None] * corr * sd[..., None, :]
         else:
             covs = jnp.eye(D) * (sd**2)[..., None]
-        params["means"] = jnp.broadcast_to(means, (E, K, D))
-        params["covs"] = jnp.broadcast_to(covs, (E, K, D, D))
+        emissions = GaussianEmissions(jnp.broadcast_to(means, (E, K, D)), jnp.broadcast_to(covs, (E, K, D, D)))
     elif config.emission == "poisson":
         log_rates = jnp.linspace(0.0, separation * 0.7, K)[None, :, None] + 0.5
         log_rates = log_rates + spread_em * jax.random.normal(keys[3], (n_em, K, D))
-        params["rates"] = jnp.broadcast_to(jnp.exp(log_rates), (E, K, D))
+        emissions = PoissonEmissions(jnp.broadcast_to(jnp.exp(log_rates), (E, K, D)))
     else:
         C = config.num_categories
         logits = separation * jax.random.normal(keys[2], (1, K, D, C))
         logits = logits + spread_em * jax.random.normal(keys[3], (n_em, K, D, C))
-        params["probs"] = jnp.broadcast_to(jax.nn.softmax(logits, -1), (E, K, D, C))
-    if config.input_dim:
-        params["trans_weights"] = jax.random.normal(keys[6], (K, config.input_dim, K))
-    return params
+        emissions = CategoricalEmissions(jnp.broadcast_to(jax.nn.softmax(logits, -1), (E, K, D, C)))
+    weights = jax.random.normal(keys[6], (K, config.input_dim, K)) if config.input_dim else None
+    return HMMParams(init, trans, emissions, weights)
 
 
 @float64
-def simulate_hmm(key, config: HMMConfig, params: dict, *, num_sequences: int, num_steps: int,
+def simulate_hmm(key, config: HMMConfig, params: HMMParams, *, num_sequences: int, num_steps: int,
                  inputs=None) -> dict:
-    """Draw data from :func:`hmm_model` with ``params`` (per-environment form) substituted.
+    """Draw data from :func:`hmm_model` with ``params`` (:class:`HMMParams`) substituted.
 
     Returns ``{"y": (E, N, T, D), "z": (E, N, T)}`` as numpy arrays.
     """
@@ -541,7 +750,7 @@ def simulate_hmm(key, config: HMMConfig, params: dict, *, num_sequences: int, nu
 
 
 @float64
-def simulate_arrays(key, config: HMMConfig, params: dict, *, num_sequences: int, num_steps: int, inputs=None):
+def simulate_arrays(key, config: HMMConfig, params: HMMParams, *, num_sequences: int, num_steps: int, inputs=None):
     """:func:`simulate_hmm` as a pure JAX function (jit-able, ``vmap``-able over keys / params).
 
     Returns ``(y (E, N, T, D) float, z (E, N, T) int)``.
@@ -556,36 +765,37 @@ def simulate_arrays(key, config: HMMConfig, params: dict, *, num_sequences: int,
     return y, tr["z"]["value"]
 
 
-def sites_from_params(params: dict, config: HMMConfig) -> dict:
+def sites_from_params(params: HMMParams, config: HMMConfig) -> dict:
     """Site values that make :func:`hmm_model` reproduce ``params`` exactly."""
     take_t = (lambda a: a) if config.trans_vary else (lambda a: a[0])
     take_e = (lambda a: a) if config.emis_vary else (lambda a: a[0])
-    sites = {"init": take_t(params["init"]), "trans": take_t(params["trans"])}
+    em = params.emissions
+    sites = {"init": take_t(params.init), "trans": take_t(params.trans)}
     if config.trans_vary:
-        sites["trans_center"] = jnp.mean(params["trans"], axis=0)
+        sites["trans_center"] = jnp.mean(params.trans, axis=0)
         sites["trans_concentration"] = jnp.asarray(50.0)
-    if "trans_weights" in params:
-        sites["trans_weights"] = params["trans_weights"]
+    if params.trans_weights is not None:
+        sites["trans_weights"] = params.trans_weights
     if config.emission == "gaussian":
-        covs = params["covs"]
+        covs = em.covs
         sd = jnp.sqrt(jnp.diagonal(covs, axis1=-2, axis2=-1))
-        sites["mean_center"] = jnp.mean(params["means"], axis=0)
+        sites["mean_center"] = jnp.mean(em.means, axis=0)
         sites["scale_center"] = jnp.exp(jnp.mean(jnp.log(sd), axis=0))
         if config.emis_vary:
-            sites["means"], sites["scales"] = params["means"], sd
+            sites["means"], sites["scales"] = em.means, sd
         else:
-            sites["mean_center"], sites["scale_center"] = params["means"][0], sd[0]
+            sites["mean_center"], sites["scale_center"] = em.means[0], sd[0]
         if config.covariance == "full" and config.obs_dim > 1:
             corr = covs[0] / sd[0][..., :, None] / sd[0][..., None, :]
             sites["corr_chol"] = jnp.linalg.cholesky(corr)
     elif config.emission == "poisson":
-        sites["rate_center"] = take_e(params["rates"]) if not config.emis_vary else jnp.exp(
-            jnp.mean(jnp.log(params["rates"]), axis=0))
+        sites["rate_center"] = take_e(em.rates) if not config.emis_vary else jnp.exp(
+            jnp.mean(jnp.log(em.rates), axis=0))
         if config.emis_vary:
-            sites["rates"] = params["rates"]
+            sites["rates"] = em.rates
     else:
-        sites["probs_center"] = take_e(params["probs"]) if not config.emis_vary else jnp.mean(params["probs"], 0)
+        sites["probs_center"] = take_e(em.probs) if not config.emis_vary else jnp.mean(em.probs, 0)
         if config.emis_vary:
-            sites["probs"] = params["probs"]
+            sites["probs"] = em.probs
             sites["probs_concentration"] = jnp.asarray(50.0)
     return sites

@@ -51,6 +51,7 @@ from causalid.hmm.em import min_covar_diag, run_em, simulate_like
 from causalid.hmm.fit import fit_hmm, vary_from_shared
 from causalid.models.hmm import (
     HMMConfig,
+    HMMParams,
     emission_log_lik,
     has_partial_rows,
     sequence_log_likelihoods,
@@ -229,7 +230,7 @@ def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alp
     mc = min_covar_diag(data, float(fits["neither"].settings.get("min_covar", 1e-6)))
     for mech, null_model in (("transitions", "emissions"), ("emissions", "transitions")):
         null_fit, full_config = fits[null_model], fits["both"].config
-        start = {k: jnp.asarray(v)[None] for k, v in null_fit.params.items()}
+        start = jax.tree.map(lambda v: jnp.asarray(v)[None], null_fit.params)
         stat, full_ll = _lr_statistics(start, jnp.asarray(data.y)[None], lengths, null_fit.config, full_config,
                                        max_iters, tol, mc, partial)
         stat = float(stat[0])
@@ -237,9 +238,9 @@ def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alp
         if null == "chi2":
             p = float(stats.chi2.sf(stat, df))
         else:
-            params = {k: jnp.asarray(v) for k, v in null_fit.params.items()}
+            params = jax.tree.map(jnp.asarray, null_fit.params)
             ys = simulate_like(keys[mech], data, null_fit.config, params, num_bootstrap)
-            start = {k: jnp.broadcast_to(v, (num_bootstrap,) + v.shape) for k, v in params.items()}
+            start = jax.tree.map(lambda v: jnp.broadcast_to(v, (num_bootstrap,) + v.shape), params)
             boot, _ = _lr_statistics(start, ys, lengths, null_fit.config, full_config, max_iters, tol, mc,
                                      partial, progress=progress, desc=f"bootstrap {mech}")
             nulls[mech] = boot
@@ -319,16 +320,17 @@ def select_num_states(data, states=(1, 2, 3, 4), emission: str = "gaussian", *, 
                         max_iters=max_iters, num_warmup=num_warmup, num_samples=num_samples,
                         num_chains=num_chains, progress=progress, **fit_kwargs)
             post = f.posterior.posterior
-            draws = {k: jnp.asarray(post[k].values).reshape((-1,) + post[k].shape[2:]) for k in f.params}
+            draws = HMMParams.from_dict({k: jnp.asarray(post[k].values).reshape((-1,) + post[k].shape[2:])
+                                         for k in f.params.to_dict()})
             y = jnp.asarray(data.y)
             lengths = jnp.asarray(data.lengths)
             cfg = f.config
 
             def pointwise(p, cfg=cfg, y=y, lengths=lengths):
                 def one(pe, y_n, n):
-                    ll = emission_log_lik(pe, y_n, cfg)
-                    tr = transition_matrices(pe["trans"], None, None)
-                    return hmm_filter(pe["init"], tr, ll, n).log_norms
+                    ll = emission_log_lik(pe.emissions, y_n, cfg)
+                    tr = transition_matrices(pe.trans, None, None)
+                    return hmm_filter(pe.init, tr, ll, n).log_norms
                 return jax.vmap(jax.vmap(one, in_axes=(None, 0, 0)))(p, y, lengths)
 
             terms = np.asarray(jax.lax.map(pointwise, draws))  # (S, E, N, T)

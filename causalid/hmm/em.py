@@ -32,7 +32,16 @@ from causalid._x64 import float64
 from causalid.dynamics.hmm import hmm_smoother
 from causalid.errors import ConvergenceWarning, DataError
 from causalid.hmm.data import SequenceData
-from causalid.models.hmm import HMMConfig, emission_log_lik, has_partial_rows, simulate_arrays
+from causalid.models.hmm import (
+    CategoricalEmissions,
+    GaussianEmissions,
+    HMMConfig,
+    HMMParams,
+    PoissonEmissions,
+    emission_log_lik,
+    has_partial_rows,
+    simulate_arrays,
+)
 
 __all__ = [
     "MIN_COMPACT_BATCH",
@@ -42,20 +51,18 @@ __all__ = [
     "emission_signature",
     "match_states",
     "min_covar_diag",
+    "numpy_params",
     "permute_states",
     "run_em",
     "simulate_like",
 ]
 
-_EMISSION_KEYS = {"gaussian": ("means", "covs"), "poisson": ("rates",), "categorical": ("probs",)}
-
-
 def _estep(params, y, lengths, config: HMMConfig, partial: bool):
     """Forward-backward on every sequence: log-lik (E, N), gamma (E, N, T, K), xi (E, N, K, K)."""
 
     def one(p, y_n, n):
-        ll = emission_log_lik(p, y_n, config, partial)
-        s = hmm_smoother(p["init"], p["trans"], ll, n)
+        ll = emission_log_lik(p.emissions, y_n, config, partial)
+        s = hmm_smoother(p.init, p.trans, ll, n)
         return s.log_likelihood, s.smoothed, s.trans_counts
 
     return jax.vmap(jax.vmap(one, in_axes=(None, 0, 0)))(params, y, lengths)
@@ -66,7 +73,7 @@ def _pool(x, vary: bool):
     return x if vary else jnp.broadcast_to(jnp.sum(x, axis=0, keepdims=True), x.shape)
 
 
-def _gaussian_stats(params, y, gamma, partial: bool):
+def _gaussian_stats(emissions: GaussianEmissions, y, gamma, partial: bool):
     """Expected sufficient statistics (weights, first and second moments) per environment."""
     obs = ~jnp.isnan(y)
     y0 = jnp.where(obs, y, 0.0)
@@ -77,7 +84,7 @@ def _gaussian_stats(params, y, gamma, partial: bool):
         Sy = jnp.einsum("vntk,vntd->vkd", w, y0)
         Syy = jnp.einsum("vntk,vntd,vnte->vkde", w, y0, y0)
         return Nk, Sy, Syy
-    means, covs = params["means"], params["covs"]  # (E, K, D), (E, K, D, D)
+    means, covs = emissions  # (E, K, D), (E, K, D, D)
     m = obs.astype(y.dtype)
     any_obs = jnp.any(obs, axis=-1)
 
@@ -110,12 +117,12 @@ def _mstep(params, y, lengths, gamma, xi, config: HMMConfig, partial: bool, min_
     init = init / jnp.sum(init, axis=-1, keepdims=True)
     counts = _pool(jnp.sum(xi, axis=1), tv)
     rows = jnp.sum(counts, axis=-1, keepdims=True)
-    trans = jnp.where(rows > 0, counts / jnp.where(rows > 0, rows, 1.0), params["trans"])
-    new = {"init": init, "trans": trans}
+    trans = jnp.where(rows > 0, counts / jnp.where(rows > 0, rows, 1.0), params.trans)
     obs = ~jnp.isnan(y)
     y0 = jnp.where(obs, y, 0.0)
+    old = params.emissions
     if config.emission == "gaussian":
-        Nk, Sy, Syy = _gaussian_stats(params, y, gamma, partial)
+        Nk, Sy, Syy = _gaussian_stats(old, y, gamma, partial)
         Nk, Sy, Syy = _pool(Nk, ev), _pool(Sy, ev), _pool(Syy, ev)
         safe = jnp.maximum(Nk, 1e-12)[..., None]
         mu = Sy / safe
@@ -124,13 +131,12 @@ def _mstep(params, y, lengths, gamma, xi, config: HMMConfig, partial: bool, min_
             cov = cov * jnp.eye(cov.shape[-1])
         cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2)) + jnp.diag(min_covar)
         keep = (Nk > 1e-8)[..., None]
-        new["means"] = jnp.where(keep, mu, params["means"])
-        new["covs"] = jnp.where(keep[..., None], cov, params["covs"])
+        emissions = GaussianEmissions(jnp.where(keep, mu, old.means), jnp.where(keep[..., None], cov, old.covs))
     elif config.emission == "poisson":
         w = jnp.einsum("vntk,vntd->vkd", gamma, obs.astype(y.dtype))
         s = jnp.einsum("vntk,vntd->vkd", gamma, y0)
         w, s = _pool(w, ev), _pool(s, ev)
-        new["rates"] = jnp.where(w > 1e-8, jnp.maximum(s / jnp.maximum(w, 1e-12), 1e-10), params["rates"])
+        emissions = PoissonEmissions(jnp.where(w > 1e-8, jnp.maximum(s / jnp.maximum(w, 1e-12), 1e-10), old.rates))
     else:
         C = config.num_categories
         onehot = jax.nn.one_hot(y0.astype(jnp.int32), C) * obs[..., None]
@@ -138,8 +144,8 @@ def _mstep(params, y, lengths, gamma, xi, config: HMMConfig, partial: bool, min_
         tot = jnp.sum(c, axis=-1, keepdims=True)
         probs = jnp.maximum(c / jnp.maximum(tot, 1e-12), 1e-12)
         probs = probs / jnp.sum(probs, axis=-1, keepdims=True)
-        new["probs"] = jnp.where(tot > 1e-8, probs, params["probs"])
-    return new
+        emissions = CategoricalEmissions(jnp.where(tot > 1e-8, probs, old.probs))
+    return HMMParams(init, trans, emissions)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "partial", "num_iters", "batch_y"))
@@ -247,19 +253,22 @@ def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float,
     return params, np.asarray(ll), np.asarray(done), trace
 
 
-def emission_signature(params: dict, emission: str) -> np.ndarray:
+def emission_signature(params: HMMParams, emission: str | None = None) -> np.ndarray:
     """Per-state features ``(..., K, F)`` in comparable units, used to match states.
 
     Gaussian: means in units of the typical within-state standard deviation of each channel,
     and log standard deviations; Poisson: log rates; categorical: symbol probabilities.
+    ``emission`` defaults to the family of ``params``.
     """
+    em = params.emissions
+    emission = params.emission if emission is None else emission
     if emission == "gaussian":
-        sd = np.sqrt(np.diagonal(np.asarray(params["covs"]), axis1=-2, axis2=-1))
+        sd = np.sqrt(np.diagonal(np.asarray(em.covs), axis1=-2, axis2=-1))
         unit = np.sqrt(np.mean(sd**2, axis=tuple(range(sd.ndim - 1))))  # per channel
-        return np.concatenate([np.asarray(params["means"]) / unit, np.log(sd)], axis=-1)
+        return np.concatenate([np.asarray(em.means) / unit, np.log(sd)], axis=-1)
     if emission == "poisson":
-        return np.log(np.asarray(params["rates"]))
-    p = np.asarray(params["probs"])
+        return np.log(np.asarray(em.rates))
+    p = np.asarray(em.probs)
     return p.reshape(p.shape[:-2] + (-1,))
 
 
@@ -271,37 +280,34 @@ def match_states(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
     return perm
 
 
-def permute_states(params: dict, perm) -> dict:
+def numpy_params(params: HMMParams) -> HMMParams:
+    """``params`` with every array as a NumPy array (for indexing without compiling JAX programs)."""
+    return jax.tree.map(np.asarray, params)
+
+
+def permute_states(params: HMMParams, perm) -> HMMParams:
     """Relabel states: new state ``k`` is old state ``perm[k]`` (``perm`` of shape (K,) or (E, K))."""
     perm = np.asarray(perm)
-    out = {}
-    for k, v in params.items():
-        v = np.asarray(v)
-        if k == "trans_weights":
-            p = perm if perm.ndim == 1 else perm[0]
-            out[k] = v[p][:, :, p]
-            continue
-        if perm.ndim == 1:
-            if k == "init":
-                out[k] = v[:, perm]
-            elif k == "trans":
-                out[k] = v[:, perm][:, :, perm]
-            else:
-                out[k] = v[:, perm]
-        else:
-            e = np.arange(v.shape[0])[:, None]
-            if k == "trans":
-                t = v[e, perm]
-                out[k] = np.take_along_axis(t, perm[:, None, :, ...].repeat(t.shape[1], axis=1), axis=2)
-            else:
-                out[k] = v[e, perm]
-    return out
+    params = numpy_params(params)
+    if perm.ndim == 1:
+        state_axis = lambda v: v[:, perm]
+        trans = params.trans[:, perm][:, :, perm]
+    else:
+        e = np.arange(perm.shape[0])[:, None]
+        state_axis = lambda v: v[e, perm]
+        t = params.trans[e, perm]
+        trans = np.take_along_axis(t, perm[:, None, :].repeat(t.shape[1], axis=1), axis=2)
+    w = params.trans_weights
+    if w is not None:
+        p = perm if perm.ndim == 1 else perm[0]
+        w = w[p][:, :, p]
+    return HMMParams(state_axis(params.init), trans, jax.tree.map(state_axis, params.emissions), w)
 
 
-def canonical_order(params: dict, config: HMMConfig) -> dict:
+def canonical_order(params: HMMParams, config: HMMConfig) -> HMMParams:
     """Align per-environment labels (when both mechanisms vary), then sort states by their first
     emission feature averaged over environments."""
-    params = {k: np.asarray(v) for k, v in params.items()}
+    params = numpy_params(params)
     sig = emission_signature(params, config.emission)  # (E, K, F)
     if config.trans_vary and config.emis_vary and config.num_envs > 1:
         perms = np.stack([match_states(sig[0], sig[e]) for e in range(config.num_envs)])
@@ -309,7 +315,7 @@ def canonical_order(params: dict, config: HMMConfig) -> dict:
         sig = emission_signature(params, config.emission)
     if config.emission == "categorical":
         C = config.num_categories
-        key = (np.asarray(params["probs"])[..., 0, :] * np.arange(C)).sum(-1).mean(0)
+        key = (params.emissions.probs[..., 0, :] * np.arange(C)).sum(-1).mean(0)
     else:
         key = sig[..., 0].mean(axis=0)
     return permute_states(params, np.argsort(key, kind="stable"))
@@ -322,11 +328,11 @@ def min_covar_diag(data: SequenceData, min_covar: float):
 
 
 @float64
-def simulate_like(key, data: SequenceData, config: HMMConfig, params: dict, num_replicates: int):
+def simulate_like(key, data: SequenceData, config: HMMConfig, params: HMMParams, num_replicates: int):
     """``num_replicates`` data sets ``(B, E, N, T, D)`` simulated from ``params`` with the shape,
     sequence lengths and missing-value pattern of ``data`` (padding past a sequence's length is
     simulated too, and ignored by every likelihood through the lengths)."""
-    params = {k: jnp.asarray(v) for k, v in params.items()}
+    params = jax.tree.map(jnp.asarray, params)
     keys = jax.random.split(key, int(num_replicates))
     return _simulate_batch(keys, params, jnp.asarray(np.isnan(data.y)), config=config,
                            num_sequences=int(data.lengths.shape[1]), num_steps=int(data.num_steps))
@@ -338,14 +344,14 @@ def _simulate_batch(keys, params, missing, *, config, num_sequences, num_steps):
     return jnp.where(missing[None], jnp.nan, jax.vmap(draw)(keys))
 
 
-def align_to(reference: dict, params: dict, config: HMMConfig) -> dict:
-    """Relabel the states of ``params`` to match ``reference`` (both per-environment dicts).
+def align_to(reference: HMMParams, params: HMMParams, config: HMMConfig) -> HMMParams:
+    """Relabel the states of ``params`` to match ``reference`` (both :class:`HMMParams`).
 
     One permutation for every environment when a mechanism is shared (the labels are common),
     one per environment when nothing is shared; Hungarian matching on the emission signatures.
     """
-    ref = emission_signature({k: np.asarray(v) for k, v in reference.items()}, config.emission)
-    sig = emission_signature({k: np.asarray(v) for k, v in params.items()}, config.emission)
+    ref = emission_signature(numpy_params(reference), config.emission)
+    sig = emission_signature(numpy_params(params), config.emission)
     if config.trans_vary and config.emis_vary and config.num_envs > 1:
         perm = np.stack([match_states(ref[e], sig[e]) for e in range(config.num_envs)])
     else:
@@ -382,8 +388,8 @@ def bootstrap_hmm(result, data, num_bootstrap: int = 200, *, key=0, max_iters: i
     Returns
     -------
     HMMResult
-        A copy of ``result`` with ``standard_errors`` (same keys and shapes as ``params``) and
-        ``bootstrap_params`` (the aligned refits, leading axis ``B``).
+        A copy of ``result`` with ``standard_errors`` (an :class:`HMMParams` shaped like
+        ``params``) and ``bootstrap_params`` (the aligned refits, leading axis ``B``).
     """
     progress = show_progress(progress)
     data = SequenceData.coerce(data)
@@ -403,28 +409,30 @@ def bootstrap_hmm(result, data, num_bootstrap: int = 200, *, key=0, max_iters: i
     tol = float(settings.get("tol", 1e-6) if tol is None else tol)
     ys = simulate_like(key, data, config, result.params, B)
     lengths = jnp.asarray(data.lengths)
-    start = {k: jnp.broadcast_to(jnp.asarray(v), (B,) + np.shape(v)) for k, v in result.params.items()}
+    start = jax.tree.map(lambda v: jnp.broadcast_to(jnp.asarray(v), (B,) + np.shape(v)), result.params)
     mc = min_covar_diag(data, float(settings.get("min_covar", 1e-6)))
     fitted, _, done, _ = run_em(start, ys, lengths, config, max_iters=max_iters, tol=tol, min_covar=mc,
                                 partial=has_partial_rows(data.y), batch_y=True, progress=progress,
                                 desc="bootstrap")
-    fitted = {k: np.asarray(v) for k, v in fitted.items()}
-    refits = [align_to(result.params, {k: v[b] for k, v in fitted.items()}, config) for b in range(B)]
-    draws = {k: np.stack([r[k] for r in refits]) for k in fitted}
+    fitted = numpy_params(fitted)
+    refits = [align_to(result.params, jax.tree.map(lambda v, b=b: v[b], fitted), config) for b in range(B)]
+    draws = jax.tree.map(lambda *v: np.stack(v), *refits)
     if tol > 0 and not np.all(done):
         warnings.warn(f"{int(np.sum(~np.asarray(done)))} of {B} bootstrap refits did not converge in {max_iters} "
                       "EM iterations; they are kept (raise max_iters to tighten the standard errors)",
                       ConvergenceWarning, stacklevel=2)
-    se = {k: np.std(v, axis=0, ddof=1) for k, v in draws.items()}
+    se = jax.tree.map(lambda v: np.std(v, axis=0, ddof=1), draws).to_dict()
     # a probability estimated at 0 or 1 is re-estimated there by every refit: its bootstrap
     # spread is zero, which says nothing about its uncertainty
     edge = 0
+    est_all = numpy_params(result.params).to_dict()
     for k in ("init", "trans", "probs"):
         if k in se:
-            est = np.asarray(result.params[k])
+            est = est_all[k]
             at = (est < 1e-6) | (est > 1.0 - 1e-6)
             edge += int(np.sum(at))
             se[k] = np.where(at, np.nan, se[k])
+    se = HMMParams.from_dict(se)
     if edge:
         warnings.warn(f"{edge} probability estimate(s) sit at 0 or 1 (e.g. every sequence of an environment "
                       "starts in the same state); their bootstrap standard errors are undefined and set to NaN",

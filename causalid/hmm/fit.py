@@ -42,13 +42,18 @@ from causalid.hmm.em import (
     emission_signature,
     match_states,
     min_covar_diag,
+    numpy_params,
     permute_states,
     run_em,
 )
 from causalid.hmm.result import HMMResult
 from causalid.models.hmm import (
+    CategoricalEmissions,
+    GaussianEmissions,
     HMMConfig,
+    HMMParams,
     HMMPrior,
+    PoissonEmissions,
     expand_params,
     has_partial_rows,
     hmm_model,
@@ -108,7 +113,7 @@ def _check_values(data: SequenceData, emission: str, num_categories):
 # ----------------------------------------------------------------------- initialisation
 
 
-def _initial_params(key, data: SequenceData, config: HMMConfig, R: int) -> dict:
+def _initial_params(key, data: SequenceData, config: HMMConfig, R: int) -> HMMParams:
     """``R`` starting points (NumPy arrays shaped ``(R, E, ...)``): restart 0 places states at
     quantiles of the pooled data, the others at random observed rows (Gaussian / Poisson) or
     random symbol profiles."""
@@ -126,7 +131,6 @@ def _initial_params(key, data: SequenceData, config: HMMConfig, R: int) -> dict:
     trans[1:] = trans[1:] * rng.uniform(0.7, 1.3, size=(R - 1, K, K))
     trans /= trans.sum(-1, keepdims=True)
     init = np.full((R, K), 1.0 / K)
-    out = {"init": init, "trans": trans}
     order = np.argsort(filled[:, 0], kind="stable")
     qs = order[((np.arange(K) + 0.5) / K * len(order)).astype(int)]
     picks = np.stack([qs] + [rng.choice(len(filled), size=K, replace=len(filled) < K) for _ in range(R - 1)])
@@ -136,18 +140,18 @@ def _initial_params(key, data: SequenceData, config: HMMConfig, R: int) -> dict:
         cov = np.cov(filled.T).reshape(D, D) if config.covariance == "full" and D > 1 else np.diag(var)
         cov = cov + 1e-6 * np.diag(var)
         means = filled[picks]  # (R, K, D)
-        out["means"] = means
-        out["covs"] = np.broadcast_to(cov, (R, K, D, D)).copy()
+        emissions = GaussianEmissions(means, np.broadcast_to(cov, (R, K, D, D)).copy())
     elif config.emission == "poisson":
-        out["rates"] = filled[picks] + 0.1 + 0.1 * np.nanmean(rows, axis=0)
+        emissions = PoissonEmissions(filled[picks] + 0.1 + 0.1 * np.nanmean(rows, axis=0))
     else:
         C = config.num_categories
         probs = rng.dirichlet(np.ones(C) * 2.0, size=(R, K, D))
         freq = np.stack([np.bincount(filled[:, d].astype(int), minlength=C)[:C] for d in range(D)]) + 1.0
         freq = freq / freq.sum(-1, keepdims=True)
         probs[0] = 0.5 * freq[None] + 0.5 * np.eye(C)[np.arange(K) % C][:, None, :]
-        out["probs"] = probs / probs.sum(-1, keepdims=True)
-    return {k: np.broadcast_to(v[:, None], (R, E) + v.shape[1:]) for k, v in out.items()}
+        emissions = CategoricalEmissions(probs / probs.sum(-1, keepdims=True))
+    return jax.tree.map(lambda v: np.broadcast_to(v[:, None], (R, E) + v.shape[1:]),
+                        HMMParams(init, trans, emissions))
 
 
 # ---------------------------------------------------------------------------- alignment
@@ -195,9 +199,10 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
     progress : bool or None
         (None, the default: shown when someone watches, see :mod:`causalid._progress`.)
         Show a progress bar.
-    init_params : dict or list of dict, optional
+    init_params : HMMParams or list of HMMParams, optional
         Extra EM starting points in the per-environment form of :attr:`HMMResult.params`
-        (e.g. a nested model's fit), run besides the ``num_restarts`` random ones.
+        (e.g. a nested model's fit), run besides the ``num_restarts`` random ones (the flat
+        dictionaries of :meth:`HMMParams.to_dict` are accepted too).
 
     Returns
     -------
@@ -230,7 +235,8 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
 
     partial = has_partial_rows(data.y)
     if data.inputs is None:
-        starts = [init_params] if isinstance(init_params, dict) else list(init_params or [])
+        one = isinstance(init_params, (dict, HMMParams))
+        starts = [HMMParams.from_dict(p) for p in ([init_params] if one else list(init_params or []))]
         params, _, trace, restart_ll, n_iter, converged = _fit_em(
             key, data, config, y, lengths, num_restarts, max_iters, tol, mc, partial, progress, starts)
     else:
@@ -243,8 +249,8 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
     if method == "nuts":
         params, posterior = _fit_nuts(key, params, data, config, prior, num_warmup, num_samples, num_chains,
                                       progress)
-    params = {k: np.asarray(v) for k, v in params.items()}
-    args = ({k: to_device(v) for k, v in params.items()}, y, lengths,
+    params = numpy_params(params)
+    args = (jax.tree.map(to_device, params), y, lengths,
             None if data.inputs is None else to_device(data.inputs))
     ll_seq = np.asarray(compiled(_sequence_lls, *args, config=config, partial=partial)(*args))
     return HMMResult(
@@ -274,13 +280,13 @@ def _restart_env_lls(params, y, lengths, *, config, partial):
 def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, partial, progress, starts=None):
     # starting points assembled in NumPy and moved once (eager jnp.stack / concatenate would each
     # compile a small program per shape)
-    given = [{k: np.asarray(s[k])[None] for k in starts[0]} for s in starts] if starts else []
+    given = [jax.tree.map(lambda v: np.asarray(v)[None], s._replace(trans_weights=None)) for s in starts or []]
     random = [_initial_params(key, data, config, int(R))] if int(R) > 0 else []  # fit_hmm refuses R = 0 alone
     parts = random + given
-    params = {k: to_device(np.concatenate([p[k] for p in parts])) for k in parts[0]}
+    params = jax.tree.map(lambda *v: to_device(np.concatenate(v)), *parts)
     # the fit's final log-likelihood (fit_hmm) compiles on another core while EM runs: a cold fit
     # waited about 0.5 s for it afterwards, and EM's scans keep about one core busy
-    shapes = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in params.items()}
+    shapes = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape[1:], v.dtype), params)
     # (the thread enters float64 again: the setting is per thread)
     prefetch = threading.Thread(target=float64(compiled), args=(_sequence_lls, shapes, y, lengths, None),
                                 kwargs={"config": config, "partial": partial}, daemon=True)
@@ -297,11 +303,11 @@ def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, partial
         per_env = _restart_env_lls(params, y, lengths, config=config, partial=partial)
         pick = np.argmax(np.where(np.isfinite(per_env), per_env, -np.inf), axis=0)  # (E,)
         env = np.arange(config.num_envs)
-        best_params = {k: np.asarray(v)[pick, env] for k, v in params.items()}
+        best_params = jax.tree.map(lambda v: np.asarray(v)[pick, env], params)
         converged = bool(np.all(done[pick])) or tol <= 0
     else:
-        params = {k: np.asarray(v) for k, v in params.items()}  # indexed below (eagerly in JAX: compiles)
-        best_params = {k: v[best] for k, v in params.items()}
+        params = numpy_params(params)  # indexed below (eagerly in JAX: compiles)
+        best_params = jax.tree.map(lambda v: v[best], params)
         _check_restarts(params, ll, best, config)
     best_params = canonical_order(best_params, config)
     return best_params, float(ll[best]), trace[:, best], ll, n_iter, converged
@@ -314,12 +320,12 @@ def _check_restarts(params, ll, best, config: HMMConfig):
     if R < 2:
         return
     close = np.flatnonzero(ll >= ll[best] - max(1e-3, 1e-6 * abs(ll[best])))
-    ref = canonical_order({k: v[best] for k, v in params.items()}, config)
+    ref = canonical_order(jax.tree.map(lambda v: v[best], params), config)
     sig_ref = emission_signature(ref, config.emission)
     for r in close:
         if r == best:
             continue
-        other = canonical_order({k: v[r] for k, v in params.items()}, config)
+        other = canonical_order(jax.tree.map(lambda v, r=r: v[r], params), config)
         gap = np.max(np.abs(emission_signature(other, config.emission) - sig_ref))
         if gap > 1e-2 * (1 + np.max(np.abs(sig_ref))):
             warnings.warn(f"EM restarts disagree: restart {r} reaches the best log-likelihood "
@@ -335,10 +341,8 @@ def _check_restarts(params, ll, best, config: HMMConfig):
 
 def _inputs_start(key, data, config):
     R = 1
-    p = _initial_params(key, data, replace(config, input_dim=0), R)
-    p = {k: v[0] for k, v in p.items()}
-    p["trans_weights"] = jnp.zeros((config.num_states, config.input_dim, config.num_states))
-    return p
+    p = jax.tree.map(lambda v: v[0], _initial_params(key, data, replace(config, input_dim=0), R))
+    return p._replace(trans_weights=np.zeros((config.num_states, config.input_dim, config.num_states)))
 
 
 # ------------------------------------------------------------------------------ MAP / NUTS
@@ -350,8 +354,7 @@ def _model_kwargs(data: SequenceData, config, prior):
 
 
 def _sites_init(params, config):
-
-    return sites_from_params({k: jnp.asarray(v) for k, v in params.items()}, config)
+    return sites_from_params(jax.tree.map(jnp.asarray, params), config)
 
 
 def _fit_map(params, data, config, prior, max_iters):
@@ -379,7 +382,7 @@ def _fit_map(params, data, config, prior, max_iters):
         warnings.warn(f"MAP optimisation stopped without converging (status {int(res.status)}, "
                       f"{int(res.nit)} iterations); raise max_iters or check the model", ConvergenceWarning,
                       stacklevel=3)
-    return canonical_order({k: np.asarray(v) for k, v in out.items()}, config), converged
+    return canonical_order(out, config), converged
 
 
 def _init_to(values):
@@ -403,21 +406,19 @@ def _fit_nuts(key, params, data, config, prior, num_warmup, num_samples, num_cha
     flat = {k: np.asarray(v).reshape((-1,) + np.shape(v)[2:]) for k, v in samples.items()}
     S = next(iter(flat.values())).shape[0]
     draws = jax.vmap(lambda s: expand_params(s, config))({k: jnp.asarray(v) for k, v in flat.items()})
-    draws = {k: np.asarray(v) for k, v in draws.items()}
+    draws = numpy_params(draws)
     ref_sig = emission_signature(params, config.emission).reshape(config.num_states, -1) if not (
         config.emis_vary) else emission_signature(params, config.emission).transpose(1, 0, 2).reshape(
         config.num_states, -1)
-    aligned = {k: np.empty_like(v) for k, v in draws.items()}
+    aligned = []
     for s in range(S):
-        one = {k: v[s] for k, v in draws.items()}
+        one = jax.tree.map(lambda v, s=s: v[s], draws)
         sig = emission_signature(one, config.emission)
         sig = sig.reshape(config.num_states, -1) if not config.emis_vary else sig.transpose(1, 0, 2).reshape(
             config.num_states, -1)
-        perm = match_states(ref_sig, sig)
-        one = permute_states(one, perm)
-        for k, arr in aligned.items():
-            arr[s] = one[k]
-    post = {k: v.reshape((num_chains, num_samples) + v.shape[1:]) for k, v in aligned.items()}
+        aligned.append(permute_states(one, match_states(ref_sig, sig)))
+    aligned = jax.tree.map(lambda *v: np.stack(v), *aligned)
+    post = {k: v.reshape((num_chains, num_samples) + v.shape[1:]) for k, v in aligned.to_dict().items()}
     idata = az.from_dict(posterior=post, sample_stats={
         "diverging": np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])})
     if num_chains > 1:
@@ -426,9 +427,9 @@ def _fit_nuts(key, params, data, config, prior, num_warmup, num_samples, num_cha
         if worst > 1.05:
             warnings.warn(f"NUTS chains do not mix (largest R-hat {worst:.3f} after label alignment); run more "
                           "warmup/samples or simplify the model", ConvergenceWarning, stacklevel=3)
-    mean = {k: v.mean(axis=0) for k, v in aligned.items()}
-    mean["init"] = mean["init"] / mean["init"].sum(-1, keepdims=True)
-    mean["trans"] = mean["trans"] / mean["trans"].sum(-1, keepdims=True)
+    mean = jax.tree.map(lambda v: v.mean(axis=0), aligned)
+    mean = mean._replace(init=mean.init / mean.init.sum(-1, keepdims=True),
+                         trans=mean.trans / mean.trans.sum(-1, keepdims=True))
     return mean, idata
 
 

@@ -194,20 +194,20 @@ def plot_hmm_params(result, ax=None, max_envs: int = 4):
     for col, e in enumerate(shown):
         label = envs[e] if len(shown) > 1 or c.num_envs > 1 else "all"
         ax_t = fig.add_subplot(grid[0, col])
-        heatmap(ax_t, np.asarray(p["trans"])[e], states, states, f"transitions, environment '{label}'",
+        heatmap(ax_t, np.asarray(p.trans)[e], states, states, f"transitions, environment '{label}'",
                 cmap="viridis", vmin=0.0, vmax=1.0)
         ax_t.set_xlabel("to", fontsize=8)
         ax_t.set_ylabel("from", fontsize=8)
         ax_e = fig.add_subplot(grid[1, col])
         if c.emission == "categorical":
-            probs = np.asarray(p["probs"])[e, :, 0]          # (K, C) of the first channel
+            probs = np.asarray(p.emissions.probs)[e, :, 0]          # (K, C) of the first channel
             heatmap(ax_e, probs, states, [str(j) for j in range(probs.shape[1])],
                     f"symbol probabilities ('{result.names[0] if result.names else 'y0'}')",
                     cmap="viridis", vmin=0.0, vmax=1.0)
             continue
         key = "means" if c.emission == "gaussian" else "rates"
-        values = np.asarray(p[key])[e]                      # (K, D)
-        sd = (np.sqrt(np.diagonal(np.asarray(p["covs"])[e], axis1=-2, axis2=-1))
+        values = np.asarray(p.emissions[0])[e]                      # (K, D)
+        sd = (np.sqrt(np.diagonal(np.asarray(p.emissions.covs)[e], axis1=-2, axis2=-1))
               if c.emission == "gaussian" else np.sqrt(values))
         D = values.shape[1]
         width = 0.8 / K

@@ -27,9 +27,9 @@ from causalid.dynamics.hmm import (
 )
 from causalid.errors import DataError
 from causalid.hmm.data import SequenceData
-from causalid.hmm.em import bootstrap_hmm
+from causalid.hmm.em import bootstrap_hmm, numpy_params
 from causalid.hmm.plots import plot_hmm_params, plot_hmm_result
-from causalid.models.hmm import HMMConfig, emission_log_lik, transition_matrices
+from causalid.models.hmm import HMMConfig, HMMParams, emission_log_lik, transition_matrices
 
 
 @dataclass
@@ -38,10 +38,10 @@ class HMMResult(Result):
 
     Attributes
     ----------
-    params : dict of ndarray
-        Per-environment parameters: ``init (E, K)``, ``trans (E, K, K)`` and ``means (E, K, D)`` +
-        ``covs (E, K, D, D)``, ``rates (E, K, D)`` or ``probs (E, K, D, C)``; shared mechanisms
-        repeat over ``E``.  States are in canonical order (increasing first emission mean / rate,
+    params : HMMParams
+        Per-environment parameters (NumPy arrays): ``init (E, K)``, ``trans (E, K, K)`` and the
+        emissions, ``params.emissions.means (E, K, D)`` + ``covs (E, K, D, D)``, ``rates (E, K,
+        D)`` or ``probs (E, K, D, C)``; shared mechanisms repeat over ``E``.  States are in canonical order (increasing first emission mean / rate,
         averaged over environments) and aligned across environments.  For ``method="nuts"`` these
         are posterior means of the aligned draws.
     config : HMMConfig
@@ -55,14 +55,13 @@ class HMMResult(Result):
         EM log-likelihood per iteration of the best restart.
     restart_log_likelihoods : ndarray or None
         Final log-likelihood of every EM restart.
-    standard_errors : dict of ndarray or None
-        Parametric-bootstrap standard errors (same keys and shapes as ``params``), set by
-        :meth:`bootstrap`.
-    bootstrap_params : dict of ndarray or None
+    standard_errors : HMMParams or None
+        Parametric-bootstrap standard errors (shaped like ``params``), set by :meth:`bootstrap`.
+    bootstrap_params : HMMParams or None
         The label-aligned bootstrap refits (leading axis: replicate); kept in memory, not saved.
     """
 
-    params: dict
+    params: HMMParams
     config: HMMConfig
     log_likelihood: float
     num_observations: int
@@ -75,8 +74,15 @@ class HMMResult(Result):
     restart_log_likelihoods: Any = None
     posterior: Any = None
     settings: dict = field(default_factory=dict)
-    standard_errors: dict | None = None
-    bootstrap_params: dict | None = field(default=None, repr=False)
+    standard_errors: HMMParams | None = None
+    bootstrap_params: HMMParams | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        # the flat dictionaries of older versions (and of hand-made results) become typed
+        if self.params is not None and not isinstance(self.params, HMMParams):
+            self.params = HMMParams.from_dict(self.params)
+        if self.standard_errors is not None and not isinstance(self.standard_errors, HMMParams):
+            self.standard_errors = HMMParams.from_dict(self.standard_errors)
 
     # --------------------------------------------------------------- criteria
     @property
@@ -103,8 +109,8 @@ class HMMResult(Result):
             raise DataError(f"the data have {data.num_envs} environments; the model has {self.config.num_envs} "
                             "(give one environment's sequences, or data with every environment)")
         E = data.num_envs
-        per_env = {k: to_device(np.asarray(v)[:E]) for k, v in self.params.items() if k != "trans_weights"}
-        w = self.params.get("trans_weights")
+        per_env = jax.tree.map(lambda v: to_device(np.asarray(v)[:E]), self.params._replace(trans_weights=None))
+        w = self.params.trans_weights
         w = None if w is None else to_device(np.asarray(w))
         inputs = None if data.inputs is None else to_device(data.inputs)
         key = as_key(0 if key is None else key)
@@ -161,7 +167,7 @@ class HMMResult(Result):
         """Exact posterior draws of the state paths, ``(num_samples, T)`` per sequence."""
         draws = self._per_sequence(data, _sample_kernel, key=key,
                                    num_samples=positive_int(num_samples, "num_samples"))
-        swap = lambda a: np.swapaxes(a, 0, 1)  # noqa: E731
+        swap = lambda a: np.swapaxes(a, 0, 1)
         return swap(draws) if isinstance(draws, np.ndarray) else [[swap(a) for a in env] for env in draws]
 
     @float64
@@ -201,11 +207,10 @@ class HMMResult(Result):
     def parameter_table(self) -> pd.DataFrame:
         """Long table of every parameter: columns env, mechanism, name, state, value (and ``se``
         once :meth:`bootstrap` has run)."""
-        se = self.standard_errors
+        se = None if self.standard_errors is None else numpy_params(self.standard_errors).to_dict()
         rows = []
         envs = self.env_names or tuple(str(e) for e in range(self.config.num_envs))
-        for key, v in self.params.items():
-            v = np.asarray(v)
+        for key, v in numpy_params(self.params).to_dict().items():
             if key == "trans_weights":
                 for idx in np.ndindex(v.shape):
                     err = np.nan if se is None else np.asarray(se[key])[idx]
@@ -234,7 +239,7 @@ class HMMResult(Result):
             "config": {"num_states": c.num_states, "emission": c.emission, "obs_dim": c.obs_dim,
                        "num_envs": c.num_envs, "vary": list(c.vary), "covariance": c.covariance,
                        "num_categories": c.num_categories, "input_dim": c.input_dim},
-            "params": {k: np.asarray(v) for k, v in self.params.items()},
+            "params": numpy_params(self.params).to_dict(),  # the flat layout (as in earlier versions)
             "log_likelihood": self.log_likelihood, "num_observations": self.num_observations,
             "aic": self.aic, "bic": self.bic, "method": self.method, "names": list(self.names),
             "env_names": list(self.env_names), "converged": self.converged, "num_iters": self.num_iters,
@@ -243,7 +248,7 @@ class HMMResult(Result):
             else np.asarray(self.restart_log_likelihoods),
             "settings": self.settings,
             "standard_errors": None if self.standard_errors is None
-            else {k: np.asarray(v) for k, v in self.standard_errors.items()},
+            else numpy_params(self.standard_errors).to_dict(),
         }
 
     @classmethod
@@ -251,15 +256,16 @@ class HMMResult(Result):
         c = d["config"]
         config = HMMConfig(c["num_states"], c["emission"], c["obs_dim"], c["num_envs"], tuple(c["vary"]),
                            c["covariance"], c["num_categories"], c["input_dim"])
-        arr = lambda v: None if v is None else np.asarray(v, dtype=float)  # noqa: E731
+        arr = lambda v: None if v is None else np.asarray(v, dtype=float)
         return cls(
-            params={k: np.asarray(v, dtype=float) for k, v in d["params"].items()}, config=config,
+            params=HMMParams.from_dict({k: np.asarray(v, dtype=float) for k, v in d["params"].items()}),
+            config=config,
             log_likelihood=d["log_likelihood"], num_observations=d["num_observations"],
             method=d.get("method", "em"), names=tuple(d.get("names", ())), env_names=tuple(d.get("env_names", ())),
             converged=d.get("converged", True), num_iters=d.get("num_iters", 0), trace=arr(d.get("trace")),
             restart_log_likelihoods=arr(d.get("restart_log_likelihoods")), settings=d.get("settings", {}),
             standard_errors=None if d.get("standard_errors") is None
-            else {k: np.asarray(v, dtype=float) for k, v in d["standard_errors"].items()},
+            else HMMParams.from_dict({k: np.asarray(v, dtype=float) for k, v in d["standard_errors"].items()}),
         )
 
     def save(self, path) -> Path:
@@ -316,9 +322,9 @@ def _per_sequence_program(params, w, y, lengths, inputs, key, *, kernel, config,
     a module-level jitted function, so each kernel compiles once per configuration and shapes."""
 
     def one(p, y_n, n, u):
-        ll = emission_log_lik(p, y_n, config)
-        tr = transition_matrices(p["trans"], w, u)
-        return kernel(p["init"], tr, ll, n, key, num_samples)
+        ll = emission_log_lik(p.emissions, y_n, config)
+        tr = transition_matrices(p.trans, w, u)
+        return kernel(p.init, tr, ll, n, key, num_samples)
 
     per_seq = jax.vmap(one, in_axes=(None, 0, 0, None if inputs is None else 0))
     return jax.vmap(per_seq, in_axes=(0, 0, 0, None if inputs is None else 0))(params, y, lengths, inputs)

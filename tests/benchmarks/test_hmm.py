@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from causalid.models.hmm import HMMConfig, emission_log_lik
+from causalid.models.hmm import GaussianEmissions, HMMConfig, emission_log_lik
 
 import causalid
 from causalid.dynamics.hmm import hmm_log_likelihood
@@ -162,7 +162,7 @@ def test_loglik_vs_dynamax_and_hmmlearn(problem):
     hmm_filter = _import_dynamax_filter()
     theta, x = problem
     config = HMMConfig(K, "gaussian", D)
-    em = {k: jnp.asarray(theta[k]) for k in ("means", "covs")}
+    em = GaussianEmissions(jnp.asarray(theta["means"]), jnp.asarray(theta["covs"]))
     init, trans = jnp.asarray(theta["init"]), jnp.asarray(theta["trans"])
     y = jnp.asarray(x)
     log_lik = jax.jit(lambda y: emission_log_lik(em, y, config, partial=False))(y)
@@ -203,7 +203,7 @@ def test_float32_drift(problem):
     hmm_filter = _import_dynamax_filter()
     theta, x = problem
     config = HMMConfig(K, "gaussian", D)
-    em = {k: jnp.asarray(theta[k]) for k in ("means", "covs")}
+    em = GaussianEmissions(jnp.asarray(theta["means"]), jnp.asarray(theta["covs"]))
     log_lik = emission_log_lik(em, jnp.asarray(x), config, partial=False)
     reference = _peer_gaussian(theta).score(x)
 

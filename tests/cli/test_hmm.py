@@ -53,9 +53,9 @@ def test_fit_file_with_environments_and_missing_value(table, tmp_path, capsys):
     result = causalid.HMMResult.load(out)
     assert result.names == ("licks", "presses") and set(result.env_names) == {"lab", "field"}
     assert result.config.vary == ("transitions",) and result.num_observations == 300
-    np.testing.assert_allclose(result.params["rates"][0], [[1.0, 8.0], [9.0, 2.0]], rtol=0.15)
+    np.testing.assert_allclose(result.params.emissions.rates[0], [[1.0, 8.0], [9.0, 2.0]], rtol=0.15)
     # transitions vary: the stickier environment keeps its state longer
-    stay = {e: np.diag(result.params["trans"][i]).mean() for i, e in enumerate(result.env_names)}
+    stay = {e: np.diag(result.params.trans[i]).mean() for i, e in enumerate(result.env_names)}
     assert stay["lab"] > stay["field"] + 0.1
 
     decoded = pd.read_csv(states)
@@ -80,7 +80,7 @@ def test_earthquakes_example(tmp_path, capsys):
     assert result.config.emission == "poisson" and result.config.num_states == 2
     # Zucchini & MacDonald (2009), Table 4.1: the EM fit (free initial distribution)
     assert -result.log_likelihood == pytest.approx(341.8787, abs=1e-3)
-    np.testing.assert_allclose(result.params["rates"][0, :, 0], [15.421, 26.018], atol=1e-2)
+    np.testing.assert_allclose(result.params.emissions.rates[0, :, 0], [15.421, 26.018], atol=1e-2)
     assert fig.read_bytes()[:8] == PNG and fig.stat().st_size > 10_000
 
 

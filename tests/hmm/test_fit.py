@@ -34,12 +34,12 @@ def test_em_with_missing_channels_reaches_a_stationary_point_of_the_observed_lik
     res = causalid.fit_hmm(seqs, 2, num_restarts=2, max_iters=1000, tol=1e-9, min_covar=1e-12, progress=False)
     assert res.converged
     data = causalid.SequenceData.from_arrays(seqs)
-    params = {k: jnp.asarray(v) for k, v in res.params.items()}
+    params = jax.tree.map(jnp.asarray, res.params)
     grad = jax.grad(_total_loglik)(params, data, res.config)
     scale = data.num_observations
-    assert np.max(np.abs(grad["means"])) < 1e-4 * scale
-    assert np.max(np.abs(grad["covs"])) < 1e-4 * scale
-    g = np.asarray(grad["trans"][0])
+    assert np.max(np.abs(grad.emissions.means)) < 1e-4 * scale
+    assert np.max(np.abs(grad.emissions.covs)) < 1e-4 * scale
+    g = np.asarray(grad.trans[0])
     # Lagrange condition on each row of the transition matrix: equal partial derivatives
     assert np.max(np.abs(g - g.mean(axis=1, keepdims=True))) < 1e-4 * scale
     np.testing.assert_allclose(res.log_likelihood, float(_total_loglik(params, data, res.config)), rtol=1e-12)
@@ -53,41 +53,41 @@ def test_poisson_em_fixed_point_and_shared_pooling():
     res = causalid.fit_hmm(list(map(list, sim["y"])), 2, "poisson", num_restarts=3, max_iters=3000, tol=1e-11,
                            progress=False)
     # one HMM for every environment: identical parameters across environments
-    for k in ("init", "trans", "rates"):
-        np.testing.assert_allclose(res.params[k], np.broadcast_to(res.params[k][:1], res.params[k].shape))
+    for v in jax.tree.leaves(res.params):
+        np.testing.assert_allclose(v, np.broadcast_to(v[:1], v.shape))
     data = causalid.SequenceData.from_arrays(list(map(list, sim["y"])))
-    grad = jax.grad(_total_loglik)({k: jnp.asarray(v) for k, v in res.params.items()}, data, res.config)
-    assert np.max(np.abs(np.sum(grad["rates"], axis=0))) < 1e-4 * data.num_observations
-    assert np.all(np.diff(res.params["rates"][0, :, 0]) > 0)  # canonical order: increasing rate
+    grad = jax.grad(_total_loglik)(jax.tree.map(jnp.asarray, res.params), data, res.config)
+    assert np.max(np.abs(np.sum(grad.emissions.rates, axis=0))) < 1e-4 * data.num_observations
+    assert np.all(np.diff(res.params.emissions.rates[0, :, 0]) > 0)  # canonical order: increasing rate
 
 
 def test_states_aligned_across_environments_when_both_mechanisms_vary():
     config = HMMConfig(3, "gaussian", 1, 4, ("transitions", "emissions"))
     truth = random_hmm_params(11, config, env_spread=0.3)
     shift = np.array([-4.0, 0.0, 4.0])[[2, 0, 1]]  # well separated, listed out of order
-    truth["means"] = jnp.asarray(shift[None, :, None] + 0.3 * np.random.default_rng(0).normal(size=(4, 3, 1)))
-    truth["covs"] = jnp.ones((4, 3, 1, 1))
+    truth = truth.replace(means=jnp.asarray(shift[None, :, None] + 0.3 * np.random.default_rng(0).normal(size=(4, 3, 1))),
+                          covs=jnp.ones((4, 3, 1, 1)))
     sim = simulate_hmm(12, config, truth, num_sequences=3, num_steps=200)
     res = causalid.fit_hmm(list(map(list, sim["y"])), 3, shared="none", num_restarts=4, progress=False)
     order = np.argsort(shift)
-    want = np.asarray(truth["means"])[:, order, 0]
+    want = np.asarray(truth.emissions.means)[:, order, 0]
     # every environment's states in the same (canonical) order, each mean within 5 standard
     # errors (unit sd / sqrt(visits); a state gets >= 50 of an environment's 600 steps)
-    np.testing.assert_array_less(np.abs(res.params["means"][..., 0] - want), 5 / np.sqrt(50))
+    np.testing.assert_array_less(np.abs(res.params.emissions.means[..., 0] - want), 5 / np.sqrt(50))
 
 
 def test_categorical_em_recovers_symbol_profiles():
     config = HMMConfig(2, "categorical", 1, 2, ("transitions",), num_categories=4)
     truth = random_hmm_params(2, config)
     profiles = np.array([[0.7, 0.1, 0.1, 0.1], [0.05, 0.05, 0.2, 0.7]])
-    truth["probs"] = jnp.asarray(np.broadcast_to(profiles[:, None, :], (2, 2, 1, 4)))
+    truth = truth.replace(probs=jnp.asarray(np.broadcast_to(profiles[:, None, :], (2, 2, 1, 4))))
     sim = simulate_hmm(3, config, truth, num_sequences=3, num_steps=300)
     res = causalid.fit_hmm(list(map(list, sim["y"])), 2, "categorical", shared="emissions", num_restarts=4,
                            progress=False)
-    assert res.params["probs"].shape == (2, 2, 1, 4)
+    assert res.params.emissions.probs.shape == (2, 2, 1, 4)
     # canonical order puts the low-symbol state first; the binomial sd of a frequency from
     # ~800 visits is <= 0.018, so 0.06 is over 3 sd
-    np.testing.assert_allclose(res.params["probs"][0, :, 0], profiles, atol=0.06)
+    np.testing.assert_allclose(res.params.emissions.probs[0, :, 0], profiles, atol=0.06)
 
 
 @pytest.mark.parametrize("method", [pytest.param("map", marks=pytest.mark.slow), "nuts"])
@@ -100,14 +100,14 @@ def test_map_and_nuts_handle_missing_values_and_ragged_sequences(method):
     kw = {"num_warmup": 150, "num_samples": 150, "num_chains": 1} if method == "nuts" else {}
     res = causalid.fit_hmm(seqs, 2, method=method, num_restarts=2, progress=False, **kw)
     em = causalid.fit_hmm(seqs, 2, num_restarts=2, progress=False)
-    np.testing.assert_allclose(res.params["means"], em.params["means"], atol=0.3)
+    np.testing.assert_allclose(res.params.emissions.means, em.params.emissions.means, atol=0.3)
     assert np.isfinite(res.log_likelihood)
     if method == "nuts":
         post = res.posterior.posterior
         assert post["means"].shape[:2] == (1, 150)
         lo, hi = np.quantile(post["means"].values[0, :, 0], [0.005, 0.995], axis=0)[..., 0]
-        order = np.argsort(np.asarray(truth["means"])[0, :, 0])
-        m = np.asarray(truth["means"])[0, order, 0]
+        order = np.argsort(np.asarray(truth.emissions.means)[0, :, 0])
+        m = np.asarray(truth.emissions.means)[0, order, 0]
         assert np.all((lo <= m) & (m <= hi))
 
 
@@ -125,8 +125,9 @@ def test_viterbi_smooth_score_and_save_load(tmp_path):
     assert abs(res.score(y) - res.log_likelihood) < 1e-8 * abs(res.log_likelihood)
     res.save(tmp_path / "fit.json")
     back = causalid.HMMResult.load(tmp_path / "fit.json")
-    for k, v in res.params.items():
-        np.testing.assert_array_equal(back.params[k], v)
+    assert isinstance(back.params, causalid.HMMParams)
+    for a, b in zip(jax.tree.leaves(back.params), jax.tree.leaves(res.params)):
+        np.testing.assert_array_equal(a, b)
     assert back.bic == res.bic and back.config == res.config
     assert "2 states" in res.summary()
     # started only from a given fit (num_restarts=0), EM stays at that optimum
@@ -157,7 +158,7 @@ def test_bad_input_is_named():
 def _free_entries(params, config):
     """The free parameters once: env 0 of a shared mechanism, the last simplex entry dropped."""
     out = {}
-    for k, v in params.items():
+    for k, v in params.to_dict().items():
         v = np.asarray(v)
         vary = config.trans_vary if k in ("init", "trans") else config.emis_vary
         v = v if vary else v[:1]
@@ -201,8 +202,8 @@ def test_bootstrap_standard_errors_cover_the_truth_with_20_environments(tmp_path
     assert "se" in table and table["se"].notna().mean() > 0.8
     boot.save(tmp_path / "fit.json")
     back = causalid.HMMResult.load(tmp_path / "fit.json")
-    for k in boot.params:
-        np.testing.assert_array_equal(back.standard_errors[k], boot.standard_errors[k])
+    for a, b in zip(jax.tree.leaves(back.standard_errors), jax.tree.leaves(boot.standard_errors)):
+        np.testing.assert_array_equal(a, b)
     with pytest.raises(DataError, match="num_bootstrap"):
         res.bootstrap(sim["y"], 1)
     with pytest.raises(DataError, match="environment"):
@@ -215,21 +216,21 @@ def test_em_batches_compact_without_changing_any_fit(monkeypatch):
     from causalid.hmm import em as hmm_mod
 
     config = HMMConfig(2, "gaussian", 1, 2, ("emissions",))
-    params = {k: jnp.asarray(v) for k, v in random_hmm_params(4, config).items()}
+    params = jax.tree.map(jnp.asarray, random_hmm_params(4, config))
     sims = [simulate_hmm(s, config, params, num_sequences=2, num_steps=30)["y"] for s in range(12)]
     ys = jnp.asarray(np.stack(sims))  # 12 data sets; their fits converge after different iterations
     lengths = jnp.full((2, 2), 30)
-    start = {k: jnp.broadcast_to(v, (12,) + v.shape) for k, v in params.items()}
+    start = jax.tree.map(lambda v: jnp.broadcast_to(v, (12,) + v.shape), params)
     opts = dict(max_iters=120, tol=1e-7, min_covar=jnp.full((1,), 1e-6), partial=False, batch_y=True)
     monkeypatch.setattr(hmm_mod, "MIN_COMPACT_BATCH", 1)
     got, ll, done, trace = hmm_mod.run_em(start, ys, lengths, config, **opts)
     iters = np.sum(np.isfinite(trace), axis=0)
     assert iters.min() <= 50 < iters.max()  # blocks of 25: the batch was compacted at least once
     for r in range(12):
-        one = {k: v[r:r + 1] for k, v in start.items()}
+        one = jax.tree.map(lambda v, r=r: v[r:r + 1], start)
         p1, ll1, done1, trace1 = hmm_mod.run_em(one, ys[r:r + 1], lengths, config, **opts)
-        for k in got:
-            np.testing.assert_allclose(np.asarray(got[k][r]), np.asarray(p1[k][0]), rtol=1e-10, atol=1e-12)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(p1)):
+            np.testing.assert_allclose(np.asarray(a[r]), np.asarray(b[0]), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(ll[r], ll1[0], rtol=1e-12)
         assert done[r] == done1[0]
         np.testing.assert_allclose(trace[:len(trace1), r], trace1[:, 0], rtol=1e-12)

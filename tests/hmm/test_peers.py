@@ -5,7 +5,7 @@ forward pass, single sequences and several ragged ones."""
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from causalid.models.hmm import HMMConfig, emission_log_lik, sequence_log_likelihoods
+from causalid.models.hmm import HMMConfig, HMMParams, emission_log_lik, sequence_log_likelihoods
 
 import causalid  # noqa: F401  (float64)
 from causalid.dynamics.hmm import hmm_log_likelihood
@@ -71,9 +71,9 @@ def test_single_sequence_matches_hmmlearn(kind, method):
     rng = np.random.default_rng(CASES.index(kind))
     peer, config, params, sample = _case(kind, rng)
     X = sample(500, seed=1)
-    ours = hmm_log_likelihood(jnp.asarray(params["init"]), jnp.asarray(params["trans"]),
-                              emission_log_lik({k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(X),
-                                               config), method=method)
+    params = HMMParams.from_dict({k: jnp.asarray(v) for k, v in params.items()})
+    ours = hmm_log_likelihood(params.init, params.trans, emission_log_lik(params.emissions, jnp.asarray(X), config),
+                              method=method)
     theirs = peer.score(X.astype(int) if kind in ("poisson", "categorical") else X)
     assert float(ours) == pytest.approx(theirs, rel=1e-8, abs=0)
 
@@ -90,7 +90,7 @@ def test_ragged_sequences_match_hmmlearn(kind):
     y = np.full((1, 3, max(lengths), D), np.nan)
     for n, s in enumerate(seqs):
         y[0, n, : len(s)] = s
-    batched = {k: jnp.asarray(v)[None] for k, v in params.items()}   # the environment axis
+    batched = HMMParams.from_dict({k: jnp.asarray(v)[None] for k, v in params.items()})   # the environment axis
     ours = sequence_log_likelihoods(batched, jnp.asarray(y), config, jnp.asarray([lengths]))
     X = np.concatenate(seqs)
     X = X.astype(int) if kind in ("poisson", "categorical") else X

@@ -45,3 +45,18 @@ def test_decoding_compiles_once_per_kernel_and_shape(fit_and_data):
     same_shape = causalid.SequenceData.from_arrays(np.asarray(data.y[0, 0, :, 0]) + 0.1)
     fit.viterbi(same_shape)
     assert program._cache_size() == before + 1
+
+
+def test_results_saved_with_flat_parameter_dictionaries_still_load(fit_and_data, tmp_path):
+    """Files keep the flat layout of earlier versions ({"init", "trans", "means", "covs"}), and
+    such a file loads into typed parameters."""
+    import json
+
+    fit, data = fit_and_data
+    path = fit.save(tmp_path / "fit.json")
+    raw = json.loads(path.read_text())
+    assert sorted(raw["params"]) == ["covs", "init", "means", "trans"]
+    back = causalid.HMMResult.load(path)
+    assert isinstance(back.params, causalid.HMMParams)
+    np.testing.assert_array_equal(back.params.emissions.means, fit.params.emissions.means)
+    np.testing.assert_array_equal(back.viterbi(data), fit.viterbi(data))
