@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
+from jax.flatten_util import ravel_pytree
 from scipy.optimize import linear_sum_assignment
 
 from causalid._linalg import cholesky, solve_lower, solve_upper_t, spd_inverse
@@ -43,6 +44,12 @@ from causalid.dynamics.system import InputDesign
 from causalid.errors import ConvergenceWarning, DataError, IdentifiabilityError
 from causalid.lti.data import LTIData
 from causalid.lti.identifiability import check_lti
+from causalid.lti.params import (
+    DesignedInputParams,
+    StateSpaceParams,
+    designed_input_params,
+    state_space_params,
+)
 from causalid.lti.result import LTIResult
 from causalid.lti.subspace import era, n4sid, okid_markov, select_order
 from causalid.models import lti as lti_models
@@ -285,16 +292,15 @@ def _moment_measured(data: LTIData):
 
 
 # ====================================================================== MLE, full state, sufficient statistics
-def _design_loglik(theta, st, var, means, shapes):
+def _design_loglik(params: DesignedInputParams, st, var, means):
     """Exact log-likelihood Σ_e Σ_t log N(y_{t+1}; Ã y_t + c_e, B̃ diag(σ²_e) B̃ᵀ + qI)."""
-    A, B, logvar, c, logq = _unpack(theta, shapes)
+    A, B = params.A, params.B
     E, p = st["sz"].shape
-    V = jnp.exp(logvar) if var is None else var
-    if means is not None:
-        c = means @ B.T
+    V = jnp.exp(params.log_input_var) if var is None else var
+    c = means @ B.T if means is not None else params.drift
     cov = jnp.einsum("pj,ej,qj->epq", B, V, B)
-    if logq is not None:                                       # the layout carries q
-        cov = cov + jnp.exp(logq) * jnp.eye(p)
+    if params.log_process_var is not None:
+        cov = cov + jnp.exp(params.log_process_var) * jnp.eye(p)
     n = st["n"]
     Rm = _residual_scatter(st, A, c)
     # Loop-based Cholesky: batched LAPACK under jax.hessian's vmap can deadlock XLA's CPU pool.
@@ -304,63 +310,56 @@ def _design_loglik(theta, st, var, means, shapes):
     return -0.5 * (n * (p * jnp.log(2 * jnp.pi) + logdet) + quad).sum()
 
 
-def _shapes(E, p, m, var_known, means_known, process_noise):
-    """Hashable layout of the parameter vector (a static argument of the jitted objectives)."""
-    return (("A", (p, p)), ("B", (p, m)), ("logvar", (0,) if var_known else (E, m)),
-            ("c", (0,) if means_known else (E, p)), ("logq", (1,) if process_noise else (0,)))
-
-
-def _unpack(theta, shapes):
-    out, i = [], 0
-    for _, shape in shapes:
-        size = int(np.prod(shape))
-        out.append(theta[i:i + size].reshape(shape))
-        i += size
-    out[4] = out[4].sum() if shapes[4][1] != (0,) else None
-    return out
-
-
-def _pack(*arrays):
-    return np.concatenate([np.ravel(a) for a in arrays])
-
-
 class _Objective:
-    """A scalar objective f(θ, *args) with its jitted value-and-gradient and Hessian.
+    """A scalar objective f(params, *args) of a parameter container, with the jitted value-and-gradient
+    and Hessian of its flat form θ ↦ f(unravel(θ), *args) (:func:`jax.flatten_util.ravel_pytree`).
 
-    Built once per objective at import, so that repeated fits of same-shaped problems
-    reuse the compiled code (``static`` names the hashable layout arguments).
+    Built once per objective at import, so that repeated fits of same-shaped problems reuse
+    the compiled code: the container passed as ``template`` fixes the layout (its fields'
+    shapes and which are None), ``static`` names hashable arguments among ``args``.
     """
 
     def __init__(self, fun, static=()):
-        self.vg = jax.jit(jax.value_and_grad(fun), static_argnums=static)
-        self.hess = jax.jit(jax.hessian(fun), static_argnums=static)
+        def flat(theta, template, *args):
+            return fun(ravel_pytree(template)[1](theta), *args)
+
+        static = tuple(s + 2 for s in static)
+        self.vg = jax.jit(jax.value_and_grad(flat), static_argnums=static)
+        self.hess = jax.jit(jax.hessian(flat), static_argnums=static)
+
+    def hessian(self, params, *args) -> np.ndarray:
+        """The Hessian with respect to the flat parameter vector of ``params``."""
+        return np.asarray(self.hess(ravel_pytree(params)[0], params, *args))
 
 
-def _lbfgs(obj: _Objective, theta0, args, max_iters, tol, what, precondition=True, hessian=None, rounds=4,
+def _lbfgs(obj: _Objective, params0, args, max_iters, tol, what, precondition=True, hessian=None, rounds=4,
            gauge=None):
-    """Minimise ``obj`` with scipy's L-BFGS-B (float64 values, JAX gradients).
+    """Minimise ``obj`` over a parameter container with scipy's L-BFGS-B (float64 values, JAX gradients).
 
-    With ``precondition`` the problem is rescaled by the Hessian at the current point,
+    The container ``params0`` is flattened with :func:`jax.flatten_util.ravel_pytree`.  With
+    ``precondition`` the problem is rescaled by the Hessian at the current point,
     θ = θ_k + V diag(|λ|)^{-1/2} φ (eigenvalues floored at 1e-6 of the largest), so that
     curvatures spanning many orders of magnitude — designs with variances from 1e-4 to 1,
     noise variances next to dynamics — look alike to the optimiser.  The Hessian is
     refreshed up to ``rounds`` times (each round gets ``max_iters / rounds`` iterations);
-    ``hessian`` may supply a cheaper approximation for the first round.  Returns
-    (θ̂, scipy result); ``result.converged`` is True when scipy reports success or when
-    its line search can make no further progress with a gradient below ``sqrt(tol)``.
-    ``gauge(θ)`` may return directions (columns) along which the objective is invariant —
-    similarity transforms of the state — that are then removed from the search space.
+    ``hessian`` may supply a cheaper approximation (of the flat vector) for the first round.
+    Returns (θ̂ as a container like ``params0``, scipy result); ``result.converged`` is True
+    when scipy reports success or when its line search can make no further progress with a
+    gradient below ``sqrt(tol)``.  ``gauge(params)`` may return directions (columns, in the
+    flat layout) along which the objective is invariant — similarity transforms of the
+    state — that are then removed from the search space.
     """
-    theta = np.asarray(theta0, float)
+    flat0, unravel = ravel_pytree(params0)
+    theta = np.asarray(flat0, float)
     total_iters = 0
     for k in range(rounds if precondition else 1):
         Z = np.eye(theta.size)
         if gauge is not None:
-            U, sv, _ = np.linalg.svd(gauge(theta), full_matrices=True)
+            U, sv, _ = np.linalg.svd(gauge(unravel(theta)), full_matrices=True)
             Z = U[:, int((sv > 1e-10 * max(sv.max(), 1e-300)).sum()):]       # complement of the gauge
         P = Z
         if precondition:
-            H = np.asarray(obj.hess(jnp.asarray(theta), *args) if (hessian is None or k > 0) else hessian)
+            H = np.asarray(obj.hess(jnp.asarray(theta), params0, *args) if (hessian is None or k > 0) else hessian)
             Hz = Z.T @ ((H + H.T) / 2) @ Z
             lam, V = np.linalg.eigh(Hz)
             # Floor: flat directions — the scale of unknown variances — must not be blown
@@ -369,7 +368,7 @@ def _lbfgs(obj: _Objective, theta0, args, max_iters, tol, what, precondition=Tru
             P = Z @ (V / np.sqrt(np.maximum(np.abs(lam), floor)))
 
         def f(phi, theta=theta, P=P):
-            v, g = obj.vg(jnp.asarray(theta + P @ phi), *args)
+            v, g = obj.vg(jnp.asarray(theta + P @ phi), params0, *args)
             v = float(v)
             if not np.isfinite(v):
                 return 1e300, np.zeros_like(phi)
@@ -390,60 +389,64 @@ def _lbfgs(obj: _Objective, theta0, args, max_iters, tol, what, precondition=Tru
     if not res.converged:
         warnings.warn(f"{what}: the optimiser stopped before converging ({res.message}); "
                       "raise max_iters or check the data", ConvergenceWarning, stacklevel=3)
-    return theta, res
+    return unravel(jnp.asarray(theta)), res
 
 
-def _design_nll(theta, st, var, means, total, shapes):
-    return -_design_loglik(theta, st, var, means, shapes) / total
+def _design_nll(params, st, var, means, total):
+    return -_design_loglik(params, st, var, means) / total
 
 
-_DESIGN = _Objective(_design_nll, static=(5,))
+_DESIGN = _Objective(_design_nll)
 
 
-def _design_readout(theta, shapes, var, means, H):
+def _design_readout(params: DesignedInputParams, var, means, H):
     """Estimates in the documented coordinates, with standard errors from the Hessian H of −log L.
 
     Unknown variances: each input scaled to unit geometric-mean variance.  Signs of B̃'s
     columns: set by the designed means when they are known and non-zero (the likelihood then
     fixes them), else by the largest-entry-positive convention.  B̃'s standard errors only
-    when the variances are known (otherwise its scale is a gauge).
+    when the variances are known (otherwise its scale is a gauge).  H is over the flat
+    parameter vector, whose leading entries are vec Ã and vec B̃.
     """
-    A, B, logvar, c, logq = (None if a is None else np.asarray(a) for a in _unpack(jnp.asarray(theta), shapes))
+    A, B = np.asarray(params.A), np.asarray(params.B)
     p, m = B.shape
     se = np.sqrt(np.clip(np.diag(np.linalg.pinv((H + H.T) / 2)), 0, None))
     A_se = se[: p * p].reshape(p, p)
     B_se = se[p * p: p * p + p * m].reshape(p, m) if var is not None else None
     if var is None:
-        V = np.exp(logvar)
+        V = np.exp(np.asarray(params.log_input_var))
         scale = np.exp(np.log(V).mean(0))
         B, V = B * np.sqrt(scale), V / scale
     else:
         V = np.asarray(var)
     if means is None or np.abs(np.asarray(means)).max() == 0:
         B = _fix_signs(B)
-    mu = np.asarray(means) if means is not None else c @ np.linalg.pinv(B).T
-    return A, B, V, mu, logq, A_se, B_se
+    mu = np.asarray(means) if means is not None else np.asarray(params.drift) @ np.linalg.pinv(B).T
+    return A, B, V, mu, A_se, B_se
+
+
+def _design_start(init: dict, var, means, process_var=None, obs_var=None) -> DesignedInputParams:
+    """The moment estimate as the starting point of the designed-input likelihoods."""
+    sv = np.maximum(init["source_var"], 1e-12)
+    return designed_input_params(init["A"], init["B"], input_var=None if var is not None else sv,
+                                 drift=None if means is not None else init["input_mean"] @ init["B"].T,
+                                 process_var=process_var, obs_var=obs_var)
 
 
 def _mle_full_state(data: LTIData, init: dict, process_noise: bool, max_iters: int, tol: float):
     st = {k: jnp.asarray(v) for k, v in pair_statistics(data).items()}
-    E, p = data.num_envs, data.obs_dim
+    p = data.obs_dim
     m = init["B"].shape[1]
     var = None if data.input_var is None else jnp.asarray(data.input_var)
     means = None if data.input_mean is None else jnp.asarray(data.input_mean)
-    shapes = _shapes(E, p, m, var is not None, means is not None, process_noise)
-    sv = np.maximum(init["source_var"], 1e-12)
-    theta0 = _pack(init["A"], init["B"], [] if var is not None else np.log(sv),
-                   [] if means is not None else init["input_mean"] @ init["B"].T,
-                   [np.log(1e-3 * np.nanvar(data.y))] if process_noise else [])
+    params0 = _design_start(init, var, means, process_var=1e-3 * np.nanvar(data.y) if process_noise else None)
     total = float(st["n"].sum())
-    args = (st, var, means, total, shapes)
-    theta, res = _lbfgs(_DESIGN, theta0, args, max_iters, tol, "identify_lti(method='mle')")
-    theta = jnp.asarray(theta)
-    A, B, V, mu, logq, A_se, B_se = _design_readout(theta, shapes, var, means, total * np.asarray(_DESIGN.hess(theta, *args)))
+    args = (st, var, means, total)
+    params, res = _lbfgs(_DESIGN, params0, args, max_iters, tol, "identify_lti(method='mle')")
+    A, B, V, mu, A_se, B_se = _design_readout(params, var, means, total * _DESIGN.hessian(params, *args))
     ll = -float(res.fun) * total
-    k = int(theta.size) - (m if var is None else 0)           # scale gauge of unknown variances
-    q = float(np.exp(logq)) if logq is not None else None
+    k = int(ravel_pytree(params)[0].size) - (m if var is None else 0)       # scale gauge of unknown variances
+    q = None if params.process_var is None else float(params.process_var)
     return dict(A=A, B=B, C=np.eye(p), D=np.zeros((p, m)), A_se=A_se, B_se=B_se, source_var=V, input_mean=mu,
                 Q=None if q is None else q * np.eye(p), sources=_sources(data, A, B), log_likelihood=ll,
                 num_params=k, num_obs=int(total), coordinates="observed",
@@ -451,15 +454,15 @@ def _mle_full_state(data: LTIData, init: dict, process_noise: bool, max_iters: i
 
 
 # ====================================================================== MLE, Kalman likelihood
-def _design_kalman_nll(theta, y, m0, P0_missing, var, means, fixed_r, total, shapes, estimate_r):
+def _design_kalman_nll(params: DesignedInputParams, y, m0, P0_missing, var, means, fixed_r, total):
     """−(1/total) Σ_e Σ_i log p(y_{e,i}) with x in observed coordinates (C = I), latent inputs marginalised."""
     p = y.shape[-1]
-    n_base = theta.size - (1 if estimate_r else 0)
-    A, B, logvar, c, logq = _unpack(theta[:n_base], shapes)
-    r = jnp.exp(theta[n_base]) if estimate_r else fixed_r
-    V = jnp.exp(logvar) if var is None else var
-    c = means @ B.T if means is not None else c
-    Qe = jnp.einsum("pj,ej,qj->epq", B, V, B) + (jnp.exp(logq) if logq is not None else 0.0) * jnp.eye(p)
+    A, B = params.A, params.B
+    r = jnp.exp(params.log_obs_var) if params.log_obs_var is not None else fixed_r
+    V = jnp.exp(params.log_input_var) if var is None else var
+    c = means @ B.T if means is not None else params.drift
+    q = jnp.exp(params.log_process_var) if params.log_process_var is not None else 0.0
+    Qe = jnp.einsum("pj,ej,qj->epq", B, V, B) + q * jnp.eye(p)
     Qe = Qe + 1e-12 * jnp.eye(p)
     R = (r + 1e-12) * jnp.eye(p)
 
@@ -473,7 +476,7 @@ def _design_kalman_nll(theta, y, m0, P0_missing, var, means, fixed_r, total, sha
     return -jax.vmap(env_ll)(Qe, c, m0, P0_missing, y).sum() / total
 
 
-_DESIGN_KALMAN = _Objective(_design_kalman_nll, static=(8, 9))
+_DESIGN_KALMAN = _Objective(_design_kalman_nll)
 
 
 def _kalman_design(data: LTIData, init: dict, obs_noise, process_noise: bool, max_iters: int, tol: float):
@@ -484,66 +487,40 @@ def _kalman_design(data: LTIData, init: dict, obs_noise, process_noise: bool, ma
     means = None if data.input_mean is None else jnp.asarray(data.input_mean)
     estimate_r = obs_noise in (True, "estimate")
     fixed_r = 0.0 if estimate_r else float(obs_noise)
-    shapes = _shapes(E, p, m, var is not None, means is not None, process_noise)
     pooled = np.nanvar(data.y.reshape(-1, p), axis=0)
     y0 = data.y[:, :, 0]
     m0 = np.where(np.isnan(y0), np.nanmean(data.y, axis=2), y0)
     P0_missing = np.where(np.isnan(y0), pooled, 0.0)
-    sv = np.maximum(init["source_var"], 1e-12)
-    theta0 = _pack(init["A"], init["B"], [] if var is not None else np.log(sv),
-                   [] if means is not None else init["input_mean"] @ init["B"].T,
-                   [np.log(1e-3 * pooled.mean())] if process_noise else [],
-                   [np.log(1e-2 * pooled.mean())] if estimate_r else [])
-    n_base = theta0.size - (1 if estimate_r else 0)
+    params0 = _design_start(init, var, means, process_var=1e-3 * pooled.mean() if process_noise else None,
+                            obs_var=1e-2 * pooled.mean() if estimate_r else None)
+    base0 = params0._replace(log_obs_var=None)
+    n_base = int(ravel_pytree(base0)[0].size)
+    size = int(ravel_pytree(params0)[0].size)
     total = float(np.isfinite(data.y).sum())
-    args = (jnp.asarray(data.y), jnp.asarray(m0), jnp.asarray(P0_missing), var, means, fixed_r, total,
-            shapes, estimate_r)
+    args = (jnp.asarray(data.y), jnp.asarray(m0), jnp.asarray(P0_missing), var, means, fixed_r, total)
     # Precondition with the noise-free transition likelihood's Hessian (cheap: sufficient statistics),
-    # plus unit curvature for log r.
+    # plus unit curvature for log r (the last entry of the flat vector).
     st = {k: jnp.asarray(v) for k, v in pair_statistics(data).items()}
-    H0 = np.eye(theta0.size)
-    H0[:n_base, :n_base] = np.asarray(_DESIGN.hess(jnp.asarray(theta0[:n_base]), st, var, means,
-                                                   float(st["n"].sum()), shapes))
+    H0 = np.eye(size)
+    H0[:n_base, :n_base] = _DESIGN.hessian(base0, st, var, means, float(st["n"].sum()))
     if not np.isfinite(H0).all():
         H0 = None   # noise-free transition covariance is singular (m < p): use the Kalman Hessian itself
-    theta, res = _lbfgs(_DESIGN_KALMAN, theta0, args, max_iters, tol, "identify_lti(method='mle')", hessian=H0)
-    theta = jnp.asarray(theta)
-    A, B, V, mu, logq, A_se, B_se = _design_readout(theta[:n_base], shapes, var, means,
-                                                    total * np.asarray(_DESIGN_KALMAN.hess(theta, *args)))
-    r = float(np.exp(theta[n_base])) if estimate_r else fixed_r
-    q = float(np.exp(logq)) if logq is not None else 0.0
+    params, res = _lbfgs(_DESIGN_KALMAN, params0, args, max_iters, tol, "identify_lti(method='mle')", hessian=H0)
+    A, B, V, mu, A_se, B_se = _design_readout(params, var, means, total * _DESIGN_KALMAN.hessian(params, *args))
+    r = float(params.obs_var) if estimate_r else fixed_r
+    q = float(params.process_var) if params.process_var is not None else 0.0
     sources = _smoothed_sources(data, A, B, V, mu, q, r, m0, P0_missing)
     return dict(A=A, B=B, C=np.eye(p), D=np.zeros((p, m)), A_se=A_se, B_se=B_se,
                 source_var=V, input_mean=mu, R=r * np.eye(p),
-                Q=None if logq is None else float(np.exp(logq)) * np.eye(p),
-                log_likelihood=-float(res.fun) * total, num_params=int(theta.size) - (m if var is None else 0),
+                Q=None if params.process_var is None else q * np.eye(p),
+                log_likelihood=-float(res.fun) * total, num_params=size - (m if var is None else 0),
                 num_obs=int(total), coordinates="observed", sources=sources,
                 info={"converged": res.converged, "iterations": int(res.nit), "message": str(res.message),
                       "likelihood": "kalman", "sources": "smoothed posterior means", "obs_noise": "estimated" if estimate_r else fixed_r})
 
 
-def _measured_layout(n, m, p, K, feedthrough):
-    return (("A", (n, n)), ("B", (n, m)), ("C", (p, n)), ("D", (p, m) if feedthrough else (0,)),
-            ("lq", (n * (n + 1) // 2,)), ("lr", (p,)), ("x0", (K, n)))
-
-
-def _measured_system(theta, layout):
-    """(A, B, C, D, Q, R, x0) from the parameter vector; Q = L Lᵀ with log-diagonal L, R diagonal."""
-    P, i = {}, 0
-    for k, s in layout:
-        size = int(np.prod(s))
-        P[k] = theta[i:i + size].reshape(s)
-        i += size
-    n, p, m = P["A"].shape[0], P["C"].shape[0], P["B"].shape[1]
-    tril = np.tril_indices(n)
-    Lq = jnp.zeros((n, n)).at[tril].set(P["lq"])
-    Lq = Lq.at[jnp.diag_indices(n)].set(jnp.exp(jnp.diagonal(Lq)))
-    D = P["D"] if P["D"].size else jnp.zeros((p, m))
-    return P["A"], P["B"], P["C"], D, Lq @ Lq.T + 1e-10 * jnp.eye(n), jnp.diag(jnp.exp(P["lr"])), P["x0"]
-
-
-def _measured_nll(theta, ys, us, total, layout):
-    A, B, C, D, Q, R, x0 = _measured_system(theta, layout)
+def _measured_nll(params: StateSpaceParams, ys, us, total):
+    A, B, C, D, Q, R, x0 = params.system()
     n = A.shape[0]
 
     def one(x0_k, y_k, u_k):
@@ -552,37 +529,32 @@ def _measured_nll(theta, ys, us, total, layout):
     return -jax.vmap(one)(x0, ys, us).sum() / total
 
 
-_MEASURED = _Objective(_measured_nll, static=(4,))
+_MEASURED = _Objective(_measured_nll)
 
 
-def _similarity_directions(theta, layout):
-    """Tangent directions of θ under x → (I + εX) x: dA = XA − AX, dB = XB, dC = −CX, dQ = XQ + QXᵀ, dx0 = X x0."""
-    A, B, C, D, Q, R, x0 = (np.asarray(a) for a in _measured_system(jnp.asarray(theta), layout))
+def _similarity_directions(params: StateSpaceParams):
+    """Tangent directions of the flat parameters under x → (I + εX) x:
+    dA = XA − AX, dB = XB, dC = −CX, dQ = XQ + QXᵀ, dx0 = X x0 (columns, one per entry of X)."""
+    A, B, C, D, Q, R, x0 = (np.asarray(a) for a in params.system())
     n = A.shape[0]
-    sizes = [int(np.prod(s)) for _, s in layout]
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
     L = np.linalg.cholesky(Q)
     Linv = np.linalg.inv(L)
     tril = np.tril_indices(n)
+    diag = tril[0] == tril[1]
     cols = []
     for i in range(n):
         for j in range(n):
             X = np.zeros((n, n))
             X[i, j] = 1.0
-            v = np.zeros(theta.size)
-            v[offsets[0]:offsets[1]] = (X @ A - A @ X).ravel()
-            v[offsets[1]:offsets[2]] = (X @ B).ravel()
-            v[offsets[2]:offsets[3]] = (-C @ X).ravel()
             dQ = X @ Q + Q @ X.T
             M = Linv @ dQ @ Linv.T
             Phi = np.tril(M) - 0.5 * np.diag(np.diag(M))
             dL = L @ Phi
             dl = dL[tril].copy()
-            diag = tril[0] == tril[1]
             dl[diag] = dL[tril][diag] / np.diag(L)                          # log-diagonal entries
-            v[offsets[4]:offsets[5]] = dl
-            v[offsets[6]:offsets[7]] = (x0 @ X.T).ravel()
-            cols.append(v)
+            tangent = StateSpaceParams(X @ A - A @ X, X @ B, -C @ X, None if params.D is None else np.zeros(D.shape),
+                                       dl, np.zeros(R.shape[0]), x0 @ X.T)
+            cols.append(np.asarray(ravel_pytree(tangent)[0]))
     return np.stack(cols, axis=1)
 
 
@@ -605,23 +577,20 @@ def _kalman_measured(data: LTIData, state_dim: int, feedthrough: bool, max_iters
     if init is None:
         raise DataError("method='mle' with measured inputs and missing outputs needs a complete record "
                         "to initialise from (N4SID); impute the gaps or trim the recordings")
-    layout = _measured_layout(n, m, p, K, feedthrough)
-    tril = np.tril_indices(n)
-    lq0 = np.where(tril[0] == tril[1], np.log(0.1), 0.0)
-    r0 = np.log(np.maximum(np.diag(init["residual_cov"]), 1e-6))
-    theta0 = _pack(init["A"], init["B"], init["C"], init["D"] if feedthrough else [], lq0, r0,
-                   np.asarray(init["x0"]))
+    r0 = np.maximum(np.diag(init["residual_cov"]), 1e-6)
+    params0 = state_space_params(init["A"], init["B"], init["C"], D=init["D"] if feedthrough else None,
+                                 Q=1e-2 * np.eye(n), R=r0, x0=np.asarray(init["x0"]))   # L = 0.1 I
     total = float(np.isfinite(ys).sum())
-    args = (jnp.asarray(ys.reshape(K, T, p)), jnp.asarray(us.reshape(K, T, m)), total, layout)
-    theta, res = _lbfgs(_MEASURED, theta0, args, max_iters, tol, "identify_lti(method='mle')",
-                        gauge=lambda t: _similarity_directions(t, layout))
-    A, B, C, D, Q, R, x0 = (np.asarray(a) for a in _measured_system(jnp.asarray(theta), layout))
+    args = (jnp.asarray(ys.reshape(K, T, p)), jnp.asarray(us.reshape(K, T, m)), total)
+    params, res = _lbfgs(_MEASURED, params0, args, max_iters, tol, "identify_lti(method='mle')",
+                         gauge=_similarity_directions)
+    A, B, C, D, Q, R, x0 = (np.asarray(a) for a in params.system())
     B, C, D = B / su, C * sy[:, None], D * sy[:, None] / su
     R = R * np.outer(sy, sy)
     counts = np.isfinite(ys).reshape(-1, p).sum(0)
     ll = -float(res.fun) * total - float(counts @ np.log(sy))
     return dict(A=A, B=B, C=C, D=D, Q=Q, R=R, x0=x0.reshape(E, N, n), log_likelihood=ll,
-                num_params=int(theta.size) - n * n, num_obs=int(total), coordinates="similarity",
+                num_params=int(ravel_pytree(params)[0].size) - n * n, num_obs=int(total), coordinates="similarity",
                 info={"converged": res.converged, "iterations": int(res.nit), "message": str(res.message),
                       "likelihood": "kalman", "init": "n4sid"})
 
