@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from causalid._io import check_output_path
+from causalid._io import atomic_output, check_output_path
 from causalid.errors import DataError
 
 
@@ -59,7 +59,8 @@ def check_figure_path(path):
 def finish(fig, path):
     """Save ``fig`` to ``path`` when given; return it."""
     if path is not None:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        with atomic_output(path, "figure") as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight")
     return fig
 
 

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from causalid._io import check_output_path
+from causalid._io import check_output_path, write_text
 from causalid._plotting import check_figure_path, finish
 from causalid.errors import DataError
 
@@ -55,17 +55,7 @@ def plain(obj):
 
 def write_json(path, data: dict) -> Path:
     """Write ``data`` as JSON to ``path`` through a temporary file and a rename (no partial file)."""
-    path = check_output_path(path)
-    text = json.dumps(plain(data))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(json.dumps(plain(data)), path)
 
 
 def read_json(path, what: str = "a causalid result") -> Any:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from causalid._io import read_table
+from causalid._io import read_table, write_table
 from causalid._plotting import pyplot
 from causalid.cli.loaders import lti_data_from_file, read_truth
 from causalid.dynamics.system import InputDesign, LTISystem
@@ -154,7 +154,7 @@ def _lti(args) -> int:
         design.save(args.out)
         _wrote(args, args.out)
     if args.law:
-        design.to_frame().to_csv(args.law, index=False)
+        write_table(design.to_frame(), args.law, "input-law file")
         _wrote(args, args.law)
     if args.plot:
 
@@ -196,7 +196,7 @@ def _next(args) -> int:
         nxt.save(args.out)
         _wrote(args, args.out)
     if args.table:
-        nxt.table.to_csv(args.table, index=False)
+        write_table(nxt.table, args.table)
         _wrote(args, args.table)
     return 0
 
@@ -215,7 +215,7 @@ def _power(args) -> int:
                         progress=not args.quiet)
     print(pa.summary())
     if args.out:
-        pa.table.to_csv(args.out, index=False)
+        write_table(pa.table, args.out)
         _wrote(args, args.out)
     if args.json:
         pa.save(args.json)

@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from causalid._io import read_table
+from causalid._io import read_table, write_table
 from causalid._plotting import pyplot
 from causalid.datasets import load_earthquakes
 from causalid.errors import DataError
@@ -134,7 +134,7 @@ def run(args) -> int:
         if not args.quiet:
             print(f"wrote {args.out}")
     if args.states_out:
-        _states_table(result, data, table, index).to_csv(args.states_out, index=False)
+        write_table(_states_table(result, data, table, index), args.states_out, "states file")
         if not args.quiet:
             print(f"wrote {args.states_out}")
     if args.plot:

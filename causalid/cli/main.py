@@ -29,8 +29,30 @@ from __future__ import annotations
 import argparse
 import sys
 
+from causalid._io import check_output_path
+from causalid._plotting import check_figure_path
 from causalid.cli import design, discover, hmm, identify, simulate, verify
 from causalid.errors import CausalIDError
+
+# argument -> what it names; checked before any computation so that a bad path fails at once
+# (``verify``/``report`` take folders and check them themselves)
+OUTPUT_FILES = {"out": "output", "law": "input-law file", "table": "table", "json": "JSON output",
+                "states_out": "states file"}
+FIGURES = ("plot",)
+
+
+def check_outputs(args) -> None:
+    """Refuse, before anything is computed, output files whose folder is missing or not
+    writable and figures of an unknown format."""
+    if args.command in ("verify", "report"):
+        return
+    for attr, what in OUTPUT_FILES.items():
+        if getattr(args, attr, None):
+            check_output_path(getattr(args, attr), what)
+    for attr in FIGURES:
+        if getattr(args, attr, None):
+            check_figure_path(getattr(args, attr))
+
 
 # sub-command -> the module that runs it (``verify`` adds ``verify`` and ``report``)
 COMMANDS = {
@@ -57,6 +79,7 @@ def main(argv=None) -> int:
     """Run ``causalid`` with ``argv`` (default: the command line); returns the exit status."""
     args = parser().parse_args(argv)
     try:
+        check_outputs(args)
         return COMMANDS[args.command].run(args)
     except CausalIDError as exc:
         print(f"causalid: error: {exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pandas as pd
 
+from causalid._io import write_table, write_text
 from causalid.errors import DataError
 from causalid.exchangeable.simulate import simulate_dataset
 from causalid.models import lti
@@ -57,10 +58,11 @@ def _simulate(args) -> int:
     table = pd.DataFrame(x.reshape(E * N, d), columns=names)
     table.insert(0, "env", np.repeat(np.arange(E), N))
     out = Path(args.out)
-    table.to_csv(out, index=False)
+    write_table(table, out, "data file")
     src, dst = np.nonzero(adjacency)
     truth_path = out.with_name(out.name + ".truth.csv")
-    pd.DataFrame({"cause": [names[i] for i in src], "effect": [names[j] for j in dst]}).to_csv(truth_path, index=False)
+    truth_table = pd.DataFrame({"cause": [names[i] for i in src], "effect": [names[j] for j in dst]})
+    write_table(truth_table, truth_path, "truth file")
     print(json.dumps({"data": str(out), "truth": str(truth_path), "envs": E, "samples": N, "vars": names}))
     return 0
 
@@ -97,19 +99,19 @@ def _simulate_lti(args) -> int:
     table.insert(0, "time", np.tile(t, E))
     table.insert(0, "env", np.repeat(np.arange(E), T))
     out = Path(args.out)
-    table.to_csv(out, index=False)
+    write_table(table, out, "data file")
     law = pd.DataFrame({"env": np.arange(E)})
     for j, u in enumerate(inputs):
         law[f"mean_{u}"] = design.mean[:, j]
     for j, u in enumerate(inputs):
         law[f"var_{u}"] = design.var[:, j]
     law_path = out.with_name(out.name + ".law.csv")
-    law.to_csv(law_path, index=False)
+    write_table(law, law_path, "input-law file")
     truth = system.to_dict()
     truth.update(design=design.to_dict(), obs_noise_var=args.obs_noise, process_noise_var=args.process_noise,
                  output_names=outputs, input_names=inputs)
     truth_path = out.with_name(out.name + ".truth.json")
-    truth_path.write_text(json.dumps(truth, default=float))
+    write_text(json.dumps(truth, default=float), truth_path, "truth file")
     print(json.dumps({"data": str(out), "law": str(law_path), "truth": str(truth_path), "envs": E, "steps": T,
                       "outputs": outputs, "inputs": inputs}))
     return 0

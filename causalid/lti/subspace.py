@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from causalid._plotting import finish
 from causalid._x64 import float64
 from causalid.errors import DataError, IdentifiabilityError
 
@@ -102,9 +103,7 @@ class OrderSelection(NamedTuple):
         ax.set_ylabel("singular value")
         ax.legend()
         fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=120)
-        return fig
+        return finish(fig, path)
 
 
 @float64
