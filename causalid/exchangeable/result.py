@@ -123,13 +123,39 @@ class StructureResult(Result):
 
     @classmethod
     def _from_payload(cls, d: dict) -> StructureResult:
+        names = d["names"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise DataError("'names' must be a list of variable names (strings)")
+        if len(set(names)) != len(names):
+            raise DataError(f"'names' repeats variable(s) {sorted({n for n in names if names.count(n) > 1})}")
+        if not isinstance(d["method"], str):
+            raise DataError(f"'method' must be a string, not {type(d['method']).__name__}")
+        known = set(names)
         g = nx.DiGraph()
-        g.add_nodes_from(d["names"])
-        for u, v, s in d["edges_found"]:
-            g.add_edge(u, v, score=s)
+        g.add_nodes_from(names)
+        if not isinstance(d["edges_found"], list):
+            raise DataError("'edges_found' must be a list of [source, target, score] triples")
+        for item in d["edges_found"]:
+            if not isinstance(item, list) or len(item) != 3:
+                raise DataError(f"edge {item!r} is not a [source, target, score] triple")
+            u, v, s = item
+            for node in (u, v):
+                if node not in known:
+                    raise DataError(f"edge {u!r} -> {v!r} names {node!r}, which is not one of the variables {names}")
+            g.add_edge(u, v, score=_score(s, f"edge {u} -> {v}", probability=d["method"] == "bayes"))
+        if not nx.is_directed_acyclic_graph(g):
+            loop = nx.find_cycle(g)
+            cycle = " -> ".join(str(n) for n in [e[0] for e in loop] + [loop[0][0]])
+            raise DataError(f"the graph is not acyclic (cycle {cycle}); a causalid structure is a DAG")
+        records = d["edges"]
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise DataError("'edges' must be a list of records (one object per scored pair)")
+        for r in records:
+            for col in _PROBABILITY_FIELDS.intersection(r):
+                _score(r[col], f"'{col}' of {r.get('source')!r} -> {r.get('target')!r}", probability=True)
         mech = None if d.get("mechanisms") is None else pd.DataFrame(d["mechanisms"])
-        return cls(graph=g, records=d["edges"], method=d["method"], settings=d.get("settings", {}),
-                   names=d["names"], layers=d.get("layers"), mechanisms=mech, info=d.get("info", {}))
+        return cls(graph=g, records=records, method=d["method"], settings=d.get("settings", {}),
+                   names=names, layers=d.get("layers"), mechanisms=mech, info=d.get("info", {}))
 
     # ------------------------------------------------------------------ plot
     def _plot(self, ax=None, truth: nx.DiGraph | None = None):
@@ -137,6 +163,20 @@ class StructureResult(Result):
         missing."""
         return plot_graph(self.graph, truth=truth, ax=ax,
                           title=f"causalid {self.method}: {self.graph.number_of_edges()} edges")
+
+
+_PROBABILITY_FIELDS = frozenset({"probability", "pvalue", "adjusted"})
+
+
+def _score(value, what: str, *, probability: bool):
+    """A stored score: None (NaN) or a real number, in [0, 1] when it is a probability."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataError(f"{what}: score {value!r} is not a number")
+    if probability and not (0.0 <= value <= 1.0) and not np.isnan(value):
+        raise DataError(f"{what}: {value!r} is not a probability in [0, 1]")
+    return value
 
 
 def _num(s):
