@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -169,39 +170,73 @@ def run_sweep(
     progress = show_progress(progress)
     chunk = check_execution(sweep, workers, scheduler, chunk_size)
     store = ResultStore.open(out, sweep)
-    done = store.finished()
+    done = store.verify()
     todo = [c.index for c in sweep.cells if c.index not in done]
     computed: list[int] = []
     bar = _bar(progress, sweep, len(done))
     try:
-        if todo and workers is None and scheduler is None:
-            for i, frame in _in_process(sweep, todo):
-                store.write_cell(i, frame)
-                computed.append(i)
-                _advance(bar)
-        elif todo:
-            with _dask_client(workers, scheduler) as client:
-                for i, frame in _dask_results(client, sweep, todo, chunk):
-                    store.write_cell(i, frame)
-                    computed.append(i)
-                    _advance(bar)
+        while todo:
+            if workers is None and scheduler is None:
+                for i, frame in _in_process(sweep, todo, store):
+                    _store_cell(store, i, frame, computed, bar)
+            else:
+                claimed = [i for i in todo if store.claim(i)]
+                if claimed:
+                    with _dask_client(workers, scheduler) as client:
+                        for i, frame in _dask_results(client, sweep, claimed, chunk):
+                            _store_cell(store, i, frame, computed, bar)
+            todo = _wait_for_other_drivers(store, todo, bar)
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
         print(
-            f"causalid verify: interrupted; {len(done) + len(computed)} of {len(sweep.cells)} "
+            f"causalid verify: interrupted; {len(store.finished())} of {len(sweep.cells)} "
             f"cells are stored in '{store.path}': run the same sweep again to resume",
             file=sys.stderr,
         )
         raise
     finally:
+        for i in computed:
+            store.release(i)
+        _release_all(store, sweep)
         if bar is not None:
             bar.close()
     return SweepRun(store.path, sweep, computed, sorted(done))
 
 
-def _in_process(sweep: Sweep, todo: list[int]):
-    """(cell index, rows) in order; each next cell's generator compiles while this cell fits.
+def _store_cell(store: ResultStore, index: int, frame, computed: list[int], bar) -> None:
+    store.write_cell(index, frame)
+    store.release(index)
+    computed.append(index)
+    _advance(bar)
+
+
+def _release_all(store: ResultStore, sweep: Sweep) -> None:
+    """Drop every claim this process still holds (an interrupted or failed run)."""
+    for c in sweep.cells:
+        store.release(c.index)
+
+
+def _wait_for_other_drivers(store: ResultStore, todo: list[int], bar, poll: float = 0.5) -> list[int]:
+    """Wait while other live drivers compute cells of ``todo``; returns the cells left to this
+    driver (those of a driver that stopped without writing them), empty when all are stored."""
+    while True:
+        stored = store.finished()
+        missing = [i for i in todo if i not in stored]
+        if not missing:
+            return []
+        orphaned = [i for i in missing if not store.claimed_by_others(i)]
+        if orphaned:
+            return orphaned
+        if bar is not None:
+            bar.n = len(stored)
+            bar.refresh()
+        time.sleep(poll)
+
+
+def _in_process(sweep: Sweep, todo: list[int], store: ResultStore):
+    """(cell index, rows) in order, for the cells of ``todo`` this driver can claim; each next
+    cell's generator compiles while this cell fits.
 
     The compilation runs in one helper thread (XLA releases the GIL, so on two cores it overlaps
     with the engines of the current cell); tracing stays in this thread.  A compilation that
@@ -217,12 +252,18 @@ def _in_process(sweep: Sweep, todo: list[int]):
             return None
         return None if job is None else pool.submit(float64(job))  # float64 is per thread
 
+    def free(rest: list[int]):
+        return next((j for j in rest if not store.claimed_by_others(j)), None)
+
     try:
         pending = None
         for n, i in enumerate(todo):
+            if i in store.finished() or not store.claim(i):
+                continue  # another driver stored or holds it
             if pending is not None:
                 pending.exception()  # wait; a failure is reported by the cell itself
-            pending = ahead(todo[n + 1]) if n + 1 < len(todo) else None
+            nxt = free(todo[n + 1:])
+            pending = ahead(nxt) if nxt is not None else None
             yield i, run_cell(sweep, i)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

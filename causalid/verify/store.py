@@ -12,6 +12,14 @@ same folder, flushed to disk and renamed (:func:`os.replace`, atomic on POSIX), 
 killed at any moment leaves whole cells or none.  Restarting the same sweep into ``DIR`` runs
 only the cells without a file; a *different* sweep (another hash) is refused.
 
+Each cell file has a SHA-256 checksum beside it (``cell-000000.parquet.sha256``).  On resume a
+cell whose file no longer matches its checksum, or cannot be read back with the expected rows
+(a truncated or emptied file), is set aside as ``cell-000000.parquet.damaged`` with a warning
+and computed again.  Several drivers may run the same sweep into one store at once: before
+computing a cell a driver claims it (``cells/.claim-000000``, created exclusively, naming the
+host and process); the others skip claimed cells, wait for them at the end, and take over the
+cells of a claimant that died — so the store ends as one uninterrupted run would leave it.
+
 Row schema (long format, one row per cell × engine × replicate × metric)
 ------------------------------------------------------------------------
 ``cell`` (int64)
@@ -39,9 +47,12 @@ sweep's order).  The ``sbc`` table has its own columns (at least ``parameter``, 
 from __future__ import annotations
 
 import datetime
+import hashlib
+import io
 import json
 import os
 import re
+import socket
 import warnings
 from pathlib import Path
 
@@ -100,10 +111,20 @@ def _atomic_bytes(path: Path, write) -> None:
         pass
 
 
-def _write_parquet(path: Path, frame: pd.DataFrame) -> None:
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
     pa, pq = _pyarrow()
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    _atomic_bytes(path, lambda fh: pq.write_table(table, fh))
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf)
+    return buf.getvalue()
+
+
+def _write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    data = _parquet_bytes(frame)
+    _atomic_bytes(path, lambda fh: fh.write(data))
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
@@ -166,6 +187,7 @@ class ResultStore:
         manifest_path = path / "manifest.json"
         if path.exists() and not path.is_dir():
             raise StoreError(f"--out '{path}' is a file; give a directory for the sweep's results")
+        _pyarrow()  # a run that cannot write cells leaves nothing behind
         config = sweep.to_config()
         if manifest_path.exists():
             store = cls.read(path)
@@ -194,6 +216,8 @@ class ResultStore:
             store._clean_temporary()
             return store
         if path.exists() and not _only_creation_leftovers(path):
+            if manifest_path.exists():  # another driver created the store meanwhile
+                return cls.open(path, sweep)
             raise StoreError(
                 f"'{path}' is not empty and is not a sweep store (no manifest.json); give a new "
                 "or empty --out directory"
@@ -258,8 +282,11 @@ class ResultStore:
     def cell_path(self, index: int) -> Path:
         return self.path / "cells" / f"cell-{int(index):06d}.parquet"
 
+    def checksum_path(self, index: int) -> Path:
+        return self.cell_path(index).with_name(self.cell_path(index).name + ".sha256")
+
     def finished(self) -> set[int]:
-        """Indices of the cells whose results are stored."""
+        """Indices of the cells whose results are stored (files present; see :meth:`verify`)."""
         out = set()
         for f in (self.path / "cells").glob("cell-*.parquet"):
             m = _CELL_FILE.match(f.name)
@@ -274,8 +301,66 @@ class ResultStore:
             )
         return out
 
+    def expected_rows(self) -> int:
+        """Rows of one finished cell: engines × replicates × metrics."""
+        m = self.manifest
+        return len(m["engines"]) * int(m["replicates"]) * len(m["metrics"])
+
+    def cell_problem(self, index: int) -> str | None:
+        """Why the stored file of cell ``index`` cannot be trusted, or None when it can.
+
+        The file must match its checksum; a file without one (written by an older causalid, or
+        by a driver killed between the two renames) must read back with the store's columns and
+        the expected number of rows, and then gets its checksum.
+        """
+        path = self.cell_path(index)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            return f"unreadable ({exc.strerror})"
+        sums = self.checksum_path(index)
+        if sums.exists():
+            try:
+                expected = sums.read_text(encoding="ascii").split()[0]
+            except (OSError, UnicodeDecodeError, IndexError):
+                expected = None
+            if expected == _sha256(data):
+                return None
+            if expected is not None:
+                return "its contents no longer match the checksum written with it"
+        _, pq = _pyarrow()
+        try:
+            frame = pq.read_table(io.BytesIO(data)).to_pandas()
+        except Exception as exc:  # noqa: BLE001 - any reader failure is a damaged file
+            return f"not readable Parquet ({type(exc).__name__})"
+        expected_cols = ["cell", *self.manifest["columns"], *RESULT_COLUMNS]
+        if list(frame.columns) != expected_cols:
+            return f"columns {list(frame.columns)} instead of {expected_cols}"
+        if len(frame) != self.expected_rows():
+            return f"{len(frame)} rows instead of {self.expected_rows()}"
+        if not (frame["cell"] == index).all():
+            return "rows of another cell"
+        _atomic_bytes(sums, lambda fh: fh.write(f"{_sha256(data)}  {path.name}\n".encode()))
+        return None
+
+    def verify(self) -> set[int]:
+        """The finished cells whose files can be trusted; damaged ones are renamed to
+        ``*.parquet.damaged`` with a warning, so that they are computed again."""
+        good = set()
+        for i in sorted(self.finished()):
+            problem = self.cell_problem(i)
+            if problem is None:
+                good.add(i)
+                continue
+            path = self.cell_path(i)
+            os.replace(path, path.with_name(path.name + ".damaged"))
+            self.checksum_path(i).unlink(missing_ok=True)
+            warnings.warn(f"'{path}' is damaged ({problem}); it was renamed to '{path.name}.damaged' "
+                          f"and cell {i} is computed again", stacklevel=2)
+        return good
+
     def write_cell(self, index: int, frame: pd.DataFrame) -> Path:
-        """Store the rows of one finished cell (atomically)."""
+        """Store the rows of one finished cell (atomically) with its checksum."""
         expected = ["cell", *self.manifest["columns"], *RESULT_COLUMNS]
         if list(frame.columns) != expected:
             raise StoreError(
@@ -284,8 +369,60 @@ class ResultStore:
         if not (frame["cell"] == index).all():
             raise StoreError(f"cell {index}: the rows carry other cell indices")
         path = self.cell_path(index)
-        _write_parquet(path, frame)
+        data = _parquet_bytes(frame)
+        _atomic_bytes(path, lambda fh: fh.write(data))
+        _atomic_bytes(self.checksum_path(index), lambda fh: fh.write(f"{_sha256(data)}  {path.name}\n".encode()))
         return path
+
+    # ------------------------------------------------------------------ claims (several drivers)
+    def claim_path(self, index: int) -> Path:
+        return self.path / "cells" / f".claim-{int(index):06d}"
+
+    def claim(self, index: int) -> bool:
+        """Claim cell ``index`` for this process; False when another live driver holds it.
+
+        A claim of a process that no longer runs on this host is taken over.  Claims of other
+        hosts (a store on a shared file system) are respected until their file is removed.
+        """
+        path = self.claim_path(index)
+        me = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self.claimant(index)
+                if owner == me:
+                    return True
+                if owner is not None and not self._claim_is_stale(owner):
+                    return False
+                path.unlink(missing_ok=True)  # a dead driver's claim (or an unreadable one)
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(me)
+            return True
+        return False
+
+    def claimant(self, index: int) -> str | None:
+        """``"host pid"`` of the driver holding cell ``index``, or None."""
+        try:
+            return self.claim_path(index).read_text().strip() or None
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    @staticmethod
+    def _claim_is_stale(owner: str) -> bool:
+        host, _, pid = owner.rpartition(" ")
+        return host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid))
+
+    def claimed_by_others(self, index: int) -> bool:
+        owner = self.claimant(index)
+        me = f"{socket.gethostname()} {os.getpid()}"
+        return owner is not None and owner != me and not self._claim_is_stale(owner)
+
+    def release(self, index: int) -> None:
+        """Drop this process's claim of cell ``index``."""
+        if self.claimant(index) == f"{socket.gethostname()} {os.getpid()}":
+            self.claim_path(index).unlink(missing_ok=True)
 
     def empty_frame(self) -> pd.DataFrame:
         """A frame with the store's columns and types and no rows."""
