@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from causalid._arrays import check_names
+from causalid._checks import check_channels
 from causalid._io import read_table
 from causalid.errors import DataError
 
@@ -349,6 +350,7 @@ def _check_finite(blocks, names, envs) -> None:
 
 def _check_not_constant(blocks, names) -> None:
     pooled = np.concatenate(blocks, axis=0)
+    check_channels(pooled, names, "column", constant=False)
     if pooled.shape[0] < 2:
         return
     const = np.flatnonzero(np.ptp(pooled, axis=0) == 0)

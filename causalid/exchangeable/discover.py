@@ -191,6 +191,11 @@ def _cdf_many(
         raise DataError("structure discovery needs at least two variables")
     if correction not in CORRECTIONS:
         raise DataError(f"unknown correction {correction!r}; choose one of {CORRECTIONS}")
+    if E < 2:
+        raise DataError(
+            "the causal de Finetti tests contrast environments, and the data have only one; give the "
+            "environment column (env=...), or use method='bayes' with at least two environments"
+        )
     counts = mask.sum(axis=-1)
     if counts.min() < 2:
         r, e = np.argwhere(counts < 2)[0]

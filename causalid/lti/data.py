@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from causalid._arrays import check_names, pad_blocks
+from causalid._checks import check_channels
 from causalid.dynamics.system import InputDesign
 from causalid.errors import DataError
 
@@ -110,6 +111,7 @@ class LTIData:
                 raise DataError(f"output '{output_names[j]}' has infinite values in environment '{env_names[e]}'")
             if np.isnan(vals).all():
                 raise DataError(f"environment '{env_names[e]}' has no observed outputs; remove it or add data")
+        check_channels(Y, output_names, "output", constant=False)
         if lengths.min() < 2:
             e, i = np.argwhere(lengths < 2)[0]
             raise DataError(
@@ -142,6 +144,8 @@ class LTIData:
                             f"input '{input_names[j]}' has NaN/inf values in environment '{env_names[e]}'"
                             f" (trajectory {i}); measured inputs must be complete — impute or trim them"
                         )
+            observed_u = np.where((np.arange(U.shape[2]) < lengths[..., None])[..., None], U, np.nan)
+            check_channels(observed_u, input_names, "input", constant=False)
         mean = var = None
         if input_var is not None or input_mean is not None:
             if input_var is None:

@@ -36,6 +36,7 @@ import scipy.optimize
 from jax.flatten_util import ravel_pytree
 from scipy.optimize import linear_sum_assignment
 
+from causalid._checks import check_channels
 from causalid._linalg import cholesky, solve_lower, solve_upper_t, spd_inverse
 from causalid._progress import show_progress
 from causalid._x64 import float64
@@ -447,10 +448,33 @@ def _mle_full_state(data: LTIData, init: dict, process_noise: bool, max_iters: i
     ll = -float(res.fun) * total
     k = int(ravel_pytree(params)[0].size) - (m if var is None else 0)       # scale gauge of unknown variances
     q = None if params.process_var is None else float(params.process_var)
+    info = {"converged": res.converged, "iterations": int(res.nit), "message": str(res.message)}
+    _refuse_collapsed_noise(info, {"process-noise": q}, float(np.nanvar(data.y)))
     return dict(A=A, B=B, C=np.eye(p), D=np.zeros((p, m)), A_se=A_se, B_se=B_se, source_var=V, input_mean=mu,
                 Q=None if q is None else q * np.eye(p), sources=_sources(data, A, B), log_likelihood=ll,
-                num_params=k, num_obs=int(total), coordinates="observed",
-                info={"converged": res.converged, "iterations": int(res.nit), "message": str(res.message)})
+                num_params=k, num_obs=int(total), coordinates="observed", info=info)
+
+
+COLLAPSED_NOISE = 1e-10
+"""A fitted noise variance below this fraction of the outputs' variance has collapsed."""
+
+
+def _refuse_collapsed_noise(info: dict, variances: dict, scale: float) -> None:
+    """Mark a designed-input fit whose estimated noise variance collapsed as not converged.
+
+    When the outputs are (nearly) noise-free along some direction — fewer inputs than outputs
+    and no noise, for example — the likelihood grows without bound as the variance goes to 0:
+    the maximum does not exist, and the optimiser's stopping rule (relative reduction of a
+    huge objective) would otherwise report convergence at an arbitrary point.
+    """
+    for name, v in variances.items():
+        if v is not None and info["converged"] and v < COLLAPSED_NOISE * scale:
+            info["converged"] = False
+            info["message"] = (f"the {name} variance collapsed to {v:.2e} ({v / scale:.1e} of the outputs' "
+                               "variance): the likelihood is unbounded, so its maximum does not exist")
+            warnings.warn(f"identify_lti(method='mle'): {info['message']}; the data are (nearly) noise-free "
+                          "along some direction — use method='moment' (closed form), or fix the noise "
+                          "(obs_noise=VARIANCE)", ConvergenceWarning, stacklevel=3)
 
 
 # ====================================================================== MLE, Kalman likelihood
@@ -510,13 +534,16 @@ def _kalman_design(data: LTIData, init: dict, obs_noise, process_noise: bool, ma
     r = float(params.obs_var) if estimate_r else fixed_r
     q = float(params.process_var) if params.process_var is not None else 0.0
     sources = _smoothed_sources(data, A, B, V, mu, q, r, m0, P0_missing)
+    info = {"converged": res.converged, "iterations": int(res.nit), "message": str(res.message),
+            "likelihood": "kalman", "sources": "smoothed posterior means",
+            "obs_noise": "estimated" if estimate_r else fixed_r}
+    if estimate_r or params.process_var is not None:  # unbounded only when every noise term vanishes
+        _refuse_collapsed_noise(info, {"noise": max(q, r)}, float(pooled.mean()))
     return dict(A=A, B=B, C=np.eye(p), D=np.zeros((p, m)), A_se=A_se, B_se=B_se,
                 source_var=V, input_mean=mu, R=r * np.eye(p),
                 Q=None if params.process_var is None else q * np.eye(p),
                 log_likelihood=-float(res.fun) * total, num_params=size - (m if var is None else 0),
-                num_obs=int(total), coordinates="observed", sources=sources,
-                info={"converged": res.converged, "iterations": int(res.nit), "message": str(res.message),
-                      "likelihood": "kalman", "sources": "smoothed posterior means", "obs_noise": "estimated" if estimate_r else fixed_r})
+                num_obs=int(total), coordinates="observed", sources=sources, info=info)
 
 
 def _measured_nll(params: StateSpaceParams, ys, us, total):
@@ -770,6 +797,10 @@ def identify_lti(
         raise DataError(f"unknown method {method!r}; use 'moment', 'mle', 'bayes' or 'markov'")
     if on_unidentifiable not in ("raise", "warn"):
         raise DataError(f"on_unidentifiable must be 'raise' or 'warn'; got {on_unidentifiable!r}")
+    check_channels(data.y, data.output_names, "output")
+    if data.has_measured_inputs:
+        observed = (np.arange(data.inputs.shape[2]) < data.lengths[..., None])[..., None]
+        check_channels(np.where(observed, data.inputs, np.nan), data.input_names, "input")
     settings = dict(method=method, state_dim=state_dim, obs_noise=obs_noise, process_noise=process_noise,
                     feedthrough=feedthrough, horizon=horizon, max_iters=max_iters, tol=tol, key=key)
     p = data.obs_dim

@@ -106,7 +106,7 @@ def test_ragged_trajectories_inside_environments_and_ragged_inputs():
     assert np.all(data.inputs[1, 1, 4:] == 0)          # input padding is zeros, not NaN
     assert data.has_measured_inputs and data.input_dim == 2
     # a (N, T, p) array per environment is accepted too
-    stacked = LTIData.from_arrays([np.zeros((3, 6, 1)) + 1.0, np.ones((3, 4, 1))])
+    stacked = LTIData.from_arrays([rng.normal(size=(3, 6, 1)), rng.normal(size=(3, 4, 1))])
     assert stacked.lengths.tolist() == [[6, 6, 6], [4, 4, 4]]
 
 
@@ -119,6 +119,18 @@ def test_ragged_validation_messages():
         LTIData.from_arrays([])
     with pytest.raises(DataError, match="inputs must match y"):
         LTIData.from_arrays([np.ones((5, 1)), np.ones((6, 1))], inputs=[np.ones((5, 1)), np.ones((5, 1))])
+    y = np.random.default_rng(0).normal(size=(2, 50, 2))
+    from causalid import identify_lti
+
+    with pytest.raises(DataError, match="output 'y1' is constant"):
+        identify_lti(LTIData.from_arrays(np.concatenate([y[..., :1], np.full((2, 50, 1), 3.0)], axis=-1),
+                                         input_dim=1))
+    with pytest.raises(DataError, match="input 'u0' is constant"):
+        identify_lti(LTIData.from_arrays(y, inputs=np.ones((2, 50, 1))))
+    with pytest.raises(DataError, match=r"output 'y0' reaches 1e\+308.*divide the column by 1e308"):
+        LTIData.from_arrays(np.where(np.arange(2)[None, None] == 0, 1e308, y))
+    with pytest.raises(DataError, match="output 'y1' has no observed values"):
+        LTIData.from_arrays(np.where(np.arange(2)[None, None] == 1, np.nan, y))
 
 
 # ---------------------------------------------------------------------- validation
