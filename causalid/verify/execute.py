@@ -294,9 +294,8 @@ def _import_distributed():
         import distributed
     except ImportError:
         raise DataError(
-            "running on Dask needs the optional dependency dask[distributed]: pip install "
-            '"dask[distributed]" (or causalid[verify]); leave out --workers/--scheduler to run '
-            "in-process"
+            "running on Dask needs dask[distributed], a dependency of causalid: reinstall causalid or "
+            'pip install "dask[distributed]"; leave out --workers/--scheduler to run in-process'
         ) from None
     return distributed
 

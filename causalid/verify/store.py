@@ -80,8 +80,8 @@ def require_pyarrow(purpose: str = "the sweep store"):
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
-    except ImportError:  # pragma: no cover - pyarrow is a test dependency
-        raise StoreError(f"{purpose} needs pyarrow: pip install 'causalid[parquet]'") from None
+    except ImportError:  # a broken installation: pyarrow is a dependency
+        raise StoreError(f"{purpose} needs pyarrow, a dependency of causalid: reinstall causalid (pip install causalid) or pip install pyarrow") from None
     return pa, pq
 
 
