@@ -23,6 +23,9 @@ What a user who mixes causalid with their own float32 JAX code should expect:
 
 Work that causalid moves to another thread (a compilation in the background) enters the
 context again there, since the setting is per thread.
+
+The same per-call context switches on the persistent compilation cache
+(:mod:`causalid._cache`), so that a fresh process reuses the programs an earlier one compiled.
 """
 
 from __future__ import annotations
@@ -31,15 +34,18 @@ import functools
 
 import jax
 
+from causalid._cache import persistent_cache
+
 __all__ = ["float64"]
 
 
 def float64(fn):
-    """Run ``fn`` inside ``jax.enable_x64(True)`` (see the module docstring)."""
+    """Run ``fn`` inside ``jax.enable_x64(True)`` with the persistent compilation cache on
+    (see the module docstring)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with jax.enable_x64(True):
+        with jax.enable_x64(True), persistent_cache():
             return fn(*args, **kwargs)
 
     return wrapper

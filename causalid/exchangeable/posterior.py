@@ -19,7 +19,6 @@ import warnings
 from collections.abc import Collection
 from dataclasses import dataclass
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import networkx as nx
@@ -109,6 +108,8 @@ class ParameterPosterior:
 
     def summary(self, **kwargs) -> pd.DataFrame:
         """:func:`arviz.summary` of the posterior (keyword arguments are passed on)."""
+        import arviz as az  # imported when used: arviz (and matplotlib) cost a second at start-up
+
         return az.summary(self.idata, **kwargs)
 
 
@@ -218,6 +219,8 @@ def fit_parameters(
     # per-environment parameters carry the sample plate's singleton axis inside the model
     dims = {k: (v[:1] + (_PAD,) + v[1:] if k in per_env else v) for k, v in dims.items()}
     coords = {**coords, "env": list(data.envs), "sample": list(range(data.values.shape[1]))}
+    import arviz as az
+
     idata = az.from_numpyro(
         mcmc,
         coords=coords,
@@ -275,6 +278,8 @@ def _check_values(data: MultiEnvData, family: str, num_categories: int) -> None:
 
 
 def _diagnostics(idata: az.InferenceData, num_chains: int) -> Diagnostics:
+    import arviz as az
+
     post = idata.posterior
     halves = post
     if num_chains == 1:  # split-R-hat of one chain: compare its two halves

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -281,6 +280,8 @@ class HMMResult(Result):
         result = super().load(path)
         nc = Path(str(path) + ".posterior.nc")
         if nc.exists():
+            import arviz as az  # arviz (and its matplotlib) only when a posterior is read
+
             result.posterior = az.from_netcdf(str(nc))
         return result
 
