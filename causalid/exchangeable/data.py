@@ -89,6 +89,8 @@ class MultiEnvData:
                     f"x has shape {arr.shape}; expected (env, sample, variable), e.g. (E, N, d)"
                 )
             blocks = list(arr)
+        if not blocks:
+            raise DataError("the data have no environments; give at least one (env, sample, variable) block")
         d = blocks[0].shape[1]
         if d == 0:
             raise DataError("the data have no variables (d = 0)")
