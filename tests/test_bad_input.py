@@ -267,3 +267,24 @@ def test_random_arrays_load_or_raise_our_errors(shape, fill):
             load()
         except CausalIDError as exc:
             assert "\n" not in str(exc)
+
+
+# ---------------------------------------------------------------------- true graphs given to the CLI
+@pytest.mark.parametrize("edges, message", [
+    ("cause,effect\nX,Z\n", "names ['Z'], which are not variables of the data"),
+    ("cause,effect\nX,Y\nY,X\n", "is not acyclic (cycle"),
+    ("from,to\nX,Y\n", "needs columns 'cause' and 'effect'"),
+])
+def test_bad_true_graphs_are_refused(files, capsys, tmp_path, edges, message):
+    paths, _ = files
+    truth = tmp_path / "truth.csv"
+    truth.write_text(edges)
+    _cli_fails(capsys, ["discover", paths["good"], "--env-col", "env", "--truth", truth], message)
+
+
+def test_a_saved_result_serves_as_the_true_graph(files, capsys, tmp_path):
+    paths, _ = files
+    first = tmp_path / "first.json"
+    assert main(["discover", str(paths["good"]), "--env-col", "env", "--out", str(first), "--quiet"]) == 0
+    assert main(["discover", str(paths["good"]), "--env-col", "env", "--truth", str(first), "--quiet"]) == 0
+    assert "shd 0," in capsys.readouterr().out

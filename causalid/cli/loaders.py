@@ -16,23 +16,38 @@ from causalid._io import read_table
 from causalid.datasets import SACHS_GRAPHS, sachs_graph
 from causalid.dynamics.system import LTISystem
 from causalid.errors import DataError
+from causalid.exchangeable.result import StructureResult
 from causalid.lti.data import LTIData
 
 __all__ = ["attach_input_law", "lti_data_from_file", "read_system", "read_truth"]
 
 
 def read_truth(spec: str, names, option: str = "--truth"):
+    """A DAG from a Sachs graph name, an edge-list table (columns ``cause``, ``effect``) or a
+    saved :class:`~causalid.StructureResult` (``.json``); with ``names`` (the data's variables)
+    every node must be one of them."""
     if spec in SACHS_GRAPHS:
         return sachs_graph(spec)
     path = Path(spec)
     if not path.exists():
         raise DataError(f"{option} '{spec}' is neither a file nor a Sachs graph name ({', '.join(SACHS_GRAPHS)})")
-    table = pd.read_csv(path)
-    if not {"cause", "effect"} <= set(table.columns):
-        raise DataError(f"{option} file '{spec}' needs columns 'cause' and 'effect'")
-    g = nx.DiGraph()
-    g.add_nodes_from(names)
-    g.add_edges_from(zip(table["cause"].astype(str), table["effect"].astype(str)))
+    if path.suffix.lower() == ".json":
+        g = StructureResult.load(path).graph.copy()
+    else:
+        table = read_table(path)
+        if not {"cause", "effect"} <= set(table.columns):
+            raise DataError(f"{option} file '{spec}' needs columns 'cause' and 'effect'; it has {list(table.columns)}")
+        g = nx.DiGraph()
+        g.add_edges_from(zip(table["cause"].astype(str), table["effect"].astype(str)))
+    if names:
+        unknown = sorted(set(g.nodes) - set(names))
+        if unknown:
+            raise DataError(f"{option} '{spec}' names {unknown}, which are not variables of the data {list(names)}")
+        g.add_nodes_from(names)
+    if not nx.is_directed_acyclic_graph(g):
+        loop = nx.find_cycle(g)
+        cycle = " -> ".join(str(n) for n in [e[0] for e in loop] + [loop[0][0]])
+        raise DataError(f"{option} '{spec}' is not acyclic (cycle {cycle}); give a DAG")
     return g
 
 
