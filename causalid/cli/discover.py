@@ -49,10 +49,10 @@ def run(args) -> int:
         raise DataError("give a data FILE (with --env-col) or --example sachs")
     if not args.quiet:
         print(f"data: {data}", file=sys.stderr)
+    truth = read_truth(truth_spec, data.names) if truth_spec else None   # a bad graph fails before the work
     result = discover(data, method=method, alpha=args.alpha, ci_test=args.ci_test,
                                correction=args.correction, key=args.seed, progress=not args.quiet)
     print(result.summary())
-    truth = read_truth(truth_spec, data.names) if truth_spec else None
     if truth is not None:
         scores = result.compare(truth)
         result.info["comparison"] = {"truth": truth_spec, **scores}

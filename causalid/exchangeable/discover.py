@@ -225,6 +225,17 @@ def _cdf_many(
     else:
         programs = [cdf.multivariate_program(d, alpha, correction) for _ in range(R)]
     found = cdf.run_programs(programs, evaluate)
+    for r, f in enumerate(found):
+        failed = [t["test"] for t in f["tests"] if np.isnan(t["pvalue"])]
+        if failed:
+            where = "" if R == 1 else f" in data set {r}"
+            if bar is not None:
+                bar.close()
+            raise DataError(
+                f"the causal de Finetti test '{test}' gave no p-value for {failed[0]}{where}: {E} environments "
+                "are too few for it (it treats each environment as one independent draw); add environments "
+                "or use method='bayes'"
+            )
     mech = None
     if diagnose:
         parent_maps = [{k: [j for j, kk in f["edges"] if kk == k] for k in range(d)} for f in found]
