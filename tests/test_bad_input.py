@@ -194,7 +194,7 @@ def _edit(d, how):
     if how == "no names":
         d.pop("names")
     elif how == "string probability":
-        d["edges_found"].append(["X", "Y", "0.5"]) if not d["edges_found"] else d["edges_found"][0].__setitem__(2, "0.5")
+        d["edges_found"] = [["X", "Y", "0.5"]]
     elif how == "probability 7.5":
         d["edges_found"] = [["X", "Y", 7.5]]
     elif how == "2-cycle":

@@ -55,6 +55,10 @@ class LTIData:
         self.env_names = env_names
 
     # ------------------------------------------------------------------ construction
+    def observed_inputs(self) -> np.ndarray | None:
+        """The measured inputs with the padding after each trajectory as NaN (None without inputs)."""
+        return None if self.inputs is None else _observed(self.inputs, self.lengths)
+
     @classmethod
     def from_arrays(
         cls,
@@ -144,8 +148,7 @@ class LTIData:
                             f"input '{input_names[j]}' has NaN/inf values in environment '{env_names[e]}'"
                             f" (trajectory {i}); measured inputs must be complete — impute or trim them"
                         )
-            observed_u = np.where((np.arange(U.shape[2]) < lengths[..., None])[..., None], U, np.nan)
-            check_channels(observed_u, input_names, "input", constant=False)
+            check_channels(_observed(U, lengths), input_names, "input", constant=False)
         mean = var = None
         if input_var is not None or input_mean is not None:
             if input_var is None:
@@ -426,3 +429,9 @@ def _as_blocks(x, what) -> list[list[np.ndarray]]:
     if 0 in a.shape:
         raise DataError(f"{what} is empty (shape {a.shape})")
     return [list(b) for b in a]
+
+
+def _observed(inputs: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Measured inputs (E, N, T, m) with the zero padding after each trajectory set to NaN."""
+    real = np.arange(inputs.shape[2]) < lengths[..., None]
+    return np.where(real[..., None], inputs, np.nan)

@@ -799,8 +799,7 @@ def identify_lti(
         raise DataError(f"on_unidentifiable must be 'raise' or 'warn'; got {on_unidentifiable!r}")
     check_channels(data.y, data.output_names, "output")
     if data.has_measured_inputs:
-        observed = (np.arange(data.inputs.shape[2]) < data.lengths[..., None])[..., None]
-        check_channels(np.where(observed, data.inputs, np.nan), data.input_names, "input")
+        check_channels(data.observed_inputs(), data.input_names, "input")
     settings = dict(method=method, state_dim=state_dim, obs_noise=obs_noise, process_noise=process_noise,
                     feedthrough=feedthrough, horizon=horizon, max_iters=max_iters, tol=tol, key=key)
     p = data.obs_dim

@@ -196,8 +196,6 @@ def run_sweep(
         )
         raise
     finally:
-        for i in computed:
-            store.release(i)
         _release_all(store, sweep)
         if bar is not None:
             bar.close()

@@ -137,6 +137,11 @@ def read_parquet(path: Path) -> pd.DataFrame:
         ) from None
 
 
+def _me() -> str:
+    """This driver, as its claims name it: ``"host pid"``."""
+    return f"{socket.gethostname()} {os.getpid()}"
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -385,7 +390,7 @@ class ResultStore:
         hosts (a store on a shared file system) are respected until their file is removed.
         """
         path = self.claim_path(index)
-        me = f"{socket.gethostname()} {os.getpid()}"
+        me = _me()
         for _ in range(2):
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -416,12 +421,11 @@ class ResultStore:
 
     def claimed_by_others(self, index: int) -> bool:
         owner = self.claimant(index)
-        me = f"{socket.gethostname()} {os.getpid()}"
-        return owner is not None and owner != me and not self._claim_is_stale(owner)
+        return owner is not None and owner != _me() and not self._claim_is_stale(owner)
 
     def release(self, index: int) -> None:
         """Drop this process's claim of cell ``index``."""
-        if self.claimant(index) == f"{socket.gethostname()} {os.getpid()}":
+        if self.claimant(index) == _me():
             self.claim_path(index).unlink(missing_ok=True)
 
     def empty_frame(self) -> pd.DataFrame:
