@@ -375,7 +375,12 @@ def pem_fit(data, state_dim="auto", *, criterion="prediction", feedthrough=False
     auto = state_dim in (None, "auto")
     if auto:
         L_fit = int(fitmask.sum(1).max())
-        n_max = int(max_order or min(10, p * default_horizon(L_fit, m, p)))
+        # at most one free parameter per ten fitted samples: n (m + 2p) + p − n² <= N / 10
+        n_obs = float((rec.w * fitmask[..., None]).sum())
+        by_data = 1
+        while by_data < 10 and (by_data + 1) * (m + 2 * p - by_data - 1) + p <= n_obs / 10:
+            by_data += 1
+        n_max = int(max_order or max(1, min(10, p * default_horizon(L_fit, m, p), by_data)))
         orders = list(range(1, max(n_max, 1) + 1))
     else:
         if int(state_dim) < 1:
