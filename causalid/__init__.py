@@ -48,6 +48,7 @@ from causalid.lti.identifiability import LTIIdentifiabilityReport, check_lti
 from causalid.lti.metrics import amari_distance, eigenvalue_error, mcc, relative_error
 from causalid.lti.result import LTIResult
 from causalid.lti.subspace import select_order
+from causalid.lti.validation import LTIComparison, LTIOrderSelection
 from causalid.models.hmm import HMMParams
 from causalid.verify import load_results, write_report
 
@@ -63,6 +64,8 @@ __all__ = [
     "LTIData",
     "LTIIdentifiabilityReport",
     "LTIResult",
+    "LTIComparison",
+    "LTIOrderSelection",
     "LTISystem",
     "MechanismReport",
     "MultiEnvData",

@@ -47,6 +47,13 @@ def _build(kind):
     if kind in ("LTIResult", "LTIIdentifiabilityReport"):
         data = _lti_data()
         return causalid.identify_lti(data, method="moment") if kind == "LTIResult" else causalid.check_lti(data)
+    if kind in ("LTIResult-pem", "LTIComparison", "LTIOrderSelection"):
+        rng = np.random.default_rng(0)
+        u = rng.normal(size=(300, 1))
+        y = np.convolve(u[:, 0], [0.0, 1.0, 0.6], mode="full")[:300, None] + 0.1 * rng.normal(size=(300, 1))
+        data = causalid.LTIData.from_arrays(y[None], inputs=u[None])
+        fit = causalid.identify_lti(data, max_order=3)
+        return {"LTIResult-pem": fit, "LTIComparison": fit.compare(data)}.get(kind, fit.order_selection)
     if kind in ("HMMResult", "MechanismReport"):
         data = _hmm_data()
         if kind == "HMMResult":
@@ -67,7 +74,8 @@ def _build(kind):
     raise AssertionError(kind)
 
 
-KINDS = ["StructureResult", "LTIResult", "LTIIdentifiabilityReport", "HMMResult", "MechanismReport",
+KINDS = ["StructureResult", "LTIResult", "LTIResult-pem", "LTIComparison", "LTIOrderSelection",
+         "LTIIdentifiabilityReport", "HMMResult", "MechanismReport",
          "PowerAnalysis", "Design", "NextDesign", "SBCResult"]
 
 

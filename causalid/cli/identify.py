@@ -33,11 +33,22 @@ def add_parser(subparsers) -> None:
                         "mean_<input> / var_<input> columns (no mean_ columns: means unknown)")
     i.add_argument("--input-names", nargs="+", help="inputs of --input-law (default: from its var_ columns)")
     i.add_argument("--dt", type=float, help="sampling interval in seconds (default: from --time-col)")
-    i.add_argument("--method", choices=["moment", "mle", "bayes", "markov"], default="moment",
-                   help="moment: closed form; mle: maximum likelihood with standard errors; bayes: NUTS; "
-                        "markov: Markov parameters / ERA (partial observation) (default: moment)")
-    i.add_argument("--state-dim", type=int, help="model order n (default: number of outputs, or selected "
-                                                 "from the data for measured inputs)")
+    i.add_argument("--method", choices=["pem", "moment", "mle", "bayes", "markov"], default=None,
+                   help="pem: prediction-error identification (measured inputs); moment: closed form; mle: "
+                        "maximum likelihood with standard errors; bayes: NUTS; markov: Markov parameters / ERA "
+                        "(default: pem with measured --inputs, moment with --input-law)")
+    i.add_argument("--state-dim", type=int, help="model order n (default: number of outputs for designed laws; "
+                                                 "chosen by held-out prediction error for measured inputs)")
+    i.add_argument("--max-order", type=int, help="pem: the largest order tried by the automatic order selection")
+    i.add_argument("--criterion", choices=["prediction", "simulation"], default="prediction",
+                   help="pem: fit one-step prediction errors (with a noise model) or free-run simulation "
+                        "errors (output error) (default: prediction)")
+    i.add_argument("--validate", metavar="FILE",
+                   help="measured inputs: validation record(s) with the same columns; prints fit %% per output")
+    i.add_argument("--split", type=float, metavar="FRACTION",
+                   help="measured inputs: fit on the first FRACTION of every record, validate on the rest")
+    i.add_argument("--compare-plot", metavar="PATH",
+                   help="with --validate or --split: write the measured-vs-simulated figure (PNG/PDF/SVG)")
     i.add_argument("--obs-noise", metavar="VAR|estimate",
                    help="observation-noise variance r, or 'estimate' (Kalman likelihood; mle/bayes)")
     i.add_argument("--process-noise", action="store_true", help="estimate a process-noise variance q")
@@ -99,6 +110,26 @@ def _compare_lti(result, truth) -> dict:
     return out
 
 
+def _validation_data(args, data):
+    """--validate FILE (read like FILE) or --split FRACTION: (estimation, validation) or the validation data."""
+    if args.validate is None and args.split is None:
+        if args.compare_plot:
+            raise DataError("--compare-plot needs --validate FILE or --split FRACTION")
+        return None
+    if args.validate is not None and args.split is not None:
+        raise DataError("give either --validate FILE or --split FRACTION, not both")
+    if not data.has_measured_inputs:
+        raise DataError("--validate/--split compare free-run simulations: they need measured --inputs")
+    if args.split is not None:
+        if not 0 < args.split < 1:
+            raise DataError(f"--split {args.split}: give the fraction of every record to fit on, between 0 and 1")
+        return data.split_time(args.split)
+    import argparse
+
+    other = argparse.Namespace(**{**vars(args), "file": args.validate})
+    return lti_data_from_file(other)
+
+
 def run(args) -> int:
     if args.example and args.file:
         raise DataError("give either FILE or --example, not both")
@@ -124,14 +155,33 @@ def run(args) -> int:
                         "or --example dc-motor")
     if args.truth:
         truth = read_system(args.truth)
+    validation = _validation_data(args, data)
+    if validation is not None and args.split is not None:
+        data, validation = validation
     if not args.quiet:
         print(f"data: {data}", file=sys.stderr)
+    extra = {}
+    if data.has_measured_inputs and args.method in (None, "pem"):
+        extra = dict(criterion=args.criterion, max_order=args.max_order)
+    elif args.max_order is not None or args.criterion != "prediction":
+        raise DataError("--max-order and --criterion apply to method pem (measured --inputs)")
     result = identify_lti(
         data, method=args.method, state_dim=args.state_dim, obs_noise=obs_noise,
         process_noise=process_noise, feedthrough=args.feedthrough,
         on_unidentifiable="warn" if args.warn_unidentifiable else "raise", key=args.seed,
-        progress=not args.quiet,
+        progress=not args.quiet, **extra,
     )
+    if validation is not None:
+        comparison = result.compare(validation)
+        result.info["validation"] = {"fit_percent": comparison.fit.tolist(),
+                                     "source": args.validate or f"last {1 - args.split:.0%} of every record"}
+        if not args.quiet:
+            print("validation: " + comparison.summary())
+        if args.compare_plot:
+            fig = comparison.plot(path=args.compare_plot)
+            pyplot().close(fig)
+            if not args.quiet:
+                print(f"wrote {args.compare_plot}")
     if truth is not None:
         scores = _compare_lti(result, truth)
         result.info["comparison"] = {"truth": args.truth or args.example, **scores}

@@ -6,6 +6,9 @@ u_t ~ N(μ_e, diag σ²_e) or measured inputs.
 
 Engines
 -------
+``pem``     measured inputs (the default there): prediction-error identification in
+            innovations form with offsets, one least-squares initial state per record and
+            automatic order selection (:mod:`causalid.lti.pem`).
 ``moment``  closed form.  Full-state data with designed input laws: Ã by pooled least
             squares of y_{t+1} on [y_t, one-hot(e)]; the per-environment residual
             covariances S_e = B̃ diag(σ²_e) B̃ᵀ are jointly diagonalised (whitening by their
@@ -57,7 +60,7 @@ from causalid.models import lti as lti_models
 
 __all__ = ["identify_lti", "joint_diagonalize", "pair_statistics"]
 
-Method = Literal["moment", "mle", "bayes", "markov"]
+Method = Literal["pem", "moment", "mle", "bayes", "markov"]
 
 
 # ====================================================================== statistics
@@ -732,9 +735,9 @@ def _bayes(data: LTIData, init: dict, obs_noise, process_noise, num_warmup, num_
 @float64
 def identify_lti(
     data: LTIData,
-    method: Method = "moment",
+    method: Method | None = None,
     *,
-    state_dim: int | None = None,
+    state_dim: int | str | None = None,
     obs_noise: float | bool | None = None,
     process_noise: bool = False,
     feedthrough: bool = False,
@@ -748,6 +751,8 @@ def identify_lti(
     num_chains: int = 1,
     key: int = 0,
     progress: bool | None = None,
+    criterion: Literal["prediction", "simulation"] = "prediction",
+    max_order: int | None = None,
 ) -> LTIResult:
     """Identify a multi-environment LTI system.
 
@@ -756,12 +761,21 @@ def identify_lti(
     data : LTIData
         Outputs with either designed input laws (``input_var``, optionally ``input_mean``)
         or measured inputs.
-    method : {"moment", "mle", "bayes", "markov"}
-        See the module docstring.
-    state_dim : int, optional
+    method : {"pem", "moment", "mle", "bayes", "markov"}, optional
+        See the module docstring; default ``"pem"`` for measured inputs, ``"moment"`` for
+        designed input laws.
+    state_dim : int or "auto", optional
         Model order where the data do not fix it (partial observation, measured inputs);
-        by default the full state is observed (n = p) for designed input laws, and
-        :func:`causalid.select_order` picks it for measured inputs.
+        by default the full state is observed (n = p) for designed input laws; for measured
+        inputs ``pem`` chooses it by held-out prediction error (``"auto"``, see
+        :attr:`LTIResult.order_selection`) and ``mle``/``markov`` by
+        :func:`causalid.select_order`.
+    criterion : {"prediction", "simulation"}
+        ``pem``: minimise one-step prediction errors (innovations form, with a noise model)
+        or free-run simulation errors (output error, K = 0).
+    max_order : int, optional
+        ``pem`` with the automatic order: the largest order tried (default up to 10, as the
+        record lengths allow).
     obs_noise : float or True, optional
         Observation-noise **variance** r (v_t ~ N(0, r I)); ``True`` estimates it.  Any
         value switches ``mle``/``bayes`` to the Kalman likelihood.
@@ -790,11 +804,21 @@ def identify_lti(
     >>> res.A.shape, res.B.shape
     ((2, 2), (2, 2))
     """
+    progress_arg = progress
     progress = show_progress(progress)
     if not isinstance(data, LTIData):
         raise DataError(f"identify_lti needs an LTIData object (causalid.LTIData.from_arrays/from_frame); got {type(data).__name__}")
-    if method not in ("moment", "mle", "bayes", "markov"):
-        raise DataError(f"unknown method {method!r}; use 'moment', 'mle', 'bayes' or 'markov'")
+    if method is None:
+        method = "pem" if data.has_measured_inputs else "moment"
+    if method not in ("pem", "moment", "mle", "bayes", "markov"):
+        raise DataError(f"unknown method {method!r}; use 'pem', 'moment', 'mle', 'bayes' or 'markov'")
+    if method == "pem":
+        return _identify_pem(data, state_dim, criterion, feedthrough, max_order, max_iters, check,
+                             on_unidentifiable, horizon, progress_arg)
+    if isinstance(state_dim, str):
+        if state_dim != "auto":
+            raise DataError(f"state_dim must be an integer or 'auto'; got {state_dim!r}")
+        state_dim = None
     if on_unidentifiable not in ("raise", "warn"):
         raise DataError(f"on_unidentifiable must be 'raise' or 'warn'; got {on_unidentifiable!r}")
     check_channels(data.y, data.output_names, "output")
@@ -869,3 +893,60 @@ def identify_lti(
     return LTIResult(method=method, coordinates=coords, dt=data.dt, output_names=tuple(data.output_names),
                      input_names=tuple(data.input_names), env_names=tuple(data.env_names), settings=settings,
                      info=info, report=report, **out)
+
+
+def _excitation(data: LTIData, n: int, check: bool, on_unidentifiable: str) -> dict:
+    """Persistent excitation of order 2n of the measured inputs (what an order-n model needs)."""
+    from causalid.lti.identifiability import persistent_excitation
+
+    pe = persistent_excitation(data.observed_inputs(), 2 * n)
+    if check and not pe.passed:
+        msg = f"{pe.message}; an order-{n} model needs inputs persistently exciting of order 2n = {2 * n}"
+        if on_unidentifiable == "raise":
+            raise IdentifiabilityError(msg + " (on_unidentifiable='warn' fits anyway)")
+        warnings.warn(msg, UserWarning, stacklevel=4)
+    return {"passed": bool(pe.passed), "message": pe.message, "order": 2 * n}
+
+
+def _identify_pem(data: LTIData, state_dim, criterion, feedthrough, max_order, max_iters, check, on_unidentifiable,
+                  horizon, progress) -> LTIResult:
+    """``identify_lti(method="pem")``: see :mod:`causalid.lti.pem`."""
+    from causalid.lti.pem import fit_percent, pem_fit, predict_records, residual_tests
+
+    if not data.has_measured_inputs:
+        raise DataError("method='pem' needs measured inputs (LTIData.from_arrays(..., inputs=...)); for designed "
+                        "input laws use 'moment', 'mle' or 'bayes'")
+    check_channels(data.y, data.output_names, "output")
+    check_channels(data.observed_inputs(), data.input_names, "input")
+    if on_unidentifiable not in ("raise", "warn"):
+        raise DataError(f"on_unidentifiable must be 'raise' or 'warn'; got {on_unidentifiable!r}")
+    if state_dim is not None and state_dim != "auto" and (isinstance(state_dim, str) or int(state_dim) < 1):
+        raise DataError(f"state_dim must be a positive integer or 'auto'; got {state_dim!r}")
+    auto = state_dim in (None, "auto")
+    if not auto:      # refuse early what the inputs cannot identify
+        _excitation(data, int(state_dim), check, on_unidentifiable)
+    out = pem_fit(data, "auto" if auto else int(state_dim), criterion=criterion, feedthrough=feedthrough,
+                  max_order=max_order, max_iters=min(int(max_iters), 500), horizon=horizon, progress=progress)
+    n = out.pop("state_dim")
+    order = out.pop("order_table")
+    info = out.pop("info")
+    args = [out[k] for k in ("A", "B", "C", "D", "K", "y_offset", "u_offset")]
+    sim = predict_records(*args, data, kind="simulate")
+    one = predict_records(*args, data, kind="one-step")
+    info["fit_percent"] = fit_percent(data.y, sim).tolist()
+    E, N, T, p = data.y.shape
+    res = (data.y - one).reshape(E * N, T, p)
+    info["residual_tests"] = residual_tests(res, data.inputs.reshape(E * N, T, -1), data.lengths.reshape(-1),
+                                            max_lag=int(min(20, max(data.lengths.min() // 5, 1))))
+    info["excitation"] = _excitation(data, n, check, on_unidentifiable)
+    if len(info.get("theta", [])) > 300:
+        info.pop("theta_cov", None)
+    info["order_selection"] = order
+    if criterion == "simulation":
+        out["K"] = None
+    settings = dict(method="pem", state_dim=state_dim if not auto else "auto", criterion=criterion,
+                    feedthrough=feedthrough, max_order=max_order, max_iters=max_iters, horizon=horizon,
+                    order_selection={"max_order": max(order["table"]["order"])} if auto else None)
+    return LTIResult(method="pem", coordinates="similarity", dt=data.dt, output_names=tuple(data.output_names),
+                     input_names=tuple(data.input_names), env_names=tuple(data.env_names), settings=settings,
+                     info=info, **out)

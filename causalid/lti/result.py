@@ -19,7 +19,8 @@ from causalid.errors import DataError
 from causalid.lti.identifiability import LTIIdentifiabilityReport
 from causalid.lti.plots import plot_lti_result
 
-_ARRAYS = ("A", "B", "C", "D", "Q", "R", "A_se", "B_se", "source_var", "input_mean", "x0")
+_ARRAYS = ("A", "B", "C", "D", "Q", "R", "A_se", "B_se", "source_var", "input_mean", "x0", "K", "y_offset",
+           "u_offset")
 
 
 @dataclass
@@ -56,6 +57,10 @@ class LTIResult(Result):
         Estimated (or given) per-environment input means.
     x0 : ndarray or None
         Estimated initial states (E, N, n), measured-input engines.
+    K, y_offset, u_offset : ndarray or None
+        ``pem``: the innovations-form gain K (n, p) and the offsets of the model
+        x_{t+1} = A x_t + B (u_t − u_offset) + K e_t,  y_t = C x_t + D (u_t − u_offset) + y_offset + e_t;
+        R is then the innovation covariance.
     log_likelihood : float or None
     method, settings, info, dt, output_names, input_names, env_names
     posterior : arviz.InferenceData or None (``bayes``; not saved to JSON — use
@@ -88,6 +93,9 @@ class LTIResult(Result):
     info: dict[str, Any] = field(default_factory=dict)
     posterior: Any = field(default=None, repr=False)
     report: Any = field(default=None, repr=False)
+    K: np.ndarray | None = None
+    y_offset: np.ndarray | None = None
+    u_offset: np.ndarray | None = None
 
     # ------------------------------------------------------------------ views
     @property
@@ -102,6 +110,16 @@ class LTIResult(Result):
         if self.input_names and len(self.input_names) == sys.ninputs:
             sys.set_inputs(list(self.input_names))
         return sys
+
+    @property
+    def order_selection(self):
+        """The order table of a ``pem`` fit (:class:`~causalid.lti.validation.LTIOrderSelection`), or None."""
+        d = self.info.get("order_selection")
+        if d is None:
+            return None
+        from causalid.lti.validation import LTIOrderSelection
+
+        return LTIOrderSelection(table=d["table"], chosen=d["chosen"], auto=d.get("auto", True))
 
     @property
     def eigenvalues(self) -> np.ndarray:
@@ -120,11 +138,12 @@ class LTIResult(Result):
         return float(-2 * self.log_likelihood + self.num_params * np.log(self.num_obs))
 
     def summary(self) -> str:
+        if self.method == "pem":
+            return self._measured_summary()
         lines = [f"LTI system identified by '{self.method}' ({self.coordinates} coordinates): "
                  f"n={self.A.shape[0]} states, m={self.B.shape[1]} inputs, p={self.C.shape[0]} outputs"]
         ev = np.sort_complex(self.eigenvalues)
-        lines.append("eigenvalues of A: " + ", ".join(f"{z.real:.4g}{z.imag:+.3g}j" if abs(z.imag) > 1e-12
-                                                      else f"{z.real:.4g}" for z in ev))
+        lines.append("eigenvalues of A: " + _poles(ev))
         if self.log_likelihood is not None:
             lines.append(f"log-likelihood {self.log_likelihood:.6g}" + (f", BIC {self.bic:.6g}" if self.bic else ""))
         for k in ("converged", "iterations", "message"):
@@ -134,18 +153,79 @@ class LTIResult(Result):
             lines.append(str(self.report))
         return "\n".join(lines)
 
+    def _measured_summary(self) -> str:
+        """Measured-input identification: order, poles, stability, fit, noise model, residual tests."""
+        info, n = self.info, self.A.shape[0]
+        crit = info.get("criterion", "prediction")
+        order = self.settings.get("order_selection")
+        how = f"chosen from orders 1-{order['max_order']} by held-out one-step error" if order else "given"
+        lines = [f"state-space model by prediction-error identification ({'one-step prediction' if crit == 'prediction' else 'output error (simulation)'} criterion): "
+                 f"order n={n} ({how}), m={self.B.shape[1]} inputs, p={self.C.shape[0]} outputs"]
+        ev = np.sort_complex(self.eigenvalues)
+        rho = float(np.abs(ev).max()) if ev.size else 0.0
+        lines.append(f"poles: {_poles(ev)}")
+        lines.append(f"stability: {'stable' if rho < 1 else 'UNSTABLE'} (largest pole modulus {rho:.4g})")
+        if "fit_percent" in info:
+            lines.append("fit on the estimation data (free run, x0 by least squares): " + ", ".join(
+                f"{name} {f:.1f} %" for name, f in zip(self.output_names, info["fit_percent"])))
+        if self.K is not None and self.R is not None:
+            F = self.A - self.K @ self.C
+            rf = float(np.abs(np.linalg.eigvals(F)).max()) if n else 0.0
+            lines.append("noise model: innovations form, innovation variance " + ", ".join(
+                f"{name} {v:.4g}" for name, v in zip(self.output_names, np.diag(self.R))) +
+                f"; predictor A - K C {'stable' if rf < 1 else 'UNSTABLE'} (largest pole modulus {rf:.4g})")
+        elif crit == "simulation":
+            lines.append("noise model: none (output error); residual variance " + ", ".join(
+                f"{v:.4g}" for v in np.diag(self.R)) if self.R is not None else "noise model: none")
+        tests = info.get("residual_tests")
+        if tests:
+            for w in tests["whiteness"]:
+                lines.append(f"residual whiteness, {self.output_names[w['output']]}: Ljung-Box over "
+                             f"{tests['max_lag']} lags p = {w['p_value']:.3g} "
+                             f"[{'PASS' if w['white'] else 'FAIL'}]")
+            for c in tests["cross_correlation"]:
+                lines.append(f"input-residual correlation, {self.input_names[c['input']]} -> "
+                             f"{self.output_names[c['output']]}: largest |z| {c['max_z']:.2f} over lags 0-"
+                             f"{tests['max_lag']} (band {tests['band']:.2f}) [{'PASS' if c['independent'] else 'FAIL'}]")
+        pe = info.get("excitation")
+        if pe:
+            lines.append(f"[{'PASS' if pe['passed'] else 'FAIL'}] {pe['message']}")
+        for k in ("converged", "iterations", "message"):
+            if k in info:
+                lines.append(f"{k}: {info[k]}")
+        return "\n".join(lines)
+
+    def compare(self, data, kind="simulate"):
+        """Measured against predicted outputs of ``data``: fit % per output and a figure.
+
+        fit = 100 (1 − ‖y − ŷ‖ / ‖y − ȳ‖), with ŷ the free-run simulation (``kind="simulate"``,
+        the default), the one-step or the k-step prediction, each record's initial state
+        fitted by least squares (as MATLAB's ``compare`` does).  Returns an
+        :class:`~causalid.lti.validation.LTIComparison`.
+        """
+        from causalid.lti.pem import fit_percent
+        from causalid.lti.validation import LTIComparison
+
+        yhat = self.predict(data, kind=kind)
+        return LTIComparison(fit=fit_percent(data.y, yhat), y=data.y, yhat=yhat, kind=str(kind),
+                             output_names=tuple(data.output_names), dt=data.dt)
+
     @float64
-    def predict(self, data, kind: str = "one-step") -> np.ndarray:
+    def predict(self, data, kind="one-step") -> np.ndarray:
         """Predicted outputs for ``data`` (E, N, T, p), from this system.
 
-        ``kind="one-step"``: the Kalman one-step-ahead prediction E[y_t | y_{0:t-1}, u]
-        (needs Q and R; the initial state is taken as unknown with the stationary state
-        covariance, or a unit covariance for unstable A).  ``kind="simulate"``: the
-        noise-free response to the inputs from x_0 = 0 (measured inputs only).  Designed
-        input laws enter as drift B μ_e and process covariance B diag(σ²_e) Bᵀ.
+        ``kind="simulate"``: the free-run response to the measured inputs; ``"one-step"``: the
+        one-step-ahead prediction ŷ(t | t−1); an int ``k``: the k-step-ahead ŷ(t | t−k).  For
+        measured inputs each record's initial state is fitted by least squares and the model's
+        offsets are applied; the innovations gain K of a ``pem`` fit gives the predictor
+        (other engines: the Kalman filter of Q and R).  Designed input laws (one-step only)
+        enter as drift B μ_e and process covariance B diag(σ²_e) Bᵀ.
         """
-        if kind not in ("one-step", "simulate"):
-            raise DataError(f"kind must be 'one-step' or 'simulate'; got {kind!r}")
+        steps = kind if isinstance(kind, (int, np.integer)) and not isinstance(kind, bool) else None
+        if kind not in ("one-step", "simulate") and not (steps is not None and steps >= 1):
+            raise DataError(f"kind must be 'one-step', 'simulate' or a number of steps k >= 1; got {kind!r}")
+        if steps == 1:
+            kind = "one-step"
         if data.obs_dim != self.C.shape[0]:
             raise DataError(f"data have {data.obs_dim} outputs; the system has {self.C.shape[0]}")
         E, N, T, p = data.y.shape
@@ -154,17 +234,18 @@ class LTIResult(Result):
         measured = data.has_measured_inputs
         if measured and data.input_dim != m:
             raise DataError(f"data have {data.input_dim} inputs; the system has {m}")
-        if kind == "simulate":
-            if not measured:
-                raise DataError("kind='simulate' needs measured inputs")
-            u = jnp.asarray(data.inputs)
+        if kind == "simulate" and not measured:
+            raise DataError("kind='simulate' needs measured inputs")
+        if steps is not None and steps > 1 and (self.K is None or not measured):
+            raise DataError("k-step prediction needs measured inputs and an innovations-form model "
+                            "(identify_lti(method='pem'))")
+        if measured and (kind == "simulate" or self.K is not None or steps is not None):
+            from causalid.lti.pem import predict_records
 
-            def run(u_k):
-                def step(x, ut):
-                    return A @ x + B @ ut, C @ x + D @ ut
-                return jax.lax.scan(step, jnp.zeros(n), u_k)[1]
-
-            return np.asarray(jax.vmap(jax.vmap(run))(u))
+            Kg = self.K if self.K is not None else np.zeros((n, p))
+            y_off = self.y_offset if self.y_offset is not None else np.zeros(p)
+            u_off = self.u_offset if self.u_offset is not None else np.zeros(m)
+            return predict_records(A, B, C, D, Kg, y_off, u_off, data, kind=kind)
         if self.R is None and self.Q is None:
             raise DataError("one-step prediction needs the noise covariances Q and R; identify with method='mle'")
         Q = self.Q if self.Q is not None else 1e-10 * np.eye(n)
@@ -238,6 +319,10 @@ class LTIResult(Result):
         """Eigenvalues of A in the unit disc (with ``truth``'s), B̃ as a heat map, the standard
         errors of A and the recovered sources."""
         return plot_lti_result(self, ax=ax, truth=truth)
+
+
+def _poles(ev) -> str:
+    return ", ".join(f"{z.real:.4g}{z.imag:+.3g}j" if abs(z.imag) > 1e-12 else f"{z.real:.4g}" for z in ev)
 
 
 def _nan_list(a: np.ndarray):

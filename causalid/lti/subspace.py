@@ -22,7 +22,8 @@ from causalid._plotting import finish
 from causalid._x64 import float64
 from causalid.errors import DataError, IdentifiabilityError
 
-__all__ = ["n4sid", "okid_markov", "era", "select_order", "OrderSelection", "input_output_blocks"]
+__all__ = ["n4sid", "okid_markov", "era", "select_order", "OrderSelection", "input_output_blocks",
+           "subspace_candidates", "default_horizon"]
 
 
 def input_output_blocks(data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -289,3 +290,113 @@ def era(markov: np.ndarray, state_dim: int, rows: int | None = None, cols: int |
     B = (Sh[:, None] * Vt[:n])[:, :m]
     C = (U[:, :n] * Sh)[:p]
     return A, B, C, markov[0], s
+
+
+# ====================================================================== candidates for prediction-error fits
+def default_horizon(length: int, m: int, p: int) -> int:
+    """Past/future horizon of :func:`subspace_candidates` for records of ``length`` steps: as
+    long as possible (up to 15) while the regressors [U_f; U_p; Y_p] stay at most a third as
+    many as the Hankel columns."""
+    return int(np.clip(length // (3 * (2 * m + p) + 2), 2, 15))
+
+
+def _interpolated(y, w):
+    """Missing outputs filled by linear interpolation inside each record (for the start only)."""
+    y = y.copy()
+    K, T, p = y.shape
+    t = np.arange(T)
+    for k in range(K):
+        for j in range(p):
+            ok = w[k, :, j] > 0
+            if ok.any() and not ok.all():
+                y[k, ~ok, j] = np.interp(t[~ok], t[ok], y[k, ok, j])
+    return y
+
+
+def subspace_candidates(rec, orders, mask, *, weightings=("n4sid", "moesp", "cva"), feedthrough=False,
+                        horizon=None) -> dict:
+    """Subspace estimates of (A, B, C, D, K) at every order and weighting, from one projection.
+
+    ``rec`` holds centred, scaled records (``y`` (K, T, p), ``u`` (K, T, m), ``w`` observed);
+    ``mask`` (K, T) marks the steps to use (a prefix of each record).  With past W_p =
+    [U_p; Y_p] and future U_f, Y_f block Hankels, the oblique projection O = Y_f /_{U_f} W_p is
+    weighted as N4SID (W₁ = I, W₂ = I), MOESP (W₂ = Π_{U_f}^⊥) or CVA
+    (W₁ = (Y_f Π^⊥ Y_fᵀ)^{-1/2}, W₂ = Π^⊥); the SVD W₁ O W₂ = U S Vᵀ gives Γ_n = W₁⁻¹ U_n S_n^{1/2}
+    and the state sequence X = Γ_n⁺ O, from which (A, B, C, D) follow by least squares of
+    [x_{t+1}; y_t] on [x_t; u_t] and K = W Vᵀ (V Vᵀ)⁻¹ from the residuals (W, V) — for every
+    order from the same SVD.  Returns ``{(n, weighting): dict(A, B, C, D, K)}``.
+    """
+    y = _interpolated(rec.y, rec.w)
+    u = rec.u
+    lengths = np.asarray(mask).sum(1).astype(int)
+    K_, T, p = y.shape
+    m = u.shape[2]
+    i = int(horizon or default_horizon(int(lengths.max()), m, p))
+    Up, Yp, Uf, Yf, Ut, Yt, rec_id = [], [], [], [], [], [], []
+    for k in range(K_):
+        L = lengths[k]
+        j = L - 2 * i + 1
+        if j < 2:
+            continue
+        yy, uu = y[k:k + 1, :L], u[k:k + 1, :L]
+        Up.append(_hankel(uu, 0, i, j)[0]); Yp.append(_hankel(yy, 0, i, j)[0])
+        Uf.append(_hankel(uu, i, i, j)[0]); Yf.append(_hankel(yy, i, i, j)[0])
+        Ut.append(uu[0, i:i + j].T); Yt.append(yy[0, i:i + j].T)
+        rec_id.append(np.full(j, k))
+    if not Up:
+        raise DataError(f"every record is shorter than 2 x horizon + 1 = {2 * i + 1} steps; lower the horizon")
+    Up, Yp, Uf, Yf, Ut, Yt = (np.concatenate(a, axis=1) for a in (Up, Yp, Uf, Yf, Ut, Yt))
+    rec_id = np.concatenate(rec_id)
+    J = Up.shape[1]
+    Wp = np.vstack([Up, Yp])
+    Z = np.vstack([Uf, Wp])
+    G = Z @ Z.T
+    ridge = 1e-10 * np.trace(G) / G.shape[0]
+    Theta = np.linalg.solve(G + ridge * np.eye(len(G)), Z @ Yf.T).T
+    Lw = Theta[:, Uf.shape[0]:]
+    O = Lw @ Wp
+    Guu = Uf @ Uf.T + ridge * np.eye(Uf.shape[0])
+    Wperp = Wp - (Wp @ Uf.T) @ np.linalg.solve(Guu, Uf)
+    Yperp = Yf - (Yf @ Uf.T) @ np.linalg.solve(Guu, Uf)
+    keep = rec_id[1:] == rec_id[:-1]                  # consecutive columns of the same record
+    out = {}
+    for wname in weightings:
+        if wname == "n4sid":
+            W1, W1inv, MMt = None, None, O @ O.T
+        elif wname in ("moesp", "cva"):
+            MMt = Lw @ (Wperp @ Wperp.T) @ Lw.T
+            if wname == "cva":
+                S = Yperp @ Yperp.T / J
+                ev, V = np.linalg.eigh((S + S.T) / 2)
+                ev = np.maximum(ev, 1e-12 * ev.max())
+                W1 = (V / np.sqrt(ev)) @ V.T
+                W1inv = (V * np.sqrt(ev)) @ V.T
+                MMt = W1 @ MMt @ W1
+            else:
+                W1, W1inv = None, None
+        else:
+            raise DataError(f"unknown subspace weighting {wname!r}; use 'n4sid', 'moesp' or 'cva'")
+        s2, U = np.linalg.eigh((MMt + MMt.T) / 2)
+        idx = np.argsort(s2)[::-1]
+        s2, U = np.clip(s2[idx], 0, None), U[:, idx]
+        for n in orders:
+            if n > len(s2) or s2[n - 1] <= 1e-14 * s2[0]:
+                continue
+            Gam = U[:, :n] * s2[:n] ** 0.25
+            if W1inv is not None:
+                Gam = W1inv @ Gam
+            X = np.linalg.pinv(Gam) @ O                       # (n, J)
+            X0, X1 = X[:, :-1][:, keep], X[:, 1:][:, keep]
+            U0, Y0 = Ut[:, :-1][:, keep], Yt[:, :-1][:, keep]
+            reg = np.vstack([X0, U0])
+            Greg = reg @ reg.T + 1e-12 * np.eye(n + m)
+            AB = np.linalg.solve(Greg, reg @ X1.T).T
+            if feedthrough:
+                CD = np.linalg.solve(Greg, reg @ Y0.T).T
+            else:
+                CD = np.hstack([np.linalg.solve(X0 @ X0.T + 1e-12 * np.eye(n), X0 @ Y0.T).T, np.zeros((p, m))])
+            Wres = X1 - AB @ reg
+            Vres = Y0 - CD @ reg
+            Kg = np.linalg.solve(Vres @ Vres.T + 1e-12 * np.eye(p), Vres @ Wres.T).T
+            out[(n, wname)] = {"A": AB[:, :n], "B": AB[:, n:], "C": CD[:, :n], "D": CD[:, n:], "K": Kg}
+    return out

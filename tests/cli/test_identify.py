@@ -138,3 +138,48 @@ def test_measured_inputs_roundtrip(tmp_path, capsys):
     for k in range(3):
         est = result.C @ np.linalg.matrix_power(result.A, k) @ result.B
         np.testing.assert_allclose(est, np.linalg.matrix_power(A, k) @ B, atol=0.03)
+
+
+@pytest.fixture(scope="module")
+def measured_csv(tmp_path_factory):
+    """A raw (uncentred) single recording with a time column, one input and one output."""
+    rng = np.random.default_rng(3)
+    T = 900
+    u = rng.normal(size=T) + 4.0
+    x, y = np.zeros(2), np.zeros(T)
+    for t in range(T):
+        e = 0.2 * rng.normal()
+        y[t] = x[0] + 0.5 * x[1] + e + 20.0
+        x = np.array([[1.5, -0.7], [1.0, 0.0]]) @ x + np.array([1.0, 0.0]) * u[t] + np.array([0.6, 0.2]) * e
+    folder = tmp_path_factory.mktemp("measured")
+    path = folder / "rec.csv"
+    pd.DataFrame({"t": 0.5 * np.arange(T), "u1": u, "y1": y}).to_csv(path, index=False)
+    pd.DataFrame({"t": 0.5 * np.arange(300), "u1": u[:300], "y1": y[:300]}).to_csv(folder / "val.csv", index=False)
+    return path
+
+
+def test_measured_inputs_default_to_pem_with_split_validation(measured_csv, tmp_path, capsys):
+    capsys.readouterr()
+    out, fig = tmp_path / "pem.json", tmp_path / "compare.png"
+    rc = main(["identify", str(measured_csv), "--time-col", "t", "--inputs", "u1", "--outputs", "y1",
+               "--split", "0.7", "--compare-plot", str(fig), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert "prediction-error identification" in printed and "validation: fit of the free-run simulation" in printed
+    result = causalid.LTIResult.load(out)
+    assert result.method == "pem" and result.A.shape[0] in (2, 3) and result.dt == pytest.approx(0.5)
+    assert result.info["validation"]["fit_percent"][0] > 70
+    assert fig.read_bytes()[:8] == PNG
+
+
+def test_validate_file_and_option_errors(measured_csv, tmp_path, capsys):
+    capsys.readouterr()
+    rc = main(["identify", str(measured_csv), "--time-col", "t", "--inputs", "u1", "--outputs", "y1",
+               "--state-dim", "2", "--validate", str(measured_csv.parent / "val.csv"), "--out", str(tmp_path / "r.json")])
+    assert rc == 0 and "validation: fit" in capsys.readouterr().out
+    err = _error(capsys, ["identify", str(measured_csv), "--time-col", "t", "--inputs", "u1", "--outputs", "y1",
+                          "--split", "1.5"])
+    assert "--split 1.5" in err
+    err = _error(capsys, ["identify", str(measured_csv), "--time-col", "t", "--inputs", "u1", "--outputs", "y1",
+                          "--compare-plot", str(tmp_path / "c.png")])
+    assert "--compare-plot needs" in err

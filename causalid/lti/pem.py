@@ -1,0 +1,631 @@
+"""Prediction-error identification of measured-input systems in innovations form.
+
+Model (Ljung, *System Identification*, ch. 7 and 10), for every record k of every environment::
+
+    x_{t+1} = A x_t + B (u_t − ū) + K e_t,      y_t = C x_t + D (u_t − ū) + d + e_t,
+
+with the system (A, B, C, D, K) and the output offset d shared by all records, the input
+offset ū the inputs' mean, and one initial state per record.  The one-step predictor
+x̂_{t+1} = A x̂_t + B u_t + K (y_t − ŷ_t) is linear in x̂_0, so every record's initial state
+is eliminated by least squares inside the criterion (variable projection); a missing output
+is not corrected for (the predictor runs open loop over it).
+
+The criterion Σ_t ‖e_t‖² (outputs and inputs scaled to unit variance) is minimised by
+Levenberg–Marquardt on the prediction errors, with the Jacobian from :func:`jax.jacfwd`
+through a :func:`jax.lax.scan` predictor, jit-compiled once per shape, in float64.  A step
+that would make the predictor A − K C (or A, for the output-error criterion) unstable is
+refused, so the predictor stays stable along the whole path.  The start is a subspace
+estimate (:func:`causalid.lti.subspace.subspace_candidates`: N4SID, MOESP and CVA weightings
+at every candidate order, the one with the smallest held-out one-step error kept).
+
+Order selection (``state_dim="auto"``): every order 1..n_max is screened by the held-out
+one-step error of its subspace estimate (the last part of each record is held out); the full
+prediction-error fit runs on the best few; the order with the smallest held-out error of the
+fitted model is refitted on all the data.  AIC and BIC of the fits are reported alongside.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+import warnings
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from causalid._progress import progress_bar
+from causalid._x64 import float64
+from causalid.errors import ConvergenceWarning, DataError
+
+__all__ = ["pem_fit", "PEMStructure", "predict_records", "fit_percent", "residual_tests"]
+
+
+class PEMStructure(NamedTuple):
+    """Static layout of the parameter vector (hashable: one compiled program per structure)."""
+
+    n: int
+    m: int
+    p: int
+    feedthrough: bool
+    noise: bool                      # False: output-error (K = 0)
+
+    @property
+    def size(self) -> int:
+        n, m, p = self.n, self.m, self.p
+        return n * n + n * m + p * n + (p * m if self.feedthrough else 0) + (n * p if self.noise else 0) + p
+
+
+def pack(s: PEMStructure, A, B, C, D, K, d) -> np.ndarray:
+    parts = [A.ravel(), B.ravel(), C.ravel()]
+    if s.feedthrough:
+        parts.append(D.ravel())
+    if s.noise:
+        parts.append(K.ravel())
+    parts.append(d.ravel())
+    return np.concatenate([np.asarray(q, float) for q in parts])
+
+
+def unpack(s: PEMStructure, theta):
+    """(A, B, C, D, K, d) from the flat vector (JAX- or NumPy-traceable)."""
+    xp = jnp if isinstance(theta, jax.Array) else np
+    n, m, p = s.n, s.m, s.p
+    i = 0
+
+    def take(k, shape):
+        nonlocal i
+        out = theta[i: i + k].reshape(shape)
+        i += k
+        return out
+
+    A, B, C = take(n * n, (n, n)), take(n * m, (n, m)), take(p * n, (p, n))
+    D = take(p * m, (p, m)) if s.feedthrough else xp.zeros((p, m), dtype=theta.dtype)
+    K = take(n * p, (n, p)) if s.noise else xp.zeros((n, p), dtype=theta.dtype)
+    d = take(p, (p,))
+    return A, B, C, D, K, d
+
+
+# ====================================================================== the predictor
+def _record_errors(A, B, C, D, K, d, y, u, w):
+    """One record: prediction errors with x̂_0 = 0 and their sensitivity to x̂_0.
+
+    y (T, p) with missing entries zero, u (T, m), w (T, p) 1 where observed.  Returns
+    E0 (T, p) and Phi (T, p, n) with e_t(x̂_0) = E0_t − Phi_t x̂_0.
+    """
+    n = A.shape[0]
+
+    def step(carry, inp):
+        x, X = carry
+        yt, ut, wt = inp
+        e = wt * (yt - C @ x - D @ ut - d)
+        CX = wt[:, None] * (C @ X)
+        return (A @ x + B @ ut + K @ e, A @ X - K @ CX), (e, CX)
+
+    init = (jnp.zeros(n, y.dtype), jnp.eye(n, dtype=y.dtype))
+    _, (E0, Phi) = jax.lax.scan(step, init, (y, u, w))
+    return E0, Phi
+
+
+def _initial_state(E0, Phi, wfit):
+    """Least-squares x̂_0 from the steps with wfit = 1 (a tiny ridge keeps unexcited directions at 0)."""
+    Pw = Phi * wfit[:, None, None]
+    G = jnp.einsum("tpi,tpj->ij", Pw, Phi)
+    h = jnp.einsum("tpi,tp->i", Pw, E0)
+    n = G.shape[0]
+    ridge = 1e-10 * (jnp.trace(G) / n + 1e-12)
+    return jnp.linalg.solve(G + ridge * jnp.eye(n, dtype=G.dtype), h)
+
+
+def _residuals(theta, s: PEMStructure, y, u, w, wfit, wscore):
+    """Weighted prediction errors of every record (flat), x̂_0 eliminated per record."""
+    A, B, C, D, K, d = unpack(s, theta)
+
+    def one(y_k, u_k, w_k, wf_k, ws_k):
+        E0, Phi = _record_errors(A, B, C, D, K, d, y_k, u_k, w_k)
+        x0 = _initial_state(E0, Phi, wf_k)
+        return (E0 - Phi @ x0) * ws_k[:, None]
+
+    return jax.vmap(one)(y, u, w, wfit, wscore).ravel()
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _normal_equations(theta, s, y, u, w, wfit):
+    fun = functools.partial(_residuals, s=s, y=y, u=u, w=w, wfit=wfit, wscore=wfit)
+    r = fun(theta)
+    J = jax.jacfwd(fun)(theta)
+    return J.T @ J, J.T @ r, r @ r
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _cost(theta, s, y, u, w, wfit, wscore):
+    r = _residuals(theta, s, y, u, w, wfit, wscore)
+    return r @ r
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _scored_residuals(theta, s, y, u, w, wfit, wscore):
+    return _residuals(theta, s, y, u, w, wfit, wscore)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _costs_batch(thetas, s, y, u, w, wfit, wscore):
+    """Held-out cost of many parameter vectors of one structure at once (order screening)."""
+    return jax.vmap(lambda th: _cost.__wrapped__(th, s, y, u, w, wfit, wscore))(thetas)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _outputs(theta, s, y, u, w, wfit):
+    """One-step predictions ŷ (K, T, p), the filtered states x̂_{t|t−1} (K, T, n) and x̂_0 (K, n)."""
+    A, B, C, D, K, d = unpack(s, theta)
+
+    def one(y_k, u_k, w_k, wf_k):
+        E0, Phi = _record_errors(A, B, C, D, K, d, y_k, u_k, w_k)
+        x0 = _initial_state(E0, Phi, wf_k)
+
+        def step(x, inp):
+            yt, ut, wt = inp
+            yhat = C @ x + D @ ut + d
+            return A @ x + B @ ut + K @ (wt * (yt - yhat)), (yhat, x)
+
+        _, (yhat, xs) = jax.lax.scan(step, x0, (y_k, u_k, w_k))
+        return yhat, xs, x0
+
+    return jax.vmap(one)(y, u, w, wfit)
+
+
+RHO_MAX = 0.9995
+"""Largest spectral radius of the predictor a step may reach (a predictor at the unit circle
+never corrects its state)."""
+
+
+def _spectral_radius(M) -> float:
+    return float(np.max(np.abs(np.linalg.eigvals(M)))) if M.size else 0.0
+
+
+def predictor_matrix(s: PEMStructure, theta) -> np.ndarray:
+    A, B, C, D, K, d = unpack(s, np.asarray(theta))
+    return A - K @ C
+
+
+# ====================================================================== Levenberg–Marquardt
+def levenberg_marquardt(s: PEMStructure, theta0, arrays, *, max_iters=100, tol=1e-7, what="identify_lti"):
+    """Minimise the prediction-error criterion from ``theta0``; returns (θ̂, info, (H, g, cost)).
+
+    ``arrays`` = (y, u, w, wfit) as JAX arrays.  A step is accepted when it lowers the cost
+    and keeps the predictor stable (spectral radius below 1); converged when an accepted
+    step lowers the cost by less than ``tol`` relatively, or the damped step can no longer
+    lower it with the gradient at the noise level.
+    """
+    theta = np.asarray(theta0, float)
+    if _spectral_radius(predictor_matrix(s, theta)) >= 1:
+        raise DataError("the starting predictor is unstable")
+    lam = 1e-3
+    converged, message, it = False, "maximum number of iterations reached", 0
+    H, g, c = (np.asarray(a) for a in _normal_equations(jnp.asarray(theta), s, *arrays))
+    c0 = float(c)
+    for it in range(1, max_iters + 1):
+        dg = np.diag(H).copy()
+        scale = np.maximum(dg, 1e-12 * max(dg.max(), 1e-300))
+        accepted = False
+        for _ in range(12):
+            try:
+                step = np.linalg.solve(H + lam * np.diag(scale), g)
+            except np.linalg.LinAlgError:
+                lam *= 10
+                continue
+            cand = theta - step
+            for _half in range(4):           # an unstable predictor: a shorter step first
+                if _spectral_radius(predictor_matrix(s, cand)) < RHO_MAX:
+                    break
+                step = step / 2
+                cand = theta - step
+            if _spectral_radius(predictor_matrix(s, cand)) < RHO_MAX:
+                cc = float(_cost(jnp.asarray(cand), s, *arrays, arrays[3]))
+                if np.isfinite(cc) and cc < c:
+                    accepted = True
+                    break
+            lam *= 4
+        if not accepted:
+            gn = float(np.abs(g).max())
+            converged = True
+            message = f"no damped step lowers the cost (gradient {gn:.2e}): a minimum"
+            break
+        rel = (c - cc) / max(c, 1e-300)
+        theta = cand
+        lam = max(lam / 5, 1e-9)
+        H, g, c = (np.asarray(a) for a in _normal_equations(jnp.asarray(theta), s, *arrays))
+        c = float(c)
+        if rel < tol:
+            converged, message = True, f"relative decrease {rel:.1e} below {tol:.0e}"
+            break
+    if not converged:
+        warnings.warn(f"{what}: Levenberg–Marquardt stopped after {max_iters} iterations without converging; "
+                      "raise max_iters or check the data", ConvergenceWarning, stacklevel=4)
+    info = {"converged": converged, "iterations": it, "message": message, "initial_cost": c0, "cost": float(c)}
+    return theta, info, (H, g, c)
+
+
+# ====================================================================== records and scaling
+class Records(NamedTuple):
+    y: np.ndarray        # (K, T, p), scaled and centred, missing = 0
+    u: np.ndarray        # (K, T, m), scaled and centred, padding = 0
+    w: np.ndarray        # (K, T, p) observed
+    steps: np.ndarray    # (K, T) inside the record
+    y_mean: np.ndarray
+    y_scale: np.ndarray
+    u_mean: np.ndarray
+    u_scale: np.ndarray
+
+
+def records(data, y_mean=None, y_scale=None, u_mean=None, u_scale=None) -> Records:
+    """Every trajectory of every environment as one record, centred and scaled (by the data's own
+    statistics unless given)."""
+    E, N, T, p = data.y.shape
+    m = data.input_dim
+    steps = data.step_mask.reshape(E * N, T)
+    y = data.y.reshape(E * N, T, p)
+    u = np.where(steps[..., None], data.inputs.reshape(E * N, T, m), np.nan)
+    w = np.isfinite(y) & steps[..., None]
+    if y_mean is None:
+        y_mean = np.nanmean(np.where(w, y, np.nan).reshape(-1, p), axis=0)
+        y_scale = np.nanstd(np.where(w, y, np.nan).reshape(-1, p), axis=0)
+        u_mean = np.nanmean(u.reshape(-1, m), axis=0)
+        u_scale = np.nanstd(u.reshape(-1, m), axis=0)
+        y_scale = np.where(y_scale > 0, y_scale, 1.0)
+        u_scale = np.where(u_scale > 0, u_scale, 1.0)
+    ys = np.where(w, (y - y_mean) / y_scale, 0.0)
+    us = np.where(steps[..., None], (u - u_mean) / u_scale, 0.0)
+    return Records(ys, us, w.astype(float), steps, np.asarray(y_mean), np.asarray(y_scale),
+                   np.asarray(u_mean), np.asarray(u_scale))
+
+
+def tail_masks(rec: Records, holdout: float):
+    """(fit, tail) step masks: the last ``holdout`` fraction of every record is held out."""
+    lengths = rec.steps.sum(1)
+    cut = np.floor(lengths * (1 - holdout)).astype(int)
+    t = np.arange(rec.steps.shape[1])[None, :]
+    fit = (t < cut[:, None]) & rec.steps
+    return fit.astype(float), (rec.steps & ~fit.astype(bool)).astype(float)
+
+
+def _jarrays(rec: Records, wfit):
+    return (jnp.asarray(rec.y), jnp.asarray(rec.u), jnp.asarray(rec.w), jnp.asarray(wfit))
+
+
+def _obs_weight(rec, mask):
+    """Per-output weights: observed and in ``mask``."""
+    return rec.w * mask[..., None]
+
+
+# ====================================================================== subspace start
+def stabilise(A, C, K):
+    """K shrunk towards 0 until A − K C is stable, else the steady Kalman gain of (A, C) with
+    unit noise; None when neither works."""
+    if _spectral_radius(A - K @ C) < 0.999:
+        return K
+    import scipy.linalg
+
+    n, p = A.shape[0], C.shape[0]
+    try:
+        P = scipy.linalg.solve_discrete_are(A.T, C.T, np.eye(n) * 1e-2, np.eye(p))
+        Kk = A @ P @ C.T @ np.linalg.inv(C @ P @ C.T + np.eye(p))
+        if _spectral_radius(A - Kk @ C) < 0.999:
+            return Kk
+    except (np.linalg.LinAlgError, ValueError):
+        pass
+    for f in 0.8 ** np.arange(1, 30):
+        if _spectral_radius(A - f * K @ C) < 0.999:
+            return f * K
+    return None
+
+
+def _pad_theta(s: PEMStructure, theta, big: PEMStructure) -> np.ndarray:
+    """θ of structure ``s`` embedded in the larger order of ``big`` (extra states are inert)."""
+    A, B, C, D, K, d = unpack(s, np.asarray(theta))
+    n, N = s.n, big.n
+    Ab = np.zeros((N, N)); Ab[:n, :n] = A
+    Bb = np.zeros((N, s.m)); Bb[:n] = B
+    Cb = np.zeros((s.p, N)); Cb[:, :n] = C
+    Kb = np.zeros((N, s.p)); Kb[:n] = K
+    return pack(big, Ab, Bb, Cb, D, Kb, d)
+
+
+# ====================================================================== the fit
+def _struct(n, m, p, feedthrough, criterion) -> PEMStructure:
+    return PEMStructure(int(n), int(m), int(p), bool(feedthrough), criterion == "prediction")
+
+
+def _start(cand, s: PEMStructure) -> np.ndarray | None:
+    if not cand:
+        return None
+    A, B, C, D, K = cand["A"], cand["B"], cand["C"], cand["D"], cand["K"]
+    if not s.noise:
+        if _spectral_radius(A) >= 0.999:
+            return None
+        K = np.zeros_like(K)
+    else:
+        K = stabilise(A, C, K)
+        if K is None:
+            return None
+    return pack(s, A, B, C, D if s.feedthrough else None, K, np.zeros(s.p))
+
+
+@float64
+def pem_fit(data, state_dim="auto", *, criterion="prediction", feedthrough=False, max_order=None,
+            holdout=0.25, candidates=3, max_iters=100, tol=1e-7, weightings=("n4sid", "moesp", "cva"),
+            horizon=None, progress=None):
+    """Prediction-error fit of measured-input data; the engine behind ``identify_lti(method="pem")``.
+
+    Returns a dict of the fitted system in the data's units and the order-selection table.
+    """
+    from causalid.lti.subspace import default_horizon, subspace_candidates
+
+    if criterion not in ("prediction", "simulation"):
+        raise DataError(f"criterion must be 'prediction' (one-step errors) or 'simulation' (output error); "
+                        f"got {criterion!r}")
+    t0 = time.perf_counter()
+    rec = records(data)
+    K_, T, p = rec.y.shape
+    m = rec.u.shape[2]
+    fitmask, tailmask = tail_masks(rec, holdout)
+    full = rec.steps.astype(float)
+    lengths = rec.steps.sum(1)
+    auto = state_dim in (None, "auto")
+    if auto:
+        L_fit = int(fitmask.sum(1).max())
+        # at most one free parameter per ten fitted samples: n (m + 2p) + p − n² <= N / 10
+        n_obs = float((rec.w * fitmask[..., None]).sum())
+        by_data = 1
+        while by_data < 10 and (by_data + 1) * (m + 2 * p - by_data - 1) + p <= n_obs / 10:
+            by_data += 1
+        n_max = int(max_order or max(1, min(10, p * default_horizon(L_fit, m, p), by_data)))
+        orders = list(range(1, max(n_max, 1) + 1))
+    else:
+        if int(state_dim) < 1:
+            raise DataError(f"state_dim={state_dim}: the model order must be at least 1")
+        orders = [int(state_dim)]
+    bar = progress_bar(progress, total=len(orders) + candidates + 1, desc="identify_lti(pem)")
+
+    def tick(text):
+        if bar is not None:
+            bar.set_postfix_str(text)
+            bar.update(1)
+
+    # ---- screening: subspace estimates of every order and weighting on the fitting part
+    sub = subspace_candidates(rec, orders, fitmask if auto else full, weightings=weightings,
+                              feedthrough=feedthrough, horizon=horizon)
+    big = _struct(max(orders), m, p, feedthrough, criterion)
+    screen = []
+    thetas, keys = [], []
+    for (n, wname), cand in sub.items():
+        s = _struct(n, m, p, feedthrough, criterion)
+        th = _start(cand, s)
+        if th is None:
+            continue
+        thetas.append(_pad_theta(s, th, big))
+        keys.append((n, wname, th))
+    if not thetas:
+        raise DataError("no subspace estimate gave a stable predictor; give state_dim or more data")
+    score_mask = tailmask if auto else full
+    costs = np.asarray(_costs_batch(jnp.asarray(np.stack(thetas)), big, jnp.asarray(rec.y), jnp.asarray(rec.u),
+                                    jnp.asarray(rec.w), jnp.asarray(fitmask if auto else full),
+                                    jnp.asarray(score_mask)))
+    n_scored = max(float((rec.w * score_mask[..., None]).sum()), 1.0)
+    for (n, wname, th), c in zip(keys, costs):
+        screen.append({"order": n, "weighting": wname, "subspace_error": float(c) / n_scored})
+    tick("screened")
+    best_start = {}
+    for (n, wname, th), c in zip(keys, costs):
+        if n not in best_start or c < best_start[n][1]:
+            best_start[n] = (th, float(c), wname)
+    ranked = sorted(best_start, key=lambda n: best_start[n][1])
+    if auto:
+        chosen_orders = ranked[:candidates]
+        # and the smallest order whose subspace error is within 10 % of the best (parsimony)
+        small = min(n for n in ranked if best_start[n][1] <= 1.1 * best_start[ranked[0]][1])
+        if small not in chosen_orders:
+            chosen_orders.append(small)
+    else:
+        chosen_orders = ranked
+    # ---- prediction-error fits of the candidates on the fitting part, scored on the tail
+    fits = {}
+    what = "identify_lti(method='pem')"
+    jfit, jtail = jnp.asarray(fitmask), jnp.asarray(tailmask)
+    for n in sorted(chosen_orders):
+        s = _struct(n, m, p, feedthrough, criterion)
+        if auto:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)     # the final refit decides
+                th, info, _ = levenberg_marquardt(s, best_start[n][0], _jarrays(rec, fitmask),
+                                                  max_iters=max_iters, tol=tol, what=what)
+            r = np.asarray(_scored_residuals(jnp.asarray(th), s, jnp.asarray(rec.y), jnp.asarray(rec.u),
+                                             jnp.asarray(rec.w), jfit, jtail)).reshape(K_, T, p)
+            per_step = (r ** 2).sum(-1)[tailmask > 0]
+            fits[n] = (th, info, float(per_step.sum()) / n_scored, per_step)
+        tick(f"n={n}")
+    if auto:
+        # One-standard-error rule on the paired held-out errors: the smallest order whose
+        # held-out error is not worse than the best by more than one standard error.
+        best_n = min(fits, key=lambda n: fits[n][2])
+        ok = []
+        for n, f in fits.items():
+            diff = f[3] - fits[best_n][3]
+            se = diff.std(ddof=1) / np.sqrt(max(len(diff), 2)) if len(diff) > 1 else 0.0
+            if diff.mean() <= se:
+                ok.append(n)
+        n_sel = min(ok)
+        theta0 = fits[n_sel][0]
+    else:
+        n_sel = orders[0]
+        theta0 = best_start[n_sel][0]
+    s = _struct(n_sel, m, p, feedthrough, criterion)
+    starts = [theta0]
+    if auto:        # also from the subspace estimate of all the data; the lower cost wins
+        wname = best_start[n_sel][2]
+        cand = subspace_candidates(rec, [n_sel], full, weightings=(wname,), feedthrough=feedthrough,
+                                   horizon=horizon).get((n_sel, wname))
+        again = _start(cand, s)
+        if again is not None:
+            starts.append(again)
+    best = None
+    for k, th0 in enumerate(starts):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            got = levenberg_marquardt(s, th0, _jarrays(rec, full), max_iters=max_iters, tol=tol, what=what)
+        if best is None or got[2][2] < best[0][2][2]:
+            best = (got, caught)
+    (theta, info, (H, g, c)), caught = best
+    for wmsg in caught:
+        warnings.warn(wmsg.message, wmsg.category, stacklevel=3)
+    tick("refit")
+    if bar is not None:
+        bar.close()
+    info["init"] = best_start[n_sel][2]
+    # ---- read-out in the data's units
+    A, B, C, D, Kg, d = unpack(s, theta)
+    yhat, xs, x0 = (np.asarray(a) for a in _outputs(jnp.asarray(theta), s, *_jarrays(rec, full)))
+    res = (rec.y - yhat) * rec.w
+    nobs = rec.w.sum(0).sum(0)
+    Rs = np.einsum("ktp,ktq->pq", res, res) / np.maximum(np.sqrt(np.outer(nobs, nobs)), 1)
+    sy, su = rec.y_scale, rec.u_scale
+    out = dict(
+        A=A, B=B / su[None, :], C=C * sy[:, None], D=D * sy[:, None] / su[None, :], K=Kg / sy[None, :],
+        R=Rs * np.outer(sy, sy), y_offset=rec.y_mean + sy * d, u_offset=rec.u_mean,
+        x0=x0.reshape(data.num_envs, data.num_trajectories, n_sel),
+    )
+    total = float(rec.w.sum())
+    k_free = s.size - n_sel * n_sel                # similarity gauge
+    # Gaussian log-likelihood of the innovations (in the data's units)
+    sign, logdet = np.linalg.slogdet(out["R"])
+    N_t = float(rec.w.all(-1).sum())
+    out["log_likelihood"] = float(-0.5 * (N_t * (p * np.log(2 * np.pi) + logdet) + N_t * p))
+    out["num_params"] = int(k_free + n_sel * K_)
+    out["num_obs"] = int(total)
+    sigma2 = c / max(total - k_free, 1)
+    cov = sigma2 * np.linalg.pinv((H + H.T) / 2, rcond=1e-10)
+    info.update({"criterion": criterion, "holdout": holdout if auto else None,
+                 "seconds": time.perf_counter() - t0, "theta": theta.tolist(), "theta_cov": cov.tolist(),
+                 "structure": list(s)})
+    table = {"order": [], "subspace_error": [], "weighting": [], "pem_error": [], "aic": [], "bic": []}
+    for n in orders:
+        if n not in best_start:
+            continue
+        table["order"].append(n)
+        table["subspace_error"].append(best_start[n][1] / n_scored)
+        table["weighting"].append(best_start[n][2])
+        if n in fits:
+            th_n = fits[n][0]
+            s_n = _struct(n, m, p, feedthrough, criterion)
+            c_n = float(_cost(jnp.asarray(th_n), s_n, jnp.asarray(rec.y), jnp.asarray(rec.u), jnp.asarray(rec.w),
+                              jnp.asarray(fitmask), jnp.asarray(fitmask)))
+            nf = float((rec.w * fitmask[..., None]).sum())
+            k_n = s_n.size - n * n + n * K_
+            ll = -0.5 * nf * (np.log(2 * np.pi * c_n / nf) + 1)
+            table["pem_error"].append(fits[n][2])
+            table["aic"].append(-2 * ll + 2 * k_n)
+            table["bic"].append(-2 * ll + k_n * np.log(nf))
+        else:
+            table["pem_error"].append(None)
+            table["aic"].append(None)
+            table["bic"].append(None)
+    out["order_table"] = {"table": table, "chosen": n_sel, "auto": auto, "screen": screen}
+    out["info"] = info
+    out["state_dim"] = n_sel
+    return out
+
+
+# ====================================================================== prediction with a fitted system
+def system_theta(A, B, C, D, K, y_offset, u_offset, rec: Records):
+    """A fitted system (data units) as a θ for the records' scaling, with its structure."""
+    n, m, p = A.shape[0], B.shape[1], C.shape[0]
+    sy, su = rec.y_scale, rec.u_scale
+    s = PEMStructure(n, m, p, True, True)
+    # Input offsets: the records are centred on their own mean; the model's offset differs.
+    du = (rec.u_mean - u_offset) / su                     # u_model_centred = us + du
+    Bs, Ds = B * su[None, :], D * su[None, :] / sy[:, None]
+    Cs, Ks = C / sy[:, None], K * sy[None, :]
+    ds = (y_offset - rec.y_mean) / sy
+    return s, Bs, Ds, Cs, Ks, ds, du
+
+
+@float64
+def predict_records(A, B, C, D, K, y_offset, u_offset, data, kind="one-step", fit_x0=None):
+    """Predicted outputs (E, N, T, p) for ``data`` from a system in innovations form.
+
+    ``kind``: ``"one-step"``, ``"simulate"`` (free run, K = 0) or an int k ≥ 1 (k-step-ahead
+    ŷ(t | t−k)).  Each record's initial state is fitted by least squares (on the steps of
+    ``fit_x0``, default all), as MATLAB's ``compare`` does.
+    """
+    rec = records(data)
+    s, Bs, Ds, Cs, Ks, ds, du = system_theta(A, B, C, D, K, y_offset, u_offset, rec)
+    Kx = np.zeros_like(Ks) if kind == "simulate" else Ks
+    # constant input-offset correction enters as extra drift: B du and D du
+    us = rec.u + du[None, None, :] * rec.steps[..., None]
+    theta = pack(s, A, Bs, Cs, Ds, Kx, ds)
+    wfit = rec.steps.astype(float) if fit_x0 is None else fit_x0
+    yhat, xs, _ = (np.asarray(a) for a in _outputs(jnp.asarray(theta), s, jnp.asarray(rec.y), jnp.asarray(us),
+                                                    jnp.asarray(rec.w), jnp.asarray(wfit)))
+    if isinstance(kind, (int, np.integer)) and not isinstance(kind, bool) and kind > 1:
+        # ŷ(t | t−k): from x̂_{t−k+1 | t−k}, k − 1 steps open loop.
+        x = xs
+        for _ in range(int(kind) - 1):
+            nxt = np.einsum("ij,ktj->kti", A, x) + np.einsum("ij,ktj->kti", Bs, us)
+            x = np.concatenate([x[:, :1], nxt[:, :-1]], axis=1)
+        yhat = np.einsum("ij,ktj->kti", Cs, x) + np.einsum("ij,ktj->kti", Ds, us) + ds
+    out = yhat * rec.y_scale + rec.y_mean
+    E, N, T = data.y.shape[:3]
+    out = np.where(rec.steps[..., None], out, np.nan)
+    return out.reshape(E, N, T, -1)
+
+
+def fit_percent(y, yhat) -> np.ndarray:
+    """100 (1 − ‖y − ŷ‖ / ‖y − ȳ‖) per output, over every observed sample (last axis = outputs)."""
+    p = y.shape[-1]
+    y2, h2 = y.reshape(-1, p), yhat.reshape(-1, p)
+    ok = np.isfinite(y2) & np.isfinite(h2)
+    out = np.empty(p)
+    for j in range(p):
+        a, b = y2[ok[:, j], j], h2[ok[:, j], j]
+        out[j] = 100 * (1 - np.linalg.norm(a - b) / max(np.linalg.norm(a - a.mean()), 1e-300))
+    return out
+
+
+def residual_tests(residuals, inputs, lengths, max_lag: int = 20, level: float = 0.99) -> dict:
+    """Classical model validation: whiteness of each output's residuals (Ljung–Box over
+    ``max_lag`` lags) and input–residual cross-correlation (lags 0..max_lag, the largest
+    normalised value against the two-sided normal band of ``level``).
+
+    residuals (K, T, p) NaN where unobserved, inputs (K, T, m); returns a dict of lists.
+    """
+    import scipy.stats
+
+    K, T, p = residuals.shape
+    m = inputs.shape[2]
+    band = float(scipy.stats.norm.ppf(0.5 + level / 2))
+    white, xcorr = [], []
+    for j in range(p):
+        ac, cnt = np.zeros(max_lag + 1), 0
+        segs = []
+        for k in range(K):
+            r = residuals[k, : lengths[k], j]
+            r = np.where(np.isfinite(r), r, 0.0)
+            segs.append(r - r.mean())
+        tot = sum(len(r) for r in segs)
+        var = sum(float(r @ r) for r in segs) / max(tot, 1)
+        for lag in range(max_lag + 1):
+            ac[lag] = sum(float(r[lag:] @ r[: len(r) - lag]) for r in segs if len(r) > lag) / max(tot * var, 1e-300)
+        q = tot * (tot + 2) * sum(ac[h] ** 2 / max(tot - h, 1) for h in range(1, max_lag + 1))
+        pval = float(scipy.stats.chi2.sf(q, max_lag))
+        white.append({"output": j, "ljung_box": float(q), "p_value": pval, "white": pval > 1 - level,
+                      "max_autocorrelation": float(np.abs(ac[1:]).max()) * math.sqrt(tot)})
+        for i in range(m):
+            segs_u = [inputs[k, : lengths[k], i] - inputs[k, : lengths[k], i].mean() for k in range(K)]
+            vu = sum(float(x @ x) for x in segs_u) / max(tot, 1)
+            cc = [sum(float(segs[k][lag:] @ segs_u[k][: len(segs_u[k]) - lag]) for k in range(K)
+                      if len(segs[k]) > lag) / max(tot * math.sqrt(var * vu), 1e-300) for lag in range(max_lag + 1)]
+            z = float(np.abs(cc).max() * math.sqrt(tot))
+            xcorr.append({"output": j, "input": i, "max_z": z, "independent": z < band})
+        cnt += 1
+    return {"max_lag": max_lag, "level": level, "band": band, "whiteness": white, "cross_correlation": xcorr}
