@@ -47,8 +47,10 @@ def _build(kind):
     if kind in ("LTIResult", "LTIIdentifiabilityReport"):
         data = _lti_data()
         return causalid.identify_lti(data, method="moment") if kind == "LTIResult" else causalid.check_lti(data)
-    if kind in ("HMMResult", "MechanismReport"):
+    if kind in ("HMMResult", "MechanismReport", "StateSelection"):
         data = _hmm_data()
+        if kind == "StateSelection":
+            return causalid.select_num_states(data, (1, 2), criterion="icl", num_restarts=2, progress=False)
         if kind == "HMMResult":
             return causalid.fit_hmm(data, 2, shared="transitions", num_restarts=2, progress=False)
         return causalid.compare_mechanisms(data, 2, null="chi2", num_restarts=2, progress=False)
@@ -67,7 +69,7 @@ def _build(kind):
     raise AssertionError(kind)
 
 
-KINDS = ["StructureResult", "LTIResult", "LTIIdentifiabilityReport", "HMMResult", "MechanismReport",
+KINDS = ["StructureResult", "LTIResult", "LTIIdentifiabilityReport", "HMMResult", "MechanismReport", "StateSelection",
          "PowerAnalysis", "Design", "NextDesign", "SBCResult"]
 
 
