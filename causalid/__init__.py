@@ -37,10 +37,11 @@ from causalid.exchangeable.metrics import (
 from causalid.exchangeable.posterior import fit_parameters
 from causalid.exchangeable.result import StructureResult
 from causalid.families import load_sweep, parse_sweep, run_sweep
-from causalid.hmm.compare import MechanismReport, compare_mechanisms, select_num_states
+from causalid.hmm.compare import MechanismReport, StateSelection, compare_mechanisms, select_num_states
 from causalid.hmm.data import SequenceData
 from causalid.hmm.fit import fit_hmm
 from causalid.hmm.result import HMMResult
+from causalid.hmm.starts import DegenerateFitWarning
 from causalid.lti.data import LTIData
 from causalid.lti.fisher import fisher_information
 from causalid.lti.fit import identify_lti
@@ -56,6 +57,7 @@ __all__ = [
     "CausalIDError",
     "ConvergenceWarning",
     "DataError",
+    "DegenerateFitWarning",
     "Design",
     "HMMParams",
     "HMMResult",
@@ -70,6 +72,7 @@ __all__ = [
     "MechanismReport",
     "MultiEnvData",
     "SequenceData",
+    "StateSelection",
     "StructureResult",
     "__version__",
     "amari_distance",

@@ -95,6 +95,7 @@ __all__ = [
     "random_hmm_params",
     "simulate_arrays",
     "simulate_hmm",
+    "stationary_distribution",
     "transition_matrices",
 ]
 
@@ -122,6 +123,9 @@ class HMMConfig:
         ``C``; categorical emissions only.
     input_dim : int
         ``m`` inputs driving the transitions (0: none).
+    initial : {"free", "stationary", "fixed"}
+        The initial distribution: estimated freely, the stationary distribution of the
+        transition matrix (no parameters of its own), or given by the user (fixed).
     """
 
     num_states: int
@@ -132,6 +136,7 @@ class HMMConfig:
     covariance: str = "full"
     num_categories: int | None = None
     input_dim: int = 0
+    initial: str = "free"
 
     def __post_init__(self):
         if self.emission not in EMISSIONS:
@@ -145,6 +150,8 @@ class HMMConfig:
             raise ValueError(f"covariance must be 'full' or 'diag'; got {self.covariance!r}")
         if self.num_states < 1:
             raise ValueError(f"num_states must be at least 1; got {self.num_states}")
+        if self.initial not in ("free", "stationary", "fixed"):
+            raise ValueError(f"initial must be 'free', 'stationary' or 'fixed'; got {self.initial!r}")
         if self.emission == "categorical" and (self.num_categories is None or self.num_categories < 2):
             raise ValueError("categorical emissions need num_categories >= 2")
 
@@ -159,7 +166,7 @@ class HMMConfig:
     def num_params(self) -> int:
         """Free parameters (for AIC/BIC)."""
         K, D, E = self.num_states, self.obs_dim, self.num_envs
-        cause = (K - 1) + K * (K - 1) + K * self.input_dim * (K - 1)
+        cause = (K - 1 if self.initial == "free" else 0) + K * (K - 1) + K * self.input_dim * (K - 1)
         if self.emission == "gaussian":
             cov = D * (D + 1) // 2 if self.covariance == "full" else D
             effect = K * (D + cov)
@@ -473,6 +480,20 @@ def _gaussian_log_lik(means, covs, y0, obs, partial: bool):
         return -0.5 * (q + ld + jnp.sum(row_m) * jnp.log(2 * jnp.pi))
 
     return jnp.where(some_missing[:, None], jax.vmap(masked)(m, r), full)
+
+
+def stationary_distribution(trans: Array) -> Array:
+    r"""The stationary distribution :math:`\delta` of transition matrices ``(..., K, K)``.
+
+    :math:`\delta` solves :math:`\delta(I - \Gamma + U) = \mathbf 1` with :math:`U` the matrix
+    of ones (Zucchini & MacDonald 2009, exercise 1.8(b)); differentiable, and unique for an
+    irreducible chain.
+    """
+    trans = jnp.asarray(trans)
+    K = trans.shape[-1]
+    a = jnp.eye(K) - trans + jnp.ones((K, K))
+    # delta A = 1  <=>  A^T delta^T = 1
+    return jnp.linalg.solve(jnp.swapaxes(a, -1, -2), jnp.ones(trans.shape[:-1])[..., None])[..., 0]
 
 
 def transition_matrices(trans: Array, weights: Array | None, inputs: Array | None) -> Array:

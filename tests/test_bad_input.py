@@ -295,3 +295,50 @@ def test_a_saved_result_serves_as_the_true_graph(files, capsys, tmp_path):
     assert main([*common, "--out", str(first)]) == 0
     assert main([*common, "--truth", str(first)]) == 0
     assert "shd 0," in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- HMM values and sizes
+def _hmm_table(column) -> pd.DataFrame:
+    y = RNG.normal(size=60)
+    return pd.DataFrame({"t": np.arange(60), "X": y, "Z": column})
+
+
+@pytest.mark.parametrize("column, message", [
+    (np.full(60, np.nan), "column 'Z' has no observed values"),
+    (np.full(60, 3.0), "column 'Z' is constant (3)"),
+    (np.full(60, 1e308) * np.sign(RNG.normal(size=60)), "column 'Z' reaches 1e+308"),
+])
+def test_fit_hmm_refuses_channels_no_fit_can_use(capsys, tmp_path, column, message):
+    """An all-missing, a constant or an overflowing column once ran to exit 0 with a log-likelihood
+    of 0, +2580 or -inf."""
+    path = tmp_path / "rec.csv"
+    _hmm_table(column).to_csv(path, index=False)
+    out = tmp_path / "hmm.json"
+    _cli_fails(capsys, ["fit-hmm", path, "--time-col", "t", "--columns", "X", "Z", "--states", "2", "--quiet",
+                        "--out", out], message, not_written=[out])
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")):
+        causalid.fit_hmm(_hmm_table(column)[["X", "Z"]], 2, progress=False)
+
+
+@pytest.mark.parametrize("states, steps, message", [
+    (2.5, 50, "num_states must be a positive integer; got 2.5"),
+    (0, 50, "num_states must be a positive integer; got 0"),
+    (40, 18, "num_states=40 but the data have only 18 observed step(s)"),
+    (1000, 600, "num_states=1000 but the data have only 600 observed step(s)"),
+    (5, 10, "a 5-state gaussian HMM has 34 free parameters but the data have only 10"),
+])
+def test_fit_hmm_refuses_state_counts_the_data_cannot_carry(states, steps, message):
+    """2.5 states once fitted 2 silently; 40 states on 18 steps were accepted; 1000 on 600 ran
+    with a one-hour ETA."""
+    y = RNG.normal(size=steps)
+    with pytest.raises(DataError) as info:
+        causalid.fit_hmm(y, states, progress=False)
+    assert message in str(info.value)
+
+
+def test_fit_hmm_cli_refuses_too_many_states(capsys, tmp_path):
+    path = tmp_path / "rec.csv"
+    pd.DataFrame({"t": np.arange(18), "X": RNG.normal(size=18)}).to_csv(path, index=False)
+    out = tmp_path / "hmm.json"
+    _cli_fails(capsys, ["fit-hmm", path, "--time-col", "t", "--columns", "X", "--states", "40", "--quiet",
+                        "--out", out], "num_states=40 but the data have only 18 observed step(s)", not_written=[out])

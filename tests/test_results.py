@@ -54,8 +54,10 @@ def _build(kind):
         data = causalid.LTIData.from_arrays(y[None], inputs=u[None])
         fit = causalid.identify_lti(data, max_order=3)
         return {"LTIResult-pem": fit, "LTIComparison": fit.compare(data)}.get(kind, fit.order_selection)
-    if kind in ("HMMResult", "MechanismReport"):
+    if kind in ("HMMResult", "MechanismReport", "StateSelection"):
         data = _hmm_data()
+        if kind == "StateSelection":
+            return causalid.select_num_states(data, (1, 2), criterion="icl", num_restarts=2, progress=False)
         if kind == "HMMResult":
             return causalid.fit_hmm(data, 2, shared="transitions", num_restarts=2, progress=False)
         return causalid.compare_mechanisms(data, 2, null="chi2", num_restarts=2, progress=False)
@@ -75,7 +77,7 @@ def _build(kind):
 
 
 KINDS = ["StructureResult", "LTIResult", "LTIResult-pem", "LTIComparison", "LTIOrderSelection",
-         "LTIIdentifiabilityReport", "HMMResult", "MechanismReport",
+         "LTIIdentifiabilityReport", "HMMResult", "MechanismReport", "StateSelection",
          "PowerAnalysis", "Design", "NextDesign", "SBCResult"]
 
 

@@ -23,9 +23,10 @@ p-value is :math:`(1 + \#\{\Lambda_b \ge \Lambda\}) / (B + 1)`.  ``null="chi2"``
 asymptotic :math:`\chi^2` instead (fast, approximate: the
 parameters sit in the interior, but HMM likelihoods converge slowly to it).
 
-:func:`select_num_states` compares numbers of states by BIC (EM fits) and, on request, by
-arviz PSIS-LOO / WAIC on NUTS fits with the one-step-ahead predictive densities
-:math:`\log p(y_t \mid y_{0:t-1}, \theta)` as the pointwise terms.
+:func:`select_num_states` compares numbers of states by BIC, AIC, ICL or held-out
+log-likelihood (EM fits) and, on request, by arviz PSIS-LOO / WAIC on NUTS fits with the
+one-step-ahead predictive densities :math:`\log p(y_t \mid y_{0:t-1}, \theta)` as the
+pointwise terms; degenerate fits are refused.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from causalid._checks import positive_int
 from causalid._plotting import figure_grid
 from causalid._progress import show_progress
 from causalid._results import Result
@@ -47,8 +49,10 @@ from causalid._x64 import float64
 from causalid.dynamics.hmm import hmm_filter
 from causalid.errors import DataError
 from causalid.hmm.data import SequenceData
-from causalid.hmm.em import min_covar_diag, run_em, simulate_like
+from causalid.hmm.em import min_covar_diag, path_entropy, run_em, simulate_like
 from causalid.hmm.fit import fit_hmm, vary_from_shared
+from causalid.hmm.plots import plot_hmm_selection
+from causalid.hmm.starts import DegenerateFitWarning
 from causalid.models.hmm import (
     HMMConfig,
     HMMParams,
@@ -59,7 +63,7 @@ from causalid.models.hmm import (
 )
 from causalid.stats.multitest import adjust_pvalues
 
-__all__ = ["MechanismReport", "compare_mechanisms", "select_num_states"]
+__all__ = ["MechanismReport", "StateSelection", "compare_mechanisms", "select_num_states"]
 
 _MODELS = {"neither": (), "transitions": ("transitions",), "emissions": ("emissions",),
            "both": ("transitions", "emissions")}
@@ -281,73 +285,220 @@ def _total_log_likelihoods(params, ys, lengths, *, config, partial):
         params, ys)
 
 
-@float64
-def select_num_states(data, states=(1, 2, 3, 4), emission: str = "gaussian", *, criteria=("bic",),
-                      shared="all", key=0, num_restarts: int = 10, max_iters: int = 500,
-                      num_warmup: int = 300, num_samples: int = 300, num_chains: int = 2, progress: bool | None = None,
-                      **fit_kwargs) -> tuple[pd.DataFrame, dict]:
-    """Compare numbers of states.
+_CRITERIA = ("bic", "aic", "icl", "heldout", "loo", "waic")
 
-    ``criteria`` may include ``"bic"``, ``"aic"`` (EM fits) and ``"loo"``, ``"waic"`` (NUTS fits
-    scored by arviz; pointwise terms are the one-step-ahead predictive log-densities).
+
+@dataclass
+class StateSelection(Result):
+    """Outcome of :func:`select_num_states`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per number of states: ``num_states``, ``log_likelihood``, ``num_params``,
+        ``bic``, ``aic``, ``icl`` (lower is better), ``heldout`` (held-out log-likelihood, higher
+        is better, when asked for), ``elpd_loo`` / ``elpd_waic`` (NUTS), ``degenerate`` (what
+        makes the fit degenerate, "" when nothing) and ``eligible``.
+    criterion : str
+    recommended : int
+        The best eligible number of states by ``criterion``.
+    reason : str
+        The recommendation in words, with the fits refused and why.
+    fits : dict of HMMResult
+        ``{num_states: fit}`` (not saved).
+    """
+
+    table: pd.DataFrame
+    criterion: str
+    recommended: int
+    reason: str
+    fits: dict = field(default_factory=dict, repr=False)
+
+    REQUIRED = ("table", "criterion", "recommended", "reason")
+
+    def summary(self) -> str:
+        shown = self.table.drop(columns=["degenerate"]).to_string(index=False)
+        return f"{self.reason}\n{shown}"
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.table
+
+    def _to_payload(self) -> dict:
+        return {"table": self.table.to_dict(orient="list"), "criterion": self.criterion,
+                "recommended": int(self.recommended), "reason": self.reason}
+
+    @classmethod
+    def _from_payload(cls, d: dict) -> StateSelection:
+        return cls(pd.DataFrame(d["table"]), str(d["criterion"]), int(d["recommended"]), str(d["reason"]))
+
+    def _plot(self, ax=None):
+        """The criteria against the number of states (ringed: each one's best); refused
+        (degenerate) fits marked by a dotted line."""
+        table = self.table.drop(columns=["degenerate", "log_likelihood", "num_params"])
+        fig = plot_hmm_selection(table.drop(columns=["eligible"]), ax=ax)
+        bad = self.table.loc[~self.table["eligible"].astype(bool), "num_states"].to_numpy()
+        for axis in fig.axes:
+            for k in bad:
+                axis.axvline(k, color="0.6", ls=":", lw=1)
+        fig.axes[0].set_title(f"recommended: {self.recommended} states ({self.criterion})"
+                              + ("; dotted: refused (degenerate)" if len(bad) else ""), fontsize=9)
+        return fig
+
+
+def _heldout(data: SequenceData, K: int, emission: str, fit_kwargs: dict, folds: int = 5) -> float:
+    """Held-out log-likelihood of ``K`` states: whole sequences held out when there are at least
+    two, else blocked time (each of ``folds`` contiguous blocks of the one sequence marked
+    missing for the fit, and scored as :math:`\\log p(y) - \\log p(y_{\\text{rest}})`)."""
+    present = np.argwhere(data.lengths > 0)
+    total = 0.0
+    if len(present) >= 2:
+        groups = np.array_split(np.arange(len(present)), min(folds, len(present)))
+        for g in groups:
+            held = np.zeros_like(data.lengths)
+            for i in g:
+                e, n = present[i]
+                held[e, n] = data.lengths[e, n]
+            train = SequenceData(data.y, data.lengths - held, data.names, data.env_names)
+            test = SequenceData(data.y, held, data.names, data.env_names)
+            fit = fit_hmm(train, K, emission, **fit_kwargs)
+            total += fit.score(test)
+        return total
+    (e, n), = present
+    L = int(data.lengths[e, n])
+    for block in np.array_split(np.arange(L), folds):
+        y = data.y.copy()
+        y[e, n, block] = np.nan
+        train = SequenceData(y, data.lengths, data.names, data.env_names)
+        fit = fit_hmm(train, K, emission, **fit_kwargs)
+        total += fit.score(data) - fit.score(train)
+    return total
+
+
+@float64
+def select_num_states(data, states=(1, 2, 3, 4), emission: str = "gaussian", *, criterion: str = "bic",
+                      shared="all", initial="free", key=0, num_restarts: int = 30, max_iters: int = 500,
+                      folds: int = 5, num_warmup: int = 300, num_samples: int = 300, num_chains: int = 2,
+                      progress: bool | None = None, **fit_kwargs) -> StateSelection:
+    r"""Choose the number of states, refusing degenerate fits.
+
+    Every number of states is fitted by EM (:func:`causalid.fit_hmm` with its restarts).  A fit
+    that is degenerate (an empty or duplicated state, or a state whose variance sits at the
+    variance floor — typically a spike on repeated or coded values, whose likelihood grows
+    without bound as the floor shrinks) is not eligible: its criterion is kept in the table but
+    it cannot be recommended.
+
+    Parameters
+    ----------
+    data : anything :func:`causalid.fit_hmm` accepts
+    states : sequence of int
+    emission : {"gaussian", "poisson", "categorical"}
+    criterion : {"bic", "aic", "icl", "heldout", "loo", "waic"}
+        ``"bic"``, ``"aic"``; ``"icl"`` — BIC plus twice the exact entropy of the state paths
+        given the data (:func:`causalid.hmm.em.path_entropy`), which penalises overlapping
+        states; ``"heldout"`` — the log-likelihood of held-out data, summed over ``folds``
+        folds: whole sequences held out when there are several, blocked time for one long
+        sequence (a block is marked missing for the fit and scored given the rest);
+        ``"loo"`` / ``"waic"`` — arviz on NUTS fits with the one-step-ahead predictive densities
+        as the pointwise terms.
+    shared, initial, num_restarts, max_iters, **fit_kwargs
+        As :func:`causalid.fit_hmm`.
+    key : int or PRNGKey
+    folds : int
+        Folds of ``"heldout"``.
+    num_warmup, num_samples, num_chains : int
+        NUTS settings of ``"loo"`` / ``"waic"``.
+    progress : bool or None
 
     Returns
     -------
-    table : pandas.DataFrame
-        One row per number of states with the requested criteria (lower is better for BIC/AIC;
-        for LOO/WAIC the table holds arviz's ``elpd`` — higher is better — and its standard error).
-    fits : dict
-        ``{num_states: HMMResult}`` (EM fits, or NUTS fits when LOO/WAIC are requested).
+    StateSelection
+        The table, the recommendation and its reason in words; ``.plot()`` draws the criteria.
+
+    Examples
+    --------
+    >>> from causalid.datasets import load_earthquakes
+    >>> y = load_earthquakes()["count"].to_numpy()
+    >>> sel = select_num_states(y, (1, 2, 3), "poisson", progress=False)
+    >>> sel.recommended, sel.table["aic"].idxmin() + 1   # BIC: 2 states (AIC would take 3)
+    (2, 3)
     """
     progress = show_progress(progress)
-    import arviz as az
-
-
     data = SequenceData.coerce(data)
-    bad = [c for c in criteria if c not in ("bic", "aic", "loo", "waic")]
-    if bad:
-        raise DataError(f"criteria may be 'bic', 'aic', 'loo', 'waic'; got {bad}")
+    if criterion not in _CRITERIA:
+        raise DataError(f"criterion must be one of {list(_CRITERIA)}; got {criterion!r}")
+    states = [positive_int(k, "each number of states") for k in states]
+    if not states:
+        raise DataError("states is empty; give the numbers of states to compare, e.g. (1, 2, 3)")
+    folds = positive_int(folds, "folds")
     vary_from_shared(shared)
-    bayes = any(c in ("loo", "waic") for c in criteria)
+    opts = {"shared": shared, "initial": initial, "key": key, "num_restarts": num_restarts,
+            "max_iters": max_iters, "progress": False, **fit_kwargs}
     rows, fits = [], {}
     for K in states:
-        f = fit_hmm(data, K, emission, shared=shared, key=key, num_restarts=num_restarts, max_iters=max_iters,
-                    progress=progress, **fit_kwargs)
-        row = {"num_states": K, "log_likelihood": f.log_likelihood, "num_params": f.num_params,
-               "bic": f.bic, "aic": f.aic}
-        if bayes:
-            f = fit_hmm(data, K, emission, shared=shared, key=key, method="nuts", num_restarts=num_restarts,
-                        max_iters=max_iters, num_warmup=num_warmup, num_samples=num_samples,
-                        num_chains=num_chains, progress=progress, **fit_kwargs)
-            post = f.posterior.posterior
-            draws = HMMParams.from_dict({k: jnp.asarray(post[k].values).reshape((-1,) + post[k].shape[2:])
-                                         for k in f.params.to_dict()})
-            y = jnp.asarray(data.y)
-            lengths = jnp.asarray(data.lengths)
-            cfg = f.config
-
-            def pointwise(p, cfg=cfg, y=y, lengths=lengths):
-                def one(pe, y_n, n):
-                    ll = emission_log_lik(pe.emissions, y_n, cfg)
-                    tr = transition_matrices(pe.trans, None, None)
-                    return hmm_filter(pe.init, tr, ll, n).log_norms
-                return jax.vmap(jax.vmap(one, in_axes=(None, 0, 0)))(p, y, lengths)
-
-            terms = np.asarray(jax.lax.map(pointwise, draws))  # (S, E, N, T)
-            valid = (np.arange(data.num_steps)[None, None, :] < data.lengths[..., None]).ravel()
-            terms = terms.reshape(terms.shape[0], -1)[:, valid]
-            terms = terms.reshape(num_chains, num_samples, -1)
-            idata = az.from_dict(posterior={"_": np.zeros((num_chains, num_samples))},
-                                 log_likelihood={"y": terms})
-            for c in criteria:
-                if c in ("loo", "waic"):
-                    r = az.loo(idata) if c == "loo" else az.waic(idata)
-                    row[f"elpd_{c}"] = float(r[f"elpd_{c}"])
-                    row[f"elpd_{c}_se"] = float(r["se"])
-        rows.append(row)
+        with warnings.catch_warnings():  # degenerate fits are reported in the table instead
+            warnings.simplefilter("ignore", DegenerateFitWarning)
+            f = fit_hmm(data, K, emission, **opts)
         fits[K] = f
+        y, lengths = jnp.asarray(data.y), jnp.asarray(data.lengths)
+        p = jax.tree.map(jnp.asarray, f.params._replace(trans_weights=None))
+        entropy = float(path_entropy(p, y, lengths, config=f.config, partial=has_partial_rows(data.y)))
+        row = {"num_states": K, "log_likelihood": f.log_likelihood, "num_params": f.num_params,
+               "bic": f.bic, "aic": f.aic, "icl": f.bic + 2.0 * entropy,
+               "degenerate": "; ".join(f.degenerate), "eligible": not f.degenerate}
+        if criterion == "heldout":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DegenerateFitWarning)
+                row["heldout"] = _heldout(data, K, emission, opts, folds)
+        if criterion in ("loo", "waic"):
+            row.update(_bayes_criterion(data, K, emission, criterion, opts, num_warmup, num_samples, num_chains,
+                                        progress))
+        rows.append(row)
     table = pd.DataFrame(rows)
-    keep = ["num_states", "log_likelihood", "num_params"] + [c for c in ("bic", "aic") if c in criteria] + [
-        c for c in table.columns if c.startswith("elpd_")]
-    return table[keep], fits
+    column, higher = {"heldout": ("heldout", True), "loo": ("elpd_loo", True),
+                      "waic": ("elpd_waic", True)}.get(criterion, (criterion, False))
+    value = table[column].to_numpy(dtype=float)
+    score = np.where(table["eligible"].to_numpy(bool) & np.isfinite(value), -value if higher else value, np.inf)
+    if not np.isfinite(score).any():
+        raise DataError(f"every fit is degenerate ({'; '.join(f'{k}: {d}' for k, d in zip(states, table['degenerate']))}"
+                        "); try fewer states, a larger min_covar, or check the data for coded values")
+    best = int(np.argmin(score))
+    rec = states[best]
+    raw = int(np.nanargmin(-value if higher else value))
+    word = "highest" if higher else "lowest"
+    reason = f"{rec} state(s): the {word} {criterion.upper()} ({value[best]:.2f}) among the sound fits"
+    refused = [f"{k} (degenerate: {d})" for k, d, ok in zip(states, table["degenerate"], table["eligible"]) if not ok]
+    if raw != best:
+        reason += (f"; {states[raw]} state(s) scored better ({value[raw]:.2f}) but the fit is degenerate and "
+                   "was refused")
+    if refused:
+        reason += "; refused: " + ", ".join(refused)
+    return StateSelection(table, criterion, rec, reason + ".", fits)
 
+
+def _bayes_criterion(data, K, emission, criterion, opts, num_warmup, num_samples, num_chains, progress) -> dict:
+    """arviz LOO / WAIC of a NUTS fit, with the one-step-ahead predictive densities as pointwise terms."""
+    import arviz as az
+
+    kw = {k: v for k, v in opts.items() if k not in ("initial", "progress")}
+    f = fit_hmm(data, K, emission, method="nuts", num_warmup=num_warmup, num_samples=num_samples,
+                num_chains=num_chains, progress=progress, **kw)
+    post = f.posterior.posterior
+    draws = HMMParams.from_dict({k: jnp.asarray(post[k].values).reshape((-1,) + post[k].shape[2:])
+                                 for k in f.params.to_dict()})
+    y = jnp.asarray(data.y)
+    lengths = jnp.asarray(data.lengths)
+    cfg = f.config
+
+    def pointwise(p):
+        def one(pe, y_n, n):
+            ll = emission_log_lik(pe.emissions, y_n, cfg)
+            tr = transition_matrices(pe.trans, None, None)
+            return hmm_filter(pe.init, tr, ll, n).log_norms
+        return jax.vmap(jax.vmap(one, in_axes=(None, 0, 0)))(p, y, lengths)
+
+    terms = np.asarray(jax.lax.map(pointwise, draws))  # (S, E, N, T)
+    valid = (np.arange(data.num_steps)[None, None, :] < data.lengths[..., None]).ravel()
+    terms = terms.reshape(terms.shape[0], -1)[:, valid].reshape(num_chains, num_samples, -1)
+    idata = az.from_dict(posterior={"_": np.zeros((num_chains, num_samples))}, log_likelihood={"y": terms})
+    r = az.loo(idata) if criterion == "loo" else az.waic(idata)
+    return {f"elpd_{criterion}": float(r[f"elpd_{criterion}"]), f"elpd_{criterion}_se": float(r["se"])}

@@ -55,6 +55,8 @@ __all__ = [
     "permute_states",
     "run_em",
     "simulate_like",
+    "path_entropy",
+    "state_occupancy",
 ]
 
 def _estep(params, y, lengths, config: HMMConfig, partial: bool):
@@ -115,6 +117,8 @@ def _mstep(params, y, lengths, gamma, xi, config: HMMConfig, partial: bool, min_
     first = gamma[:, :, 0, :]  # (E, N, K): zero rows for empty sequences
     init = _pool(jnp.sum(first, axis=1), tv)
     init = init / jnp.sum(init, axis=-1, keepdims=True)
+    if config.initial == "fixed":  # a given initial distribution stays as given
+        init = params.init
     counts = _pool(jnp.sum(xi, axis=1), tv)
     rows = jnp.sum(counts, axis=-1, keepdims=True)
     trans = jnp.where(rows > 0, counts / jnp.where(rows > 0, rows, 1.0), params.trans)
@@ -175,6 +179,29 @@ def _em_block(params, ll_prev, done, y, lengths, min_covar, tol, *, config, part
 
     (params, ll, done), trace = lax.scan(body, (params, ll_prev, done), None, length=num_iters)
     return params, ll, done, trace
+
+
+@functools.partial(jax.jit, static_argnames=("config", "partial"))
+def state_occupancy(params, y, lengths, *, config: HMMConfig, partial: bool):
+    """Expected number of steps in each state, ``(E, K)`` (summed smoothed posteriors)."""
+    _, gamma, _ = _estep(params, y, lengths, config, partial)
+    return jnp.sum(gamma, axis=(1, 2))
+
+
+@functools.partial(jax.jit, static_argnames=("config", "partial"))
+def path_entropy(params, y, lengths, *, config: HMMConfig, partial: bool):
+    r"""Entropy of the state paths given the data, :math:`H(z \mid y) = \log p(y) - E[\log p(z, y)
+    \mid y]`, summed over sequences (exact: the expectation needs only the smoothed marginals and
+    the expected transition counts).  The classification term of ICL."""
+    ll, gamma, xi = _estep(params, y, lengths, config, partial)
+
+    def expected(p, g, x, y_e):
+        em = jax.vmap(lambda y_n: emission_log_lik(p.emissions, y_n, config, partial))(y_e)  # (N, T, K)
+        log = lambda a: jnp.log(jnp.where(a > 0, a, 1.0))
+        return (jnp.sum(g[:, 0] * log(p.init)) + jnp.sum(x * log(p.trans)) + jnp.sum(g * em))
+
+    e_joint = jax.vmap(expected)(params, gamma, xi, y)
+    return jnp.sum(ll) - jnp.sum(e_joint)
 
 
 #: Smallest batch that :func:`run_em` compacts its unfinished fits into (below it a batch's

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from causalid._checks import check_channels, positive_int
 from causalid._compile import compiled, to_device
 from causalid._progress import show_progress
 from causalid._x64 import float64
@@ -45,7 +46,9 @@ from causalid.hmm.em import (
     numpy_params,
     permute_states,
     run_em,
+    state_occupancy,
 )
+from causalid.hmm.starts import DegenerateFitWarning, degeneracy, initial_params
 from causalid.hmm.result import HMMResult
 from causalid.models.hmm import (
     CategoricalEmissions,
@@ -59,9 +62,10 @@ from causalid.models.hmm import (
     hmm_model,
     sequence_log_likelihoods,
     sites_from_params,
+    stationary_distribution,
 )
 
-__all__ = ["fit_hmm", "vary_from_shared"]
+__all__ = ["SCREEN_ITERS", "fit_hmm", "vary_from_shared"]
 
 
 # ----------------------------------------------------------------------------- options
@@ -111,47 +115,7 @@ def _check_values(data: SequenceData, emission: str, num_categories):
 
 
 # ----------------------------------------------------------------------- initialisation
-
-
-def _initial_params(key, data: SequenceData, config: HMMConfig, R: int) -> HMMParams:
-    """``R`` starting points (NumPy arrays shaped ``(R, E, ...)``): restart 0 places states at
-    quantiles of the pooled data, the others at random observed rows (Gaussian / Poisson) or
-    random symbol profiles."""
-    K, D, E = config.num_states, config.obs_dim, config.num_envs
-    # the key's own words seed NumPy (drawing an integer from it would compile a JAX program)
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
-    valid = np.arange(data.num_steps)[None, None, :] < data.lengths[..., None]
-    rows = data.y[valid]  # (rows, D)
-    col_mean = np.nanmean(rows, axis=0)
-    filled = np.where(np.isnan(rows), col_mean, rows)
-    off = 0.1 / max(K - 1, 1)
-    trans = np.full((R, K, K), off) + (0.9 - off) * np.eye(K)
-    if K == 1:
-        trans[:] = 1.0
-    trans[1:] = trans[1:] * rng.uniform(0.7, 1.3, size=(R - 1, K, K))
-    trans /= trans.sum(-1, keepdims=True)
-    init = np.full((R, K), 1.0 / K)
-    order = np.argsort(filled[:, 0], kind="stable")
-    qs = order[((np.arange(K) + 0.5) / K * len(order)).astype(int)]
-    picks = np.stack([qs] + [rng.choice(len(filled), size=K, replace=len(filled) < K) for _ in range(R - 1)])
-    if config.emission == "gaussian":
-        var = np.nanvar(rows, axis=0)
-        var = np.where(var > 0, var, 1.0)
-        cov = np.cov(filled.T).reshape(D, D) if config.covariance == "full" and D > 1 else np.diag(var)
-        cov = cov + 1e-6 * np.diag(var)
-        means = filled[picks]  # (R, K, D)
-        emissions = GaussianEmissions(means, np.broadcast_to(cov, (R, K, D, D)).copy())
-    elif config.emission == "poisson":
-        emissions = PoissonEmissions(filled[picks] + 0.1 + 0.1 * np.nanmean(rows, axis=0))
-    else:
-        C = config.num_categories
-        probs = rng.dirichlet(np.ones(C) * 2.0, size=(R, K, D))
-        freq = np.stack([np.bincount(filled[:, d].astype(int), minlength=C)[:C] for d in range(D)]) + 1.0
-        freq = freq / freq.sum(-1, keepdims=True)
-        probs[0] = 0.5 * freq[None] + 0.5 * np.eye(C)[np.arange(K) % C][:, None, :]
-        emissions = CategoricalEmissions(probs / probs.sum(-1, keepdims=True))
-    return jax.tree.map(lambda v: np.broadcast_to(v[:, None], (R, E) + v.shape[1:]),
-                        HMMParams(init, trans, emissions))
+# (the starting points themselves: causalid.hmm.starts)
 
 
 # ---------------------------------------------------------------------------- alignment
@@ -159,12 +123,44 @@ def _initial_params(key, data: SequenceData, config: HMMConfig, R: int) -> HMMPa
 
 # ----------------------------------------------------------------------------- front door
 
+#: EM iterations that every start runs before the best few are continued (see :func:`fit_hmm`).
+SCREEN_ITERS = 10
+
+
+def _check_size(data: SequenceData, config: HMMConfig, num_categories) -> None:
+    """Refuse models with more states or free parameters than the data can carry."""
+    K, n = config.num_states, data.num_observations
+    values = int(np.sum(~np.isnan(data.y[np.arange(data.num_steps)[None, None, :] < data.lengths[..., None]])))
+    if K > n:
+        raise DataError(f"num_states={K} but the data have only {n} observed step(s); a state needs steps to "
+                        "describe: use fewer states")
+    p = config.num_params()
+    if p >= values:
+        raise DataError(f"a {K}-state {config.emission} HMM has {p} free parameters but the data have only "
+                        f"{values} observed value(s); use fewer states (or more data)")
+
+
+def _initial_option(initial, K: int, E: int):
+    """(config name, fixed initial distribution (E, K) or None) of ``fit_hmm``'s ``initial``."""
+    if isinstance(initial, str):
+        if initial not in ("free", "stationary"):
+            raise DataError(f"initial must be 'free', 'stationary' or an array of {K} probabilities; got {initial!r}")
+        return initial, None
+    a = np.asarray(initial, dtype=float)
+    if a.ndim == 1:
+        a = np.broadcast_to(a, (E, K))
+    if a.shape != (E, K) or not np.all(np.isfinite(a)) or np.any(a < 0) or \
+            not np.allclose(a.sum(-1), 1.0, atol=1e-8):
+        raise DataError(f"initial as an array must hold {K} non-negative probabilities summing to 1 (or one such "
+                        f"row per environment, shape ({E}, {K})); got shape {np.shape(initial)}")
+    return "fixed", np.array(a)
+
 
 @float64
 def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", covariance: str = "full",
-            method: str = "em", num_restarts: int = 10, max_iters: int = 500, tol: float = 1e-6,
-            key=0, num_categories: int | None = None, min_covar: float = 1e-6,
-            num_warmup: int = 500, num_samples: int = 500, num_chains: int = 2,
+            method: str = "em", initial="free", num_restarts: int = 30, num_refine: int = 4,
+            max_iters: int = 500, tol: float = 1e-6, key=0, num_categories: int | None = None,
+            min_covar: float = 1e-3, num_warmup: int = 500, num_samples: int = 500, num_chains: int = 2,
             prior: HMMPrior | None = None, progress: bool | None = None, init_params=None):
     r"""Fit a (multi-environment) HMM; see the module docstring for the engines.
 
@@ -174,24 +170,40 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
         A ``(T, D)`` / ``(T,)`` array, a list of sequences (one environment), a list of lists or a
         dict ``{environment: sequences}``, or a data object.  NaN values are missing.
     num_states : int
+        A positive whole number, at most the number of observed steps, with fewer free
+        parameters than observed values.
     emission : {"gaussian", "poisson", "categorical"}
     shared : {"all", "transitions", "emissions", "none"} or tuple
         Mechanisms shared by all environments (see :func:`vary_from_shared`).
     covariance : {"full", "diag"}
         Gaussian emissions.
     method : {"em", "map", "nuts"}
+    initial : {"free", "stationary"} or array
+        The initial state distribution: estimated (``"free"``, the EM default), the stationary
+        distribution of the transition matrix (``"stationary"``: EM, then the exact stationary
+        likelihood maximised directly over every parameter by L-BFGS, started from the EM fit),
+        or given probabilities ``(K,)`` / ``(E, K)`` (kept fixed by EM).  Only ``"free"`` with
+        ``method="map"`` / ``"nuts"``.
     num_restarts : int
-        EM random starts, run at once; the best log-likelihood is kept.  ``0`` runs only the
-        ``init_params`` starts.
+        Data-driven EM starting points (:func:`causalid.hmm.starts.initial_params`).  All of them
+        run :data:`SCREEN_ITERS` EM iterations in one vmapped program; the ``num_refine`` best
+        with distinct states (and every ``init_params`` start) continue to convergence.  ``0``
+        runs only the ``init_params`` starts.
+    num_refine : int
+        Starts continued to convergence.
     max_iters : int
-        EM iterations per restart (``"map"``: BFGS iterations).
+        EM iterations per start (``"map"``: BFGS iterations).
     tol : float
-        EM stops a restart when an iteration gains less than ``tol`` nats (``0``: run all).
+        EM stops a start when an iteration gains less than ``tol`` nats (``0``: run all).
     key : int or PRNGKey
     num_categories : int, optional
         Categorical symbols (default: largest symbol + 1).
     min_covar : float
-        Added to Gaussian covariance diagonals in the M-step, relative to each channel's variance.
+        The variance floor: ``min_covar`` times each channel's (pooled) variance is added to the
+        diagonal of every Gaussian covariance in the M-step (default 1e-3: a state's standard
+        deviation is at least about 3 % of the channel's).  It keeps the likelihood bounded on
+        repeated or coded values; it is recorded in ``settings["variance_floor"]``.  A state
+        that ends at the floor is reported as degenerate.
     num_warmup, num_samples, num_chains : int
         NUTS settings.
     prior : HMMPrior
@@ -201,12 +213,25 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
         Show a progress bar.
     init_params : HMMParams or list of HMMParams, optional
         Extra EM starting points in the per-environment form of :attr:`HMMResult.params`
-        (e.g. a nested model's fit), run besides the ``num_restarts`` random ones (the flat
-        dictionaries of :meth:`HMMParams.to_dict` are accepted too).
+        (e.g. a nested model's fit), always continued to convergence (the flat dictionaries of
+        :meth:`HMMParams.to_dict` are accepted too).
 
     Returns
     -------
     HMMResult
+        ``degenerate`` lists what makes the fit degenerate (an empty state, duplicated states, a
+        variance at the floor; see :func:`causalid.hmm.starts.degeneracy`).  A fit with an empty
+        or duplicated state is refitted once from three times as many starts; a fit that stays
+        degenerate is kept and a :class:`DegenerateFitWarning` says what happened and what to do.
+
+    Examples
+    --------
+    >>> import numpy as np, causalid
+    >>> from causalid.datasets import load_earthquakes
+    >>> y = load_earthquakes()["count"].to_numpy()
+    >>> fit = causalid.fit_hmm(y, 2, "poisson", initial="stationary", progress=False)
+    >>> round(-fit.log_likelihood, 3)
+    342.318
     """
     progress = show_progress(progress)
 
@@ -214,17 +239,29 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
         raise DataError(f"method must be 'em', 'map' or 'nuts'; got {method!r}")
     prior = HMMPrior() if prior is None else prior
     data = SequenceData.coerce(data)
-    if int(num_states) < 1:
-        raise DataError(f"num_states must be at least 1; got {num_states}")
+    num_states = positive_int(num_states, "num_states")
     if emission not in ("gaussian", "poisson", "categorical"):
         raise DataError(f"emission must be 'gaussian', 'poisson' or 'categorical'; got {emission!r}")
+    check_channels(data.y, data.names, "column", constant=emission == "gaussian")
     num_categories = _check_values(data, emission, num_categories)
-    if int(num_restarts) < (0 if init_params else 1):
+    if isinstance(num_restarts, bool) or not isinstance(num_restarts, (int, np.integer)) or \
+            int(num_restarts) < (0 if init_params else 1):
         raise DataError(f"num_restarts must be at least {0 if init_params else 1}"
                         f"{' with init_params' if init_params else ''}; got {num_restarts}")
+    num_refine = positive_int(num_refine, "num_refine")
+    if isinstance(max_iters, bool) or not isinstance(max_iters, (int, np.integer)):
+        raise DataError(f"max_iters must be a positive integer; got {max_iters!r}")
+    max_iters = positive_int(max_iters, "max_iters")
+    if not (np.isfinite(min_covar) and min_covar >= 0):
+        raise DataError(f"min_covar must be a non-negative number; got {min_covar!r}")
     vary = vary_from_shared(shared)
-    config = HMMConfig(int(num_states), emission, data.obs_dim, data.num_envs, vary, covariance,
-                       num_categories, len(data.input_names))
+    init_kind, fixed_init = _initial_option(initial, num_states, data.num_envs)
+    if init_kind != "free" and method != "em":
+        raise DataError(f"initial={initial if isinstance(initial, str) else 'an array'!r} is available with "
+                        "method='em'; the map and nuts engines estimate the initial distribution freely")
+    config = HMMConfig(num_states, emission, data.obs_dim, data.num_envs, vary, covariance,
+                       num_categories, len(data.input_names), init_kind)
+    _check_size(data, config, num_categories)
     if isinstance(key, int):
         key = jax.random.PRNGKey(key)
     if data.inputs is not None and method == "em":
@@ -234,14 +271,32 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
     mc = min_covar_diag(data, min_covar)
 
     partial = has_partial_rows(data.y)
+    degenerate, refitted = [], False
     if data.inputs is None:
         one = isinstance(init_params, (dict, HMMParams))
         starts = [HMMParams.from_dict(p) for p in ([init_params] if one else list(init_params or []))]
-        params, _, trace, restart_ll, n_iter, converged = _fit_em(
-            key, data, config, y, lengths, num_restarts, max_iters, tol, mc, partial, progress, starts)
+        em_args = (data, config, y, lengths, max_iters, tol, mc, partial, progress, starts, num_refine, fixed_init)
+        fit = _fit_em(key, int(num_restarts), *em_args)
+        degenerate = _degeneracy(fit[0], config, y, lengths, partial, mc)
+        if int(num_restarts) > 0 and any("empty" in d or "duplicated" in d for d in degenerate):
+            # an empty or duplicated state is an optimisation failure: try three times as many starts
+            again = _fit_em(jax.random.fold_in(key, 1), 3 * int(num_restarts), *em_args, prefetch_final=False)
+            refitted = True
+            if again[1] > fit[1] - 1e-9:
+                fit = again
+                degenerate = _degeneracy(fit[0], config, y, lengths, partial, mc)
+        params, _, trace, restart_ll, n_iter, converged = fit
+        if init_kind == "stationary":
+            params, converged_direct = _maximise_stationary(params, config, y, lengths, partial, mc, max_iters)
+            converged = converged and converged_direct
+            degenerate = _degeneracy(params, config, y, lengths, partial, mc)
     else:
         params = _inputs_start(key, data, config)
         trace, restart_ll, n_iter, converged = None, None, 0, True
+    if degenerate:
+        warnings.warn(f"degenerate {num_states}-state fit{' (also after a refit from more starts)' if refitted else ''}"
+                      f": {'; '.join(degenerate)}. Fit fewer states, or raise min_covar for a variance at the "
+                      "floor; result.degenerate keeps this list", DegenerateFitWarning, stacklevel=3)
     posterior = None
     if method in ("map", "nuts"):
         params, converged_map = _fit_map(params, data, config, prior, max_iters)
@@ -257,10 +312,19 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
         params=params, config=config, log_likelihood=float(ll_seq.sum()),
         num_observations=data.num_observations, method=method, names=data.names, env_names=data.env_names,
         converged=bool(converged), num_iters=int(n_iter), trace=trace, restart_log_likelihoods=restart_ll,
-        posterior=posterior, settings={"num_restarts": num_restarts, "max_iters": max_iters, "tol": tol,
-                                       "min_covar": min_covar, "shared": [m for m in ("transitions", "emissions")
-                                                                           if m not in vary]},
+        posterior=posterior, degenerate=list(degenerate),
+        settings={"num_restarts": num_restarts, "num_refine": num_refine, "screen_iters": SCREEN_ITERS,
+                  "max_iters": max_iters, "tol": tol, "min_covar": min_covar,
+                  "variance_floor": np.asarray(mc).tolist() if emission == "gaussian" else None,
+                  "initial": init_kind, "refitted": refitted,
+                  "shared": [m for m in ("transitions", "emissions") if m not in vary]},
     )
+
+
+def _degeneracy(params, config, y, lengths, partial, floor) -> list:
+    p = jax.tree.map(to_device, numpy_params(params)._replace(trans_weights=None))
+    occ = np.asarray(compiled(state_occupancy, p, y, lengths, config=config, partial=partial)(p, y, lengths))
+    return degeneracy(numpy_params(params), config, occ, np.asarray(floor) if config.emission == "gaussian" else None)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "partial"))
@@ -277,22 +341,65 @@ def _restart_env_lls(params, y, lengths, *, config, partial):
         params)
 
 
-def _fit_em(key, data, config, y, lengths, R, max_iters, tol, min_covar, partial, progress, starts=None):
+def _distinct_best(params, ll, config, n: int, keep=()) -> np.ndarray:
+    """Indices of the ``n`` best fits by ``ll`` whose canonical state parameters differ (a fit
+    that agrees with one already picked adds nothing), plus every index of ``keep``."""
+    order = [int(i) for i in np.argsort(-np.where(np.isfinite(ll), ll, -np.inf), kind="stable")]
+    picked, sigs = list(keep), []
+    for i in picked:
+        sigs.append(emission_signature(canonical_order(jax.tree.map(lambda v, i=i: v[i], params), config)))
+    for i in order:
+        if len(picked) >= n + len(keep):
+            break
+        if i in picked:
+            continue
+        sig = emission_signature(canonical_order(jax.tree.map(lambda v, i=i: v[i], params), config))
+        if any(np.max(np.abs(sig - s)) < 1e-2 * (1 + np.max(np.abs(s))) for s in sigs):
+            continue
+        picked.append(i)
+        sigs.append(sig)
+    for i in order:  # fewer distinct fits than n: fill with the next best
+        if len(picked) >= min(n + len(keep), len(ll)):
+            break
+        if i not in picked:
+            picked.append(i)
+    return np.asarray(picked)
+
+
+def _fit_em(key, R, data, config, y, lengths, max_iters, tol, min_covar, partial, progress, starts=None,
+            num_refine=4, fixed_init=None, prefetch_final=True):
     # starting points assembled in NumPy and moved once (eager jnp.stack / concatenate would each
     # compile a small program per shape)
     given = [jax.tree.map(lambda v: np.asarray(v)[None], s._replace(trans_weights=None)) for s in starts or []]
-    random = [_initial_params(key, data, config, int(R))] if int(R) > 0 else []  # fit_hmm refuses R = 0 alone
+    random = [initial_params(key, data, config, int(R))] if int(R) > 0 else []  # fit_hmm refuses R = 0 alone
     parts = random + given
-    params = jax.tree.map(lambda *v: to_device(np.concatenate(v)), *parts)
+    params = jax.tree.map(lambda *v: np.concatenate(v), *parts)
+    if fixed_init is not None:
+        params = params._replace(init=np.broadcast_to(fixed_init, params.init.shape).copy())
+    total = params.init.shape[0]
+    params = jax.tree.map(to_device, params)
     # the fit's final log-likelihood (fit_hmm) compiles on another core while EM runs: a cold fit
     # waited about 0.5 s for it afterwards, and EM's scans keep about one core busy
     shapes = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape[1:], v.dtype), params)
     # (the thread enters float64 again: the setting is per thread)
     prefetch = threading.Thread(target=float64(compiled), args=(_sequence_lls, shapes, y, lengths, None),
                                 kwargs={"config": config, "partial": partial}, daemon=True)
-    params, ll, done, trace = run_em(params, y, lengths, config, max_iters=max_iters, tol=tol,
-                                     min_covar=min_covar, partial=partial, progress=progress,
-                                     while_running=prefetch.start)
+    if not prefetch_final:  # (a refit: the program is compiled already)
+        prefetch = threading.Thread(target=lambda: None)
+    em = functools.partial(run_em, y=y, lengths=lengths, config=config, tol=tol, min_covar=min_covar,
+                           partial=partial, progress=progress)
+    screen = total > num_refine + len(given) and max_iters > SCREEN_ITERS
+    if screen:
+        # every start for a few iterations, in one program; the best distinct few go on
+        params, ll, _, trace0 = em(params, max_iters=SCREEN_ITERS, while_running=prefetch.start, desc="EM starts")
+        keep = tuple(range(total - len(given), total))
+        pick = _distinct_best(numpy_params(params), ll, config, num_refine, keep)
+        take = to_device(pick)
+        params = jax.tree.map(lambda a: a[take], params)
+        params, ll, done, trace1 = em(params, max_iters=max_iters - SCREEN_ITERS)
+        trace = np.concatenate([trace0[:, pick], trace1])
+    else:
+        params, ll, done, trace = em(params, max_iters=max_iters, while_running=prefetch.start)
     prefetch.join()  # run_em runs at least one block, so the thread has started
     ll = np.where(np.isfinite(ll), ll, -np.inf)
     best = int(np.argmax(ll))
@@ -339,9 +446,106 @@ def _check_restarts(params, ll, best, config: HMMConfig):
                       ConvergenceWarning, stacklevel=3)
 
 
+# ------------------------------------------------------------------ stationary initial distribution
+
+
+def _to_free(params: HMMParams, config: HMMConfig, floor) -> dict:
+    """Unconstrained coordinates of ``params`` (NumPy): transition logits, Gaussian means and
+    Cholesky factors of ``cov - floor`` (log diagonal), log rates or symbol logits; a shared
+    mechanism keeps one copy (environment 0)."""
+    p = numpy_params(params)
+    t = p.trans if config.trans_vary else p.trans[:1]
+    em = p.emissions
+    take = (lambda a: a) if config.emis_vary else (lambda a: a[:1])
+    z = {"trans": np.log(np.maximum(t, 1e-12))}
+    if config.emission == "gaussian":
+        z["means"] = take(em.means)
+        cov = take(em.covs) - (1.0 - 1e-3) * np.diag(np.asarray(floor))
+        if config.covariance == "diag":
+            z["log_sd"] = 0.5 * np.log(np.diagonal(cov, axis1=-2, axis2=-1))
+        else:
+            chol = np.linalg.cholesky(cov)
+            d = np.diagonal(chol, axis1=-2, axis2=-1)
+            z["chol"] = np.tril(chol, -1) + np.eye(cov.shape[-1]) * np.log(d)[..., None]
+    elif config.emission == "poisson":
+        z["log_rates"] = np.log(take(em.rates))
+    else:
+        z["logits"] = np.log(np.maximum(take(em.probs), 1e-12))
+    return z
+
+
+def _from_free(z: dict, config: HMMConfig, floor) -> HMMParams:
+    """:class:`HMMParams` (JAX) from the coordinates of :func:`_to_free`, with the stationary
+    initial distribution."""
+    E = config.num_envs
+    env = lambda a: jnp.broadcast_to(a, (E,) + a.shape[1:])
+    trans = env(jax.nn.softmax(z["trans"], axis=-1))
+    init = stationary_distribution(trans)
+    if config.emission == "gaussian":
+        D = config.obs_dim
+        if config.covariance == "diag":
+            covs = jnp.eye(D) * jnp.exp(2.0 * z["log_sd"])[..., None]
+        else:
+            c = z["chol"]
+            chol = jnp.tril(c, -1) + jnp.eye(D) * jnp.exp(jnp.diagonal(c, axis1=-2, axis2=-1))[..., None]
+            covs = chol @ jnp.swapaxes(chol, -1, -2)
+        emissions = GaussianEmissions(env(z["means"]), env(covs + jnp.diag(floor)))
+    elif config.emission == "poisson":
+        emissions = PoissonEmissions(env(jnp.exp(z["log_rates"])))
+    else:
+        emissions = CategoricalEmissions(env(jax.nn.softmax(z["logits"], axis=-1)))
+    return HMMParams(init, trans, emissions)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "partial"))
+def _stationary_objective(z, floor, y, lengths, *, config, partial):
+    """Minus the exact log-likelihood with the stationary start, and its gradient in ``z``."""
+    def loss(z):
+        p = _from_free(z, config, floor)
+        return -jnp.sum(sequence_log_likelihoods(p, y, config, lengths, partial=partial))
+
+    return jax.value_and_grad(loss)(z)
+
+
+def _maximise_stationary(params, config, y, lengths, partial, floor, max_iters):
+    r"""Maximise the likelihood with :math:`\pi = \delta(\Gamma)` (the stationary distribution)
+    directly over every parameter, by L-BFGS started at ``params`` (the free-start EM fit)."""
+    from scipy.optimize import minimize
+
+    floor = to_device(np.asarray(floor) if config.emission == "gaussian" else np.zeros(1))
+    z0 = _to_free(params, config, np.asarray(floor))
+    names = sorted(z0)
+    shapes = [z0[k].shape for k in names]
+    sizes = [int(np.prod(s)) for s in shapes]
+
+    def unpack(x):
+        parts = np.split(np.asarray(x, dtype=float), np.cumsum(sizes)[:-1])
+        return {k: to_device(v.reshape(s)) for k, v, s in zip(names, parts, shapes)}
+
+    fn = None
+
+    def f(x):
+        nonlocal fn
+        z = unpack(x)
+        if fn is None:
+            fn = compiled(_stationary_objective, z, floor, y, lengths, config=config, partial=partial)
+        val, grad = fn(z, floor, y, lengths)
+        return float(val), np.concatenate([np.asarray(grad[k]).ravel() for k in names])
+
+    x0 = np.concatenate([z0[k].ravel() for k in names])
+    res = minimize(f, x0, jac=True, method="L-BFGS-B",
+                   options={"maxiter": max(200, int(max_iters)), "ftol": 1e-14, "gtol": 1e-8})
+    ok = bool(res.success) or np.max(np.abs(res.jac)) < 1e-4
+    if not ok:
+        warnings.warn(f"the stationary-start likelihood maximisation stopped without converging ({res.message}); "
+                      "raise max_iters", ConvergenceWarning, stacklevel=4)
+    out = numpy_params(_from_free(unpack(res.x), config, floor))
+    return canonical_order(out, config), ok
+
+
 def _inputs_start(key, data, config):
     R = 1
-    p = jax.tree.map(lambda v: v[0], _initial_params(key, data, replace(config, input_dim=0), R))
+    p = jax.tree.map(lambda v: v[0], initial_params(key, data, replace(config, input_dim=0), R))
     return p._replace(trans_weights=np.zeros((config.num_states, config.input_dim, config.num_states)))
 
 

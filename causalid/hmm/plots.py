@@ -138,9 +138,9 @@ def plot_hmm_selection(table, *, ax=None, path=None):
     """Model-selection criteria against the number of states.
 
     ``table`` (a DataFrame, or anything ``pandas.DataFrame`` accepts) has a ``num_states``
-    column and one or more criteria: ``bic``, ``aic`` (lower is better; also ``loo`` /
-    ``waic`` on the deviance scale) and ``elpd_loo`` / ``elpd_waic`` (arviz's expected log
-    predictive density, higher is better; error bars from ``elpd_loo_se`` / ``elpd_waic_se``
+    column and one or more criteria: ``bic``, ``aic``, ``icl`` (lower is better; also ``loo`` /
+    ``waic`` on the deviance scale) and ``heldout`` (held-out log-likelihood), ``elpd_loo`` /
+    ``elpd_waic`` (arviz's expected log predictive density; higher is better; error bars from ``elpd_loo_se`` / ``elpd_waic_se``
     when present), as returned by :func:`causalid.hmm.compare.select_num_states`.
     Information criteria share the left panel, elpd values the right one; the best number of
     states of each criterion is ringed.  Drawn into ``ax``'s place (default: a new figure);
@@ -151,13 +151,15 @@ def plot_hmm_selection(table, *, ax=None, path=None):
     table = pd.DataFrame(table)
     if "num_states" not in table.columns:
         raise DataError(f"the selection table needs a 'num_states' column; it has {list(map(str, table.columns))}")
-    lower = [c for c in ("bic", "aic", "loo", "waic") if c in table.columns]
-    higher = [c for c in ("elpd_loo", "elpd_waic") if c in table.columns]
+    lower = [c for c in ("bic", "aic", "icl", "loo", "waic") if c in table.columns]
+    higher = [c for c in ("heldout", "elpd_loo", "elpd_waic") if c in table.columns]
     if not lower and not higher:
-        raise DataError("the selection table has no criterion column (bic, aic, loo, waic, elpd_loo, elpd_waic)")
+        raise DataError("the selection table has no criterion column (bic, aic, icl, loo, waic, heldout, elpd_loo, "
+                        "elpd_waic)")
     table = table.sort_values("num_states")
     k = table["num_states"].to_numpy()
-    panels = [(lower, "criterion (lower is better)", np.argmin), (higher, "elpd (higher is better)", np.argmax)]
+    panels = [(lower, "criterion (lower is better)", np.argmin),
+              (higher, "log predictive (higher is better)", np.argmax)]
     panels = [p for p in panels if p[0]]
     fig, grid = figure_grid(ax, 1, len(panels), (4.6 * len(panels), 3.4), layout="constrained")
     for column, (cols, ylabel, best) in enumerate(panels):

@@ -58,6 +58,9 @@ class HMMResult(Result):
         Parametric-bootstrap standard errors (shaped like ``params``), set by :meth:`bootstrap`.
     bootstrap_params : HMMParams or None
         The label-aligned bootstrap refits (leading axis: replicate); kept in memory, not saved.
+    degenerate : list of str
+        What makes the fit degenerate, in words (an empty state, duplicated states, a variance
+        at the floor; :func:`causalid.hmm.starts.degeneracy`); empty for a sound fit.
     """
 
     params: HMMParams
@@ -75,6 +78,7 @@ class HMMResult(Result):
     settings: dict = field(default_factory=dict)
     standard_errors: HMMParams | None = None
     bootstrap_params: HMMParams | None = field(default=None, repr=False)
+    degenerate: list = field(default_factory=list)
 
     def __post_init__(self):
         # the flat dictionaries of older versions (and of hand-made results) become typed
@@ -199,7 +203,10 @@ class HMMResult(Result):
              f"({self.num_params} parameters, {self.num_observations} observed steps)"),
         ]
         if self.method == "em":
-            lines.append(f"EM: {self.num_iters} iterations, {'converged' if self.converged else 'NOT converged'}")
+            lines.append(f"EM: {self.num_iters} iterations, {'converged' if self.converged else 'NOT converged'}"
+                         + ("" if c.initial == "free" else f"; {c.initial} initial distribution"))
+        for msg in self.degenerate:
+            lines.append(f"DEGENERATE: {msg}")
         lines.append(self.parameter_table().to_string())
         return "\n".join(lines)
 
@@ -237,7 +244,7 @@ class HMMResult(Result):
         return {
             "config": {"num_states": c.num_states, "emission": c.emission, "obs_dim": c.obs_dim,
                        "num_envs": c.num_envs, "vary": list(c.vary), "covariance": c.covariance,
-                       "num_categories": c.num_categories, "input_dim": c.input_dim},
+                       "num_categories": c.num_categories, "input_dim": c.input_dim, "initial": c.initial},
             "params": numpy_params(self.params).to_dict(),  # the flat layout (as in earlier versions)
             "log_likelihood": self.log_likelihood, "num_observations": self.num_observations,
             "aic": self.aic, "bic": self.bic, "method": self.method, "names": list(self.names),
@@ -245,7 +252,7 @@ class HMMResult(Result):
             "trace": None if self.trace is None else np.asarray(self.trace),
             "restart_log_likelihoods": None if self.restart_log_likelihoods is None
             else np.asarray(self.restart_log_likelihoods),
-            "settings": self.settings,
+            "settings": self.settings, "degenerate": list(self.degenerate),
             "standard_errors": None if self.standard_errors is None
             else numpy_params(self.standard_errors).to_dict(),
         }
@@ -254,7 +261,7 @@ class HMMResult(Result):
     def _from_payload(cls, d: dict) -> HMMResult:
         c = d["config"]
         config = HMMConfig(c["num_states"], c["emission"], c["obs_dim"], c["num_envs"], tuple(c["vary"]),
-                           c["covariance"], c["num_categories"], c["input_dim"])
+                           c["covariance"], c["num_categories"], c["input_dim"], c.get("initial", "free"))
         arr = lambda v: None if v is None else np.asarray(v, dtype=float)
         return cls(
             params=HMMParams.from_dict({k: np.asarray(v, dtype=float) for k, v in d["params"].items()}),
@@ -263,6 +270,7 @@ class HMMResult(Result):
             method=d.get("method", "em"), names=tuple(d.get("names", ())), env_names=tuple(d.get("env_names", ())),
             converged=d.get("converged", True), num_iters=d.get("num_iters", 0), trace=arr(d.get("trace")),
             restart_log_likelihoods=arr(d.get("restart_log_likelihoods")), settings=d.get("settings", {}),
+            degenerate=[str(m) for m in d.get("degenerate") or []],
             standard_errors=None if d.get("standard_errors") is None
             else HMMParams.from_dict({k: np.asarray(v, dtype=float) for k, v in d["standard_errors"].items()}),
         )

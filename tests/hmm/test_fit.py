@@ -238,10 +238,12 @@ def test_em_batches_compact_without_changing_any_fit(monkeypatch):
 
 
 @pytest.mark.parametrize("emission", ["gaussian", "poisson", "categorical"])
+@pytest.mark.filterwarnings("ignore::causalid.DegenerateFitWarning", "ignore::causalid.ConvergenceWarning")
 def test_the_final_log_likelihood_program_compiled_during_em_is_the_one_used(monkeypatch, emission):
     """fit_hmm compiles its final log-likelihood in a background thread while EM runs; the
     shapes it compiles for must be those of the fitted parameters, or the work is thrown away
-    and the program compiled again."""
+    and the program compiled again.  (The data are noise: a fit with duplicated states, refitted
+    and reported, which is not what this test is about.)"""
     from causalid import _compile
     from causalid.hmm import fit as hmm_mod
 
