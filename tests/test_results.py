@@ -44,6 +44,14 @@ def _build(kind):
     if kind == "StructureResult":
         x, _ = scm_bivariate_continuous(jax.random.PRNGKey(0), 60, 2, "both")
         return causalid.discover(np.asarray(x), method="cdf")
+    if kind == "StructureResult (targets)":
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(3, 80, 1)) + np.array([0.0, 2.0, 0.0])[:, None, None]
+        y = 0.8 * x + rng.normal(size=(3, 80, 1))
+        data = causalid.MultiEnvData.from_arrays(np.concatenate([x, y], -1), names=["x", "y"],
+                                                 envs=["obs", "do_x", "other"])
+        return causalid.discover(data, method="bayes", targets={"obs": [], "do_x": ["x"], "other": []},
+                                 off_target=0.1, progress=False)
     if kind in ("LTIResult", "LTIIdentifiabilityReport"):
         data = _lti_data()
         return causalid.identify_lti(data, method="moment") if kind == "LTIResult" else causalid.check_lti(data)
@@ -76,8 +84,8 @@ def _build(kind):
     raise AssertionError(kind)
 
 
-KINDS = ["StructureResult", "LTIResult", "LTIResult-pem", "LTIComparison", "LTIOrderSelection",
-         "LTIIdentifiabilityReport", "HMMResult", "MechanismReport", "StateSelection",
+KINDS = ["StructureResult", "StructureResult (targets)", "LTIResult", "LTIResult-pem", "LTIComparison",
+         "LTIOrderSelection", "LTIIdentifiabilityReport", "HMMResult", "MechanismReport", "StateSelection",
          "PowerAnalysis", "Design", "NextDesign", "SBCResult"]
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import sys
 
+import math
+
+from causalid._io import read_table
 from causalid._plotting import pyplot
 from causalid.cli.loaders import read_truth
-from causalid.datasets import load_sachs
+from causalid.datasets import load_sachs, sachs_targets
 from causalid.errors import DataError
 from causalid.exchangeable.data import load
 from causalid.exchangeable.discover import discover
@@ -25,6 +28,14 @@ def add_parser(subparsers) -> None:
     d.add_argument("--alpha", type=float, default=0.05, help="significance level of the cdf tests")
     d.add_argument("--correction", choices=["bonferroni", "holm", "bh"], help="multiple-testing control (cdf)")
     d.add_argument("--transform", choices=["log", "log1p", "standardize"], help="transform applied before discovery")
+    d.add_argument("--targets", help="intervention targets (bayes): a CSV with the environment column and a "
+                   "'targets' column (variable names separated by ';', empty = observational), 'unknown' "
+                   "(inferred), or 'none' (the exchangeable model); default for --example sachs: the "
+                   "nominal targets of conditions.csv, else none")
+    d.add_argument("--intervention", choices=["soft", "perfect"], default="soft",
+                   help="with --targets: a changed mechanism keeps its parents (soft) or loses them (perfect)")
+    d.add_argument("--off-target", type=float, default=0.0,
+                   help="with a targets file: prior probability that a mechanism not named as a target changes")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--truth", help="true graph to score against: a Sachs graph name (e.g. bnlearn17) or an edge-list CSV (cause,effect)")
     d.add_argument("--out", help="write the result as JSON")
@@ -35,23 +46,33 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     if args.example and args.file:
         raise DataError("give either FILE or --example, not both")
+    env_col = args.env_col or "condition"
     if args.example == "sachs":
 
         data = load_sachs(transform=args.transform or "log")
         method = args.method or "bayes"
         truth_spec = args.truth or "bnlearn17"
+        default_targets = sachs_targets() if method == "bayes" else None
     elif args.file:
-        data = load(args.file, env=args.env_col or "condition", variables=args.variables,
+        data = load(args.file, env=env_col, variables=args.variables,
                              transform=args.transform)
-        method = args.method or "cdf"
+        method = args.method or ("bayes" if args.targets not in (None, "none") else "cdf")
         truth_spec = args.truth
+        default_targets = None
     else:
         raise DataError("give a data FILE (with --env-col) or --example sachs")
+    targets = default_targets if args.targets is None else read_targets(args.targets, env_col)
+    if targets is not None and method != "bayes":
+        raise DataError(f"--targets is used by --method bayes only; got --method {method}")
     if not args.quiet:
         print(f"data: {data}", file=sys.stderr)
     truth = read_truth(truth_spec, data.names) if truth_spec else None   # a bad graph fails before the work
+    options = {} if targets is None else {"targets": targets, "intervention": args.intervention,
+                                          "off_target": args.off_target}
     result = discover(data, method=method, alpha=args.alpha, ci_test=args.ci_test,
-                               correction=args.correction, key=args.seed, progress=not args.quiet)
+                      correction=args.correction, key=args.seed, progress=not args.quiet, **options)
+    if targets is not None and args.targets is None:
+        print("(targets: the nominal targets of conditions.csv; --targets none for the exchangeable model)")
     print(result.summary())
     if truth is not None:
         scores = result.compare(truth)
@@ -67,3 +88,28 @@ def run(args) -> int:
         pyplot().close(result.plot(path=args.plot, truth=truth))
         print(f"wrote {args.plot}")
     return 0
+
+
+def read_targets(spec: str, env_col: str):
+    """``--targets``: ``"unknown"``, ``"none"`` (None) or a CSV file read into
+    ``{environment: [variables]}`` (column ``env_col`` and a ``targets`` column, names separated
+    by ``;``, an empty cell for an observational environment)."""
+    if spec == "unknown":
+        return "unknown"
+    if spec == "none":
+        return None
+    table = read_table(spec)
+    cols = list(table.columns)
+    if env_col not in cols or "targets" not in cols:
+        raise DataError(f"targets file '{spec}' needs the environment column '{env_col}' and a 'targets' "
+                        f"column; it has {cols}")
+    out = {}
+    for env, cell in zip(table[env_col], table["targets"]):
+        if isinstance(env, float) and math.isnan(env):
+            raise DataError(f"targets file '{spec}': a row has no environment in column '{env_col}'")
+        label = str(int(env)) if isinstance(env, float) and env.is_integer() else str(env)
+        if label in out:
+            raise DataError(f"targets file '{spec}' lists environment '{label}' twice; give one row per environment")
+        empty = cell is None or (isinstance(cell, float) and math.isnan(cell))
+        out[label] = [] if empty else [t.strip() for t in str(cell).split(";") if t.strip()]
+    return out

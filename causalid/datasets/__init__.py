@@ -59,6 +59,32 @@ def sachs_conditions() -> pd.DataFrame:
     return pd.read_csv(_root() / "conditions.csv")
 
 
+def sachs_targets() -> dict[str, list[str]]:
+    """The nominal intervention target of each of the 9 main conditions, from ``conditions.csv``.
+
+    Keys are the environment labels of :func:`load_sachs` (the ``condition`` column), values
+    the targeted proteins (empty for the two observational conditions).  Condition
+    ``cd3cd28+ly`` inhibits PI3K, which is not measured; its target is taken as PIP3, PI3K's
+    product (as in Wang et al. 2017 and the GnIES paper).  The inhibitors act on the activity
+    of their target, so the interventions are soft.
+
+    Examples
+    --------
+    >>> targets = sachs_targets()
+    >>> targets["cd3cd28"], targets["cd3cd28+aktinhib"], targets["cd3cd28+ly"]
+    ([], ['Akt'], ['PIP3'])
+    """
+    table = sachs_conditions()
+    table = table[table["in_main_9_conditions"].astype(str) == "True"]
+    out = {}
+    for cond, node in zip(table["condition"], table["nominal_target_node"]):
+        node = str(node).split(" ")[0]
+        if node != "none" and node not in SACHS_VARIABLES:
+            raise DataError(f"conditions.csv names target {node!r} for {cond!r}, which is not a Sachs variable")
+        out[str(cond)] = [] if node == "none" else [node]
+    return out
+
+
 def sachs_graph(name: str = "bnlearn17") -> nx.DiGraph:
     """A literature graph over :data:`SACHS_VARIABLES` (cause -> effect).
 

@@ -92,8 +92,10 @@ scores.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from functools import partial
+from math import comb
 from typing import Literal, NamedTuple
 
 import jax
@@ -619,6 +621,160 @@ def _score_table(prep: _Prepared, sets: ParentSets, edge_prior: float, eb_steps:
     return score.reshape(score.shape[:-1] + (d, p)) + log_prior
 
 
+# ============================================================================ interventions
+class InterventionHyper(NamedTuple):
+    r"""Fixed Normal–Inverse-Gamma prior of the interventional linear-Gaussian score.
+
+    On globally standardised data, every mechanism block (the environments that share a
+    mechanism, or one changed environment) has
+    :math:`\beta \mid \sigma^2 \sim N(0, \sigma^2\,\mathrm{diag}(v_0, v, \dots, v))`,
+    :math:`\sigma^2 \sim \mathrm{IG}(a, b)`.
+
+    With ``v_env`` set, every environment has its own intercept
+    :math:`\mu_e \sim N(0, \sigma^2 v_\text{env})` in every mechanism block (the intercept of
+    the shared block is then not shared; a shift of level alone is not a mechanism change);
+    integrating it out leaves the centred data of the environment plus its mean, down-weighted
+    by :math:`n_e / (1 + n_e v_\text{env})`, and a factor :math:`(1 + n_e v_\text{env})^{-1/2}`
+    (:func:`_env_intercept_stats`).
+
+    Attributes
+    ----------
+    v_intercept, v_weight, a, b : float
+    v_env : float or None
+    """
+
+    v_intercept: float = 1.0
+    v_weight: float = 1.0
+    a: float = 1.0
+    b: float = 1.0
+    v_env: float | None = None
+
+
+def _env_intercept_stats(tstats, v_env: float):
+    """Per-environment Gram matrices of ``(1, x)`` -> those of the intercept-free model with a
+    random intercept per environment integrated out, and the constant log factor."""
+    n = tstats[:, 0, 0]
+    mean = tstats[:, 0, 1:] / jnp.maximum(n, 1.0)[:, None]
+    w = n / (1.0 + n * v_env)
+    inner = tstats[:, 1:, 1:] - (n - w)[:, None, None] * mean[:, :, None] * mean[:, None, :]
+    out = jnp.zeros_like(tstats).at[:, 1:, 1:].set(inner)
+    return out, n, -0.5 * jnp.sum(jnp.log1p(n * v_env))
+
+
+Intervention = Literal["soft", "perfect"]
+_MAX_CONFIGS = 4096
+
+
+def change_configs(change_prior, max_configs: int = _MAX_CONFIGS):
+    r"""Every change pattern of each variable that has prior mass, with its log prior.
+
+    Parameters
+    ----------
+    change_prior : array, shape (env, var)
+        :math:`\pi_{e,i}`, the prior probability that the mechanism of variable ``i`` is
+        changed in environment ``e``; 0 and 1 fix the indicator (an observational or a known
+        target), values in between leave it free (independent Bernoulli priors).
+    max_configs : int
+        Largest number of patterns per variable.  With ``f`` free environments all ``2**f``
+        patterns are listed when they fit; otherwise only those with at most ``k`` changes
+        beyond the fixed ones, ``k`` the largest that fits (a truncated sparse prior; the
+        truncation is returned).
+
+    Returns
+    -------
+    configs : ndarray, shape (var, M, env), bool
+        Patterns (padded with copies of the first one).
+    log_prior : ndarray, shape (var, M)
+        Their log prior probabilities (``-inf`` on padding).
+    truncated_at : int or None
+        ``k`` when patterns were left out, else None.
+    """
+    pi = np.asarray(change_prior, dtype=np.float64)
+    if pi.ndim != 2 or np.any(~np.isfinite(pi)) or np.any((pi < 0) | (pi > 1)):
+        raise DataError("change_prior must be an (env, var) array of probabilities in [0, 1]")
+    e_, d = pi.shape
+    free = (pi > 0) & (pi < 1)
+    n_free = int(free.sum(axis=0).max(initial=0))
+    k_max = n_free
+    while k_max > 0 and sum(comb(n_free, k) for k in range(k_max + 1)) > max_configs:
+        k_max -= 1
+    truncated = None if k_max == n_free else k_max
+    per_var = []
+    for i in range(d):
+        idx = np.flatnonzero(free[:, i])
+        base = pi[:, i] >= 1
+        pats = []
+        for k in range(min(k_max, len(idx)) + 1):
+            for sub in itertools.combinations(idx, k):
+                c = base.copy()
+                c[list(sub)] = True
+                pats.append(c)
+        per_var.append(np.array(pats, dtype=bool))
+    m = max(len(p) for p in per_var)
+    configs = np.zeros((d, m, e_), dtype=bool)
+    log_prior = np.full((d, m), -np.inf)
+    with np.errstate(divide="ignore"):
+        lp1, lp0 = np.log(np.where(free, pi, 1.0)), np.log(np.where(free, 1.0 - pi, 1.0))
+    for i, pats in enumerate(per_var):
+        configs[i, : len(pats)] = pats
+        configs[i, len(pats):] = pats[0]
+        f = free[:, i]
+        log_prior[i, : len(pats)] = (pats[:, f] * lp1[f, i] + (~pats[:, f]) * lp0[f, i]).sum(axis=1)
+    return configs, log_prior, truncated
+
+
+@partial(jax.jit, static_argnames=("perfect",))
+def _iv_local_scores(tstats, counts, child, parents, configs, log_prior, hyper, perfect: bool):
+    r"""Interventional local scores of a batch of (child, parent set).
+
+    For a change pattern :math:`c \in \{0,1\}^E` of the child, the environments with
+    :math:`c_e = 0` share one mechanism (their statistics are pooled) and each changed
+    environment has its own (soft: same parents, own parameters; perfect: parents cut):
+
+    .. math::
+
+        s(i, S) = \log \sum_c p(c) \Bigl[p(x_{\{e: c_e = 0\}, i} \mid x_S)
+        \prod_{e: c_e = 1} p(x_{e,i} \mid x_{e,S'})\Bigr],\quad S' = S \text{ (soft) or }
+        \emptyset \text{ (perfect)},
+
+    each factor a closed-form Normal–Inverse-Gamma marginal.  Also returns the posterior
+    probability of each :math:`c_e = 1` given the parent set.
+    """
+    v0, v1, a, b = hyper
+
+    def one(i, pa, cfg, lp):
+        pm = pa >= 0
+        keep = jnp.concatenate([jnp.ones(1, bool), pm])
+        idx = jnp.concatenate([jnp.zeros(1, parents.dtype), jnp.where(pm, pa + 1, 0)])
+        k2 = (keep[:, None] & keep[None, :]).astype(jnp.float64)
+        gram = tstats[:, idx][:, :, idx] * k2  # (env, p, p)
+        zy = tstats[:, idx, i + 1] * keep  # (env, p)
+        yy = tstats[:, i + 1, i + 1]
+        n = counts
+        p = keep.shape[0]
+        v = jnp.where(jnp.arange(p) == 0, v0, v1) * keep
+        hyp = NIGHyper(jnp.zeros(p), v, a, b)
+        if perfect:
+            own_keep = (jnp.arange(p) == 0).astype(jnp.float64)
+            ml_own = _lg_log_marginal_stats(
+                gram * own_keep[:, None] * own_keep[None, :], zy * own_keep, yy, n, hyp
+            )
+        else:
+            ml_own = _lg_log_marginal_stats(gram, zy, yy, n, hyp)  # (env,)
+        w = 1.0 - cfg.astype(jnp.float64)  # (M, env): 1 = in the shared block
+        ml_pool = _lg_log_marginal_stats(
+            jnp.einsum("me,eij->mij", w, gram), w @ zy, w @ yy, w @ n, hyp
+        )
+        total = ml_pool + cfg.astype(jnp.float64) @ ml_own + lp  # (M,)
+        score = logsumexp(total)
+        post = jnp.exp(total - score)
+        return score, post @ cfg.astype(jnp.float64)
+
+    return jax.lax.map(
+        lambda t: one(*t), (child, parents, configs[child], log_prior[child]), batch_size=64
+    )
+
+
 # ============================================================================ structure posterior
 class MCMCDiagnostics(NamedTuple):
     """Convergence information of the DAG sampler.
@@ -683,6 +839,9 @@ class BayesStructureResult(NamedTuple):
         Local log score plus log prior of every candidate parent set (rows of ``parent_sets``).
     parent_sets : ndarray, shape (var, P, K), int
         The candidate parent sets (``-1`` pads).
+    change_probs : ndarray, shape (env, var), optional
+        :func:`interventional_structure` only: posterior probability that the mechanism of
+        each variable is changed in each environment (averaged over DAGs).
     """
 
     edge_probs: np.ndarray
@@ -697,6 +856,7 @@ class BayesStructureResult(NamedTuple):
     diagnostics: MCMCDiagnostics | None
     score_table: np.ndarray
     parent_sets: np.ndarray
+    change_probs: np.ndarray | None = None
 
 
 def _ranks_to_adj(ranks: np.ndarray, sets: ParentSets) -> np.ndarray:
@@ -967,7 +1127,7 @@ def _mcmc(table, sets: ParentSets, sampler, key, num_chains, num_warmup, num_sam
     rhat, ess = _split_rhat_ess(trace)
     spread = float(np.max(np.ptp(per_chain, axis=0))) if num_chains > 1 else float("nan")
     diag = MCMCDiagnostics(acc, per_chain, freq_chains[:, top], spread, rhat, ess, n_unique_samples)
-    return edge, dags[0], dags, log_post[top], log_score[top], freq[top], len(samples), diag
+    return edge, dags[0], dags, log_post[top], log_score[top], freq[top], len(samples), diag, samples
 
 
 def _check_options(d: int, edge_prior: float, max_parents: int | None, default: int) -> int:
@@ -1087,12 +1247,24 @@ def bayes_structure(
     prep = _prepare(values, mask, family)
     sets = parent_sets(d, max_parents)
     table = _score_table(prep, sets, edge_prior, eb_steps, eb_lr)
+    return _posterior(table, sets, method, sampler, key, num_chains, num_warmup, num_samples, thin,
+                      top_k)[0]
 
+
+def _posterior(table, sets, method, sampler, key, num_chains, num_warmup, num_samples, thin, top_k):
+    """DAG posterior from a local-score table; also the parent-set ranks of the posterior
+    sample with their weights (every DAG with its probability for exhaustive enumeration)."""
+    d = table.shape[0]
     if method == "exhaustive":
-        return _exhaustive_results(table, sets, top_k)
+        res = _exhaustive_results(table, sets, top_k)
+        dags = enumerate_dags(d)
+        dags = dags[np.all(dags.sum(axis=1) <= sets.max_parents, axis=1)]
+        ranks = dag_ranks(dags, sets)
+        log_score = table[np.arange(d), ranks].sum(axis=-1)
+        return res, ranks, np.exp(log_score - np.logaddexp.reduce(log_score))
     if d < 2:
         raise ValueError("MCMC needs at least 2 variables; use method='exhaustive'")
-    edge, map_dag, dags, log_post, log_score, freq, n, diag = _mcmc(
+    edge, map_dag, dags, log_post, log_score, freq, n, diag, samples = _mcmc(
         table, sets, sampler, key, num_chains, num_warmup, num_samples, thin, top_k
     )
     if num_chains > 1 and (diag.max_edge_prob_diff > 0.2 or diag.rhat_log_score > 1.2):
@@ -1101,9 +1273,9 @@ def bayes_structure(
             f"{diag.max_edge_prob_diff:.2f}, split-R-hat {diag.rhat_log_score:.2f}); "
             "run longer chains (num_warmup, num_samples, thin)",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    return BayesStructureResult(
+    res = BayesStructureResult(
         edge,
         map_dag,
         dags,
@@ -1117,6 +1289,7 @@ def bayes_structure(
         table,
         sets.parents,
     )
+    return res, samples, np.full(len(samples), 1.0 / len(samples))
 
 
 @float64
@@ -1165,3 +1338,211 @@ def bayes_structure_batch(
     sets = parent_sets(d, max_parents)
     table = _score_table(prep, sets, edge_prior, eb_steps, eb_lr)  # (rep, var, P)
     return _exhaustive_results(table, sets, top_k)
+
+
+@float64
+def interventional_structure(
+    values,
+    mask,
+    change_prior,
+    *,
+    intervention: Intervention = "soft",
+    max_parents: int | None = None,
+    edge_prior: float = 0.5,
+    method: Method = "auto",
+    sampler: Sampler = "order",
+    num_chains: int = 4,
+    num_warmup: int = 1000,
+    num_samples: int = 2000,
+    thin: int = 5,
+    top_k: int = 10,
+    hyper: InterventionHyper = InterventionHyper(v_env=1.0),
+    max_configs: int = _MAX_CONFIGS,
+    key: jax.Array | int = 0,
+) -> BayesStructureResult:
+    r"""Posterior over DAGs and mechanism changes from interventional linear-Gaussian data.
+
+    The sparse-mechanism-shift view of the exchangeable model (IEM): in every environment
+    ``e`` the mechanism of variable ``i`` is either the baseline one, shared by all
+    environments where it is not changed, or changed (indicator :math:`c_{e,i}`).  A soft
+    change gives the environment its own parameters with the same parents, a perfect one cuts
+    the parents.  Every block's parameters are integrated out in closed form (Normal–Inverse-
+    Gamma, :class:`InterventionHyper`, on globally standardised data); the indicators have
+    independent Bernoulli priors ``change_prior`` and are summed out exactly per variable and
+    parent set (:func:`change_configs`), so
+
+    .. math::
+
+        p(G, c \mid D) \propto p(G) \prod_i p(c_{\cdot,i})\,
+        p\bigl(x_{\cdot,i} \mid x_{\cdot,\mathrm{pa}(i)}, c_{\cdot,i}\bigr),
+
+    and the table of local scores :math:`\log \sum_c (\cdot)` feeds the same exhaustive
+    enumeration or order MCMC as :func:`bayes_structure`.  Known targets are
+    ``change_prior = 1`` (and 0 elsewhere, or a small off-target probability); unknown
+    targets a sparse prior everywhere but a reference environment.
+
+    Parameters
+    ----------
+    values : array, shape (env, sample, var)
+    mask : array, shape (env, sample), bool
+    change_prior : array, shape (env, var)
+        Prior probability of each change indicator (0 and 1 fix it).
+    intervention : {"soft", "perfect"}
+    max_parents, edge_prior, method, sampler, num_chains, num_warmup, num_samples, thin, top_k, key
+        As for :func:`bayes_structure` (``max_parents`` default ``d - 1`` exhaustive, else
+        ``min(3, d - 1)``).
+    hyper : InterventionHyper
+        Default: unit prior variances, ``IG(1, 1)`` noise variances and a random intercept
+        per environment (``v_env=1``; on the Sachs data with the nominal targets it raised
+        the log evidence of the best DAG by 1.7e4 nats over one shared intercept).
+    max_configs : int
+        See :func:`change_configs`.
+
+    Returns
+    -------
+    BayesStructureResult
+        With ``change_probs`` (env, var): :math:`p(c_{e,i} = 1 \mid D)`.
+
+    Examples
+    --------
+    ``X -> Y``; environment 1 widens ``X`` (a soft intervention; a shift of level alone is
+    absorbed by the per-environment intercepts), environment 2 sets ``Y`` (perfectly):
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(1)
+    >>> x = rng.normal(size=(3, 300))
+    >>> x[1] *= 2.5
+    >>> y = 0.8 * x + 0.6 * rng.normal(size=(3, 300))
+    >>> y[2] = rng.normal(size=300) - 1.0
+    >>> values = np.stack([x, y], axis=-1)
+    >>> known = np.array([[0, 0], [1, 0], [0, 1]])
+    >>> res = interventional_structure(values, np.ones((3, 300), bool), known)
+    >>> res.map_dag.astype(int).tolist(), round(float(res.edge_probs[0, 1]), 2)
+    ([[0, 1], [0, 0]], 1.0)
+    >>> free = np.array([[0, 0], [0.1, 0.1], [0.1, 0.1]])
+    >>> res = interventional_structure(values, np.ones((3, 300), bool), free)
+    >>> (res.change_probs > 0.5).astype(int).tolist()
+    [[0, 0], [1, 0], [0, 1]]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    d = values.shape[-1]
+    if intervention not in ("soft", "perfect"):
+        raise DataError(f"unknown intervention {intervention!r}; use 'soft' or 'perfect'")
+    if method == "auto":
+        method = "exhaustive" if d <= MAX_EXHAUSTIVE_NODES else "mcmc"
+    if method not in ("exhaustive", "mcmc"):
+        raise ValueError(f"unknown method {method!r}; use 'auto', 'exhaustive' or 'mcmc'")
+    if method == "exhaustive" and d > MAX_EXHAUSTIVE_NODES:
+        raise ValueError(
+            f"exhaustive enumeration supports at most {MAX_EXHAUSTIVE_NODES} variables, got {d}"
+        )
+    max_parents = _check_options(d, edge_prior, max_parents,
+                                 default=d - 1 if method == "exhaustive" else min(3, d - 1))
+    if isinstance(key, (int, np.integer)):
+        key = jax.random.key(int(key))
+    prep = _prepare(values, mask, "linear_gaussian")
+    pi = np.asarray(change_prior, dtype=np.float64)
+    if pi.shape != (values.shape[0], d):
+        raise DataError(f"change_prior has shape {pi.shape}; expected (env, var) = {(values.shape[0], d)}")
+    configs, log_prior_c, truncated = change_configs(pi, max_configs)
+    if truncated is not None:
+        warnings.warn(
+            f"{int(((pi > 0) & (pi < 1)).sum(axis=0).max())} environments with unknown changes: "
+            f"change patterns truncated to at most {truncated} changes per variable "
+            f"(max_configs={max_configs}); raise max_configs for the exact sum",
+            stacklevel=2,
+        )
+    sets = parent_sets(d, max_parents)
+    _, p, k = sets.parents.shape
+    child = np.repeat(np.arange(d), p)
+    hyp = tuple(jnp.asarray(float(h)) for h in hyper[:4])
+    tstats, counts, const = prep.tstats, prep.tstats[:, 0, 0], 0.0
+    if hyper.v_env is not None:
+        tstats, counts, const = _env_intercept_stats(prep.tstats, float(hyper.v_env))
+    local, change = _iv_local_scores(
+        tstats, counts, jnp.asarray(child, jnp.int32), jnp.asarray(sets.parents.reshape(d * p, k), jnp.int32),
+        jnp.asarray(configs), jnp.asarray(log_prior_c), hyp, intervention == "perfect",
+    )  # fmt: skip
+    size = sets.size
+    log_prior = size * np.log(edge_prior) + (d - 1 - size) * np.log1p(-edge_prior)
+    table = np.asarray(local).reshape(d, p) + log_prior + float(const)
+    change = np.asarray(change).reshape(d, p, -1)  # (var, P, env)
+    res, ranks, weight = _posterior(table, sets, method, sampler, key, num_chains, num_warmup,
+                                    num_samples, thin, top_k)
+    per_sample = change[np.arange(d), ranks]  # (sample, var, env)
+    probs = np.einsum("s,sie->ei", weight, per_sample)
+    return res._replace(change_probs=np.clip(probs, 0.0, 1.0))
+
+
+@float64
+def mechanism_change_probs(
+    values,
+    mask,
+    adjacency,
+    change_prior,
+    *,
+    intervention: Intervention = "soft",
+    hyper: InterventionHyper = InterventionHyper(v_env=1.0),
+    max_configs: int = _MAX_CONFIGS,
+) -> np.ndarray:
+    r"""Posterior probability that each (environment, variable) mechanism changed, given a DAG.
+
+    The model of :func:`interventional_structure` with the parents of every variable fixed by
+    ``adjacency``: :math:`p(c_{e,i} = 1 \mid D, G)`, exact (the change patterns of each
+    variable are summed out).  Every sample of every environment is used and nothing is
+    random, so the verdict is the same for every seed and works with two environments.
+
+    Parameters
+    ----------
+    values : array, shape (env, sample, var)
+    mask : array, shape (env, sample), bool
+    adjacency : array, shape (var, var)
+        ``adjacency[j, i]`` nonzero for ``j -> i``.
+    change_prior : array, shape (env, var)
+        As for :func:`interventional_structure` (0 for a reference environment).
+    intervention, hyper, max_configs
+        As for :func:`interventional_structure`.
+
+    Returns
+    -------
+    ndarray, shape (env, var)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(2, 500, 1))
+    >>> y = 0.5 * x + rng.normal(size=(2, 500, 1))
+    >>> y[1] += 0.8 * x[1]                      # the mechanism of y changes in environment 1
+    >>> probs = mechanism_change_probs(np.concatenate([x, y], -1), np.ones((2, 500), bool),
+    ...                                [[0, 1], [0, 0]], [[0, 0], [0.1, 0.1]])
+    >>> (probs > 0.5).astype(int).tolist()
+    [[0, 0], [0, 1]]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    e_, _, d = values.shape
+    adj = np.asarray(adjacency) != 0
+    if adj.shape != (d, d):
+        raise DataError(f"adjacency has shape {adj.shape}; expected {(d, d)}")
+    pi = np.asarray(change_prior, dtype=np.float64)
+    if pi.shape != (e_, d):
+        raise DataError(f"change_prior has shape {pi.shape}; expected (env, var) = {(e_, d)}")
+    prep = _prepare(values, mask, "linear_gaussian")
+    configs, log_prior_c, truncated = change_configs(pi, max_configs)
+    if truncated is not None:
+        warnings.warn(f"change patterns truncated to at most {truncated} changes per variable "
+                      f"(max_configs={max_configs})", stacklevel=2)
+    k = max(int(adj.sum(axis=0).max(initial=0)), 1)
+    parents = np.full((d, k), -1, dtype=np.int32)
+    for i in range(d):
+        pa = np.flatnonzero(adj[:, i])
+        parents[i, : len(pa)] = pa
+    hyp = tuple(jnp.asarray(float(h)) for h in hyper[:4])
+    tstats, counts = prep.tstats, prep.tstats[:, 0, 0]
+    if hyper.v_env is not None:
+        tstats, counts, _ = _env_intercept_stats(prep.tstats, float(hyper.v_env))
+    _, change = _iv_local_scores(
+        tstats, counts, jnp.arange(d, dtype=jnp.int32), jnp.asarray(parents), jnp.asarray(configs),
+        jnp.asarray(log_prior_c), hyp, intervention == "perfect",
+    )  # fmt: skip
+    return np.clip(np.asarray(change).T, 0.0, 1.0)

@@ -21,7 +21,13 @@ from causalid._random import int_seed, key_or_seed
 from causalid._x64 import float64
 from causalid.errors import DataError
 from causalid.exchangeable import cdf
-from causalid.exchangeable.bayes import BayesStructureResult, bayes_structure, bayes_structure_batch
+from causalid.exchangeable.bayes import (
+    BayesStructureResult,
+    bayes_structure,
+    bayes_structure_batch,
+    interventional_structure,
+    mechanism_change_probs,
+)
 from causalid.exchangeable.data import MultiEnvData, data_kind
 from causalid.exchangeable.pairs import make_pairs
 from causalid.exchangeable.result import StructureResult
@@ -53,6 +59,10 @@ def discover(
     max_parents: int | None = None,
     num_steps: int | None = None,
     edge_prior: float = 0.5,
+    targets=None,
+    intervention: str = "soft",
+    off_target: float = 0.0,
+    change_prior: float = 0.1,
     key=None,
     seed=None,
     progress: bool | None = None,
@@ -89,6 +99,25 @@ def discover(
         ``bayes`` only: largest parent set considered, MCMC steps beyond exhaustive size.
     edge_prior : float
         ``bayes`` only: prior probability of each edge (0.5 = uniform over DAGs).
+    targets : None, "unknown" or dict
+        ``bayes`` only, continuous data.  ``None``: the exchangeable model, every mechanism's
+        parameters drawn afresh per environment (:mod:`causalid.exchangeable.bayes`).  A dict
+        ``{environment label: [variable names]}`` (labels as in ``data.envs``, e.g. from
+        ``causalid.load(..., env=...)``; an empty list = observational) gives the known
+        intervention targets: the mechanisms of the targets are changed in their environment,
+        every other mechanism is shared by the environments that do not change it
+        (:func:`~causalid.exchangeable.bayes.interventional_structure`).  ``"unknown"``: every
+        mechanism may change in every environment but the first (the reference), with prior
+        probability ``change_prior``; the posterior probability of each change is returned
+        in :attr:`StructureResult.changes`.
+    intervention : {"soft", "perfect"}
+        With ``targets``: a changed mechanism keeps its parents with its own parameters
+        (soft) or loses them (perfect).
+    off_target : float
+        With a ``targets`` dict: prior probability that a mechanism not named as a target
+        changes anyway (0: targets taken as given).
+    change_prior : float
+        With ``targets="unknown"``: prior probability of each change.
     key : int or PRNG key
         Randomness of pair sampling, random features and MCMC (default 0).  The causal de
         Finetti tests compile their seed in as a constant: an int is used as it is, a key
@@ -105,6 +134,13 @@ def discover(
     seed = int_seed(key_or_seed(key, seed, "discover"))
     data = _as_data(data)
     _check_alpha(alpha)
+    if targets is not None:
+        if method != "bayes":
+            raise DataError(f"intervention targets are used by method='bayes' only; got method={method!r}")
+        return interventional_discover(data, targets, intervention=intervention, off_target=off_target,
+                                       change_prior=change_prior, max_parents=max_parents,
+                                       num_steps=num_steps, edge_prior=edge_prior, seed=seed,
+                                       progress=progress)
     if method == "cdf":
         return _cdf_many(
             data.values[None], data.mask[None], list(data.names), alpha=alpha, ci_test=ci_test, rule=rule,
@@ -380,9 +416,38 @@ def bayes_discover(
     post = bayes_structure(data.values, data.mask, family, **_options(max_parents, num_steps, edge_prior, seed))
     seconds = time.perf_counter() - t0
     result = _result(post, list(data.names), family, max_parents, num_steps, edge_prior, seed, seconds)
-    if diagnose and data.counts.min() >= 2 and data.num_envs >= 6:
-        result.mechanisms = diagnose_mechanisms(data, result.graph, alpha=alpha, key=seed)
+    if diagnose:
+        _diagnose(result, data, alpha, seed)
     return result
+
+
+#: Environments from which the pair-based mechanism test is used (with few samples each).
+PAIR_TEST_MIN_ENVS = 50
+PAIR_TEST_MAX_SAMPLES = 20
+
+
+def _diagnose(result: StructureResult, data: MultiEnvData, alpha: float, seed: int) -> None:
+    """Attach a mechanism-change verdict to ``result``, choosing the test by the data's shape.
+
+    Many small environments (at least ``PAIR_TEST_MIN_ENVS``, median at most
+    ``PAIR_TEST_MAX_SAMPLES`` samples): the causal de Finetti pair test of
+    :func:`diagnose_mechanisms`.  Few large environments (continuous data): the posterior
+    probability of each (environment, variable) change given the MAP DAG
+    (:func:`~causalid.exchangeable.bayes.mechanism_change_probs`, first environment the
+    reference).  ``info["mechanism_diagnostic"]`` says which was used.
+    """
+    many_small = data.num_envs >= PAIR_TEST_MIN_ENVS and np.median(data.counts) <= PAIR_TEST_MAX_SAMPLES
+    if many_small and data.counts.min() >= 2:
+        result.mechanisms = diagnose_mechanisms(data, result.graph, alpha=alpha, key=seed)
+        result.info["mechanism_diagnostic"] = "pair test (causal de Finetti, many small environments)"
+    elif not many_small and data.kind() == "continuous":
+        prior, _ = resolve_targets(data, "unknown")
+        probs = mechanism_change_probs(data.values, data.mask, result.adjacency(), prior)
+        result.changes = _change_frame(data, probs, prior)
+        result.info["mechanism_diagnostic"] = ("interventional posterior given the MAP DAG (few large "
+                                               "environments; first environment the reference)")
+    else:
+        result.info["mechanism_diagnostic"] = "none (discrete data with few environments, or environments with one sample)"
 
 
 def bayes_discover_batch(x: np.ndarray, names, kind: str, *, max_parents=None, num_steps=None, edge_prior=0.5,
@@ -435,3 +500,109 @@ def _result(post: BayesStructureResult, names, family, max_parents, num_steps, e
                 "edge_prior": edge_prior, "seed": seed}
     return StructureResult(graph=g, records=rows, method="bayes", settings=settings,
                            names=list(names), info=info)
+
+
+# ---------------------------------------------------------------------- interventions
+def resolve_targets(data: MultiEnvData, targets, *, off_target: float = 0.0, change_prior: float = 0.1):
+    """The prior change probabilities ``(env, var)`` for ``targets`` (see :func:`discover`).
+
+    Returns
+    -------
+    prior : ndarray, shape (env, var)
+        1 for a known target, ``off_target`` for the other mechanisms of a targets dict;
+        ``change_prior`` everywhere but the first (reference) environment for ``"unknown"``.
+    assumed : dict
+        ``{environment: [targets]}`` as assumed (``"unknown"`` for unknown targets), for the
+        record of the result.
+    """
+    names, envs = list(data.names), list(data.envs)
+    for what, p in (("off_target", off_target), ("change_prior", change_prior)):
+        if not 0.0 <= p < 1.0:
+            raise DataError(f"{what}={p} must be a probability in [0, 1)")
+    if isinstance(targets, str):
+        if targets != "unknown":
+            raise DataError(f"targets={targets!r}: give 'unknown', None or a dict {{environment: [variables]}}")
+        if not 0.0 < change_prior < 1.0:
+            raise DataError(f"change_prior={change_prior} must lie strictly between 0 and 1 for unknown targets")
+        prior = np.full((len(envs), len(names)), float(change_prior))
+        prior[0] = 0.0
+        return prior, {e: ("reference" if k == 0 else "unknown") for k, e in enumerate(envs)}
+    if not isinstance(targets, dict):
+        raise DataError(f"targets must be None, 'unknown' or a dict {{environment: [variables]}}, "
+                        f"not {type(targets).__name__}")
+    table = {str(k): v for k, v in targets.items()}
+    extra = sorted(set(table) - set(envs))
+    if extra:
+        raise DataError(f"targets name environment(s) {extra} that are not in the data; the data's "
+                        f"environments are {envs}")
+    missing = [e for e in envs if e not in table]
+    if missing:
+        raise DataError(f"targets give no entry for environment(s) {missing}; list every environment, "
+                        "with an empty list for an observational one")
+    prior = np.full((len(envs), len(names)), float(off_target))
+    assumed = {}
+    for k, e in enumerate(envs):
+        tv = table[e]
+        tv = [] if tv is None else [tv] if isinstance(tv, str) else list(tv)
+        bad = [t for t in tv if t not in names]
+        if bad:
+            raise DataError(f"target(s) {bad} of environment '{e}' are not columns of the data; the "
+                            f"variables are {names}")
+        prior[k, [names.index(t) for t in tv]] = 1.0
+        assumed[e] = sorted(set(tv), key=names.index)
+    return prior, assumed
+
+
+def interventional_discover(
+    data: MultiEnvData,
+    targets,
+    *,
+    intervention: str = "soft",
+    off_target: float = 0.0,
+    change_prior: float = 0.1,
+    max_parents: int | None = None,
+    num_steps: int | None = None,
+    edge_prior: float = 0.5,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> StructureResult:
+    """``discover(data, method="bayes", targets=...)``: DAG and mechanism changes from
+    interventional data (see :func:`causalid.exchangeable.bayes.interventional_structure`)."""
+    progress = show_progress(progress)
+    if data.kind() != "continuous":
+        raise DataError(f"intervention targets need continuous data (the linear-Gaussian score); the data are "
+                        f"{data.kind()}")
+    if data.num_envs < 2:
+        raise DataError("intervention targets need at least two environments")
+    prior, assumed = resolve_targets(data, targets, off_target=off_target, change_prior=change_prior)
+    if progress:
+        mode = "exhaustive enumeration" if data.num_vars <= 5 else "order MCMC"
+        print(f"bayes ({intervention} interventions, {'unknown' if isinstance(targets, str) else 'known'} "
+              f"targets): scoring parent sets of {data.num_vars} variables, then {mode}...",
+              file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    post = interventional_structure(data.values, data.mask, prior, intervention=intervention,
+                                    **_options(max_parents, num_steps, edge_prior, seed))
+    seconds = time.perf_counter() - t0
+    result = _result(post, list(data.names), "linear_gaussian", max_parents, num_steps, edge_prior, seed, seconds)
+    result.settings.update(targets=assumed, intervention=intervention, off_target=off_target,
+                           change_prior=change_prior if isinstance(targets, str) else None)
+    result.changes = _change_frame(data, post.change_probs, prior)
+    result.info["mechanism_diagnostic"] = "interventional posterior (every sample, exact sum over changes)"
+    return result
+
+
+def _change_frame(data: MultiEnvData, probs: np.ndarray, prior: np.ndarray) -> pd.DataFrame:
+    """The verdict table: one row per (environment, variable)."""
+    envs, names = list(data.envs), list(data.names)
+    probs = np.asarray(probs, dtype=float)
+    if not np.all(np.isfinite(probs)):
+        raise DataError("the mechanism-change posterior could not be computed (non-finite values); "
+                        "check the data for near-constant variables within an environment")
+    return pd.DataFrame({
+        "environment": np.repeat(envs, len(names)),
+        "variable": np.tile(names, len(envs)),
+        "probability": probs.ravel(),
+        "changed": probs.ravel() > 0.5,
+        "prior": prior.ravel(),
+    })

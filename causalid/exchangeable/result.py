@@ -38,6 +38,11 @@ class StructureResult(Result):
     mechanisms : pandas.DataFrame, optional
         Regime diagnostic: for every variable, the p-value of "its mechanism is shared by
         all environments" and the verdict ``varies``.
+    changes : pandas.DataFrame, optional
+        Mechanism-change verdict of ``method="bayes"`` on few large environments or with
+        intervention targets: one row per (``environment``, ``variable``) with the posterior
+        ``probability`` that its mechanism differs from the shared one, ``changed``
+        (probability > 0.5) and the ``prior`` probability (1 for an assumed target).
     info : dict
         Engine-specific extras (MCMC diagnostics, top DAGs, ...), JSON-serialisable.
     """
@@ -50,6 +55,7 @@ class StructureResult(Result):
     layers: list[list[str]] | None = None
     mechanisms: pd.DataFrame | None = None
     info: dict = field(default_factory=dict)
+    changes: pd.DataFrame | None = None
 
     # ------------------------------------------------------------------ views
     @property
@@ -95,6 +101,15 @@ class StructureResult(Result):
         if self.mechanisms is not None:
             varying = [r.variable for r in self.mechanisms.itertuples() if r.varies]
             lines.append(f"  mechanisms varying across environments: {varying or 'none'}")
+        targets = self.settings.get("targets")
+        if targets is not None:
+            shown = {e: (t if isinstance(t, str) else (", ".join(t) or "none")) for e, t in targets.items()}
+            lines.append("  intervention targets assumed: " + "; ".join(f"{e}: {t}" for e, t in shown.items()))
+        if self.changes is not None:
+            changed = self.changes[self.changes["changed"] & (self.changes["prior"] < 1)]
+            by_env = changed.groupby("environment", sort=False)["variable"].apply(list).to_dict()
+            what = "; ".join(f"{e}: {', '.join(v)}" for e, v in by_env.items()) or "none"
+            lines.append(f"  mechanism changes found (posterior > 0.5, beyond assumed targets): {what}")
         if self.regime:
             lines.append(f"  regime: {self.regime}")
         return "\n".join(lines)
@@ -119,6 +134,7 @@ class StructureResult(Result):
             "layers": self.layers,
             "mechanisms": None if self.mechanisms is None else self.mechanisms.to_dict(orient="records"),
             "info": self.info,
+            "changes": None if self.changes is None else self.changes.to_dict(orient="records"),
         }
 
     @classmethod
@@ -154,8 +170,17 @@ class StructureResult(Result):
             for col in _PROBABILITY_FIELDS.intersection(r):
                 _score(r[col], f"'{col}' of {r.get('source')!r} -> {r.get('target')!r}", probability=True)
         mech = None if d.get("mechanisms") is None else pd.DataFrame(d["mechanisms"])
+        changes = None
+        if d.get("changes") is not None:
+            if not isinstance(d["changes"], list) or not all(isinstance(r, dict) for r in d["changes"]):
+                raise DataError("'changes' must be a list of records (environment, variable, probability, ...)")
+            for r in d["changes"]:
+                _score(r.get("probability"), f"change probability of {r.get('variable')!r} in "
+                       f"{r.get('environment')!r}", probability=True)
+            changes = pd.DataFrame(d["changes"])
         return cls(graph=g, records=records, method=d["method"], settings=d.get("settings", {}),
-                   names=names, layers=d.get("layers"), mechanisms=mech, info=d.get("info", {}))
+                   names=names, layers=d.get("layers"), mechanisms=mech, info=d.get("info", {}),
+                   changes=changes)
 
     # ------------------------------------------------------------------ plot
     def _plot(self, ax=None, truth: nx.DiGraph | None = None):
