@@ -413,7 +413,8 @@ def bayes_discover(
         print(f"bayes: scoring parent sets of {data.num_vars} variables ({family}), then {mode}...",
               file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    post = bayes_structure(data.values, data.mask, family, **_options(max_parents, num_steps, edge_prior, seed))
+    post = bayes_structure(data.values, data.mask, family, progress=progress,
+                           **_options(max_parents, num_steps, edge_prior, seed))
     seconds = time.perf_counter() - t0
     result = _result(post, list(data.names), family, max_parents, num_steps, edge_prior, seed, seconds)
     if diagnose:
@@ -581,7 +582,7 @@ def interventional_discover(
               f"targets): scoring parent sets of {data.num_vars} variables, then {mode}...",
               file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    post = interventional_structure(data.values, data.mask, prior, intervention=intervention,
+    post = interventional_structure(data.values, data.mask, prior, intervention=intervention, progress=progress,
                                     **_options(max_parents, num_steps, edge_prior, seed))
     seconds = time.perf_counter() - t0
     result = _result(post, list(data.names), "linear_gaussian", max_parents, num_steps, edge_prior, seed, seconds)
