@@ -1438,16 +1438,17 @@ def bayes_structure_batch(
 #: Largest number of candidate parent sets per node that sets the default parent limit of
 #: :func:`interventional_structure` (its closed-form scores are cheap; the sampler's cost grows
 #: with the sets per node).
-PARENT_SET_BUDGET = 1200
+PARENT_SET_BUDGET = 200
 
 
 def _budget_parents(d: int) -> int:
-    """The largest ``K`` with at most ``PARENT_SET_BUDGET`` parent sets of size <= K per node."""
+    """The largest ``K`` with at most ``PARENT_SET_BUDGET`` parent sets of size <= K per node,
+    and at least ``min(3, d - 1)``."""
     k, total = 0, 1
     while k < d - 1 and total + comb(d - 1, k + 1) <= PARENT_SET_BUDGET:
         k += 1
         total += comb(d - 1, k)
-    return k
+    return max(k, min(3, d - 1))
 
 
 @float64
@@ -1503,8 +1504,8 @@ def interventional_structure(
     max_parents, edge_prior, method, sampler, num_chains, num_warmup, num_samples, thin, top_k, key
         As for :func:`bayes_structure`; ``max_parents`` defaults to ``d - 1`` for exhaustive
         enumeration, and otherwise to the largest limit that keeps at most
-        ``PARENT_SET_BUDGET`` = 1200 parent sets per node (all ``d - 1`` up to 11 variables,
-        3 at 20).
+        ``PARENT_SET_BUDGET`` = 200 parent sets per node, but at least 3 (all ``d - 1`` up to
+        8 variables, 3 from 10).
     hyper : InterventionHyper
         Default: unit prior variances, ``IG(1, 1)`` noise variances and a random intercept
         per environment (``v_env=1``; on the Sachs data with the nominal targets it raised

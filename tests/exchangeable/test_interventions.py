@@ -217,3 +217,13 @@ def test_sachs_targets_are_the_nominal_ones():
     assert set(targets) == set(load_sachs().envs)
     assert targets["cd3cd28+u0126"] == ["Mek"] and targets["b2camp"] == ["PKA"]
     assert sum(map(len, targets.values())) == 7
+
+
+def test_pair_test_never_reports_no_change_it_could_not_compute():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 300, 1))
+    y = 0.6 * x + rng.normal(size=(2, 300, 1))
+    data = causalid.MultiEnvData.from_arrays(np.concatenate([x, y], -1), names=["x", "y"], envs=["a", "b"])
+    with pytest.warns(RuntimeWarning, match="verdict is NA"):
+        table = causalid.diagnose_mechanisms(data, nx.DiGraph([("x", "y")]))
+    assert table["varies"].isna().all()
