@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from typing import Literal, Sequence
 
 import networkx as nx
@@ -341,11 +342,20 @@ def diagnose_mechanisms(
 
 
 def _mechanism_frame(names, graph, pvalues, alpha) -> pd.DataFrame:
+    """The pair-test verdicts; a p-value that could not be computed gives ``varies`` = NA and a
+    warning, never "no change"."""
+    p = np.asarray(pvalues, dtype=float)
+    missing = [n for n, v in zip(names, p) if not np.isfinite(v)]
+    if missing:
+        warnings.warn(f"the mechanism-variability test gave no p-value for {missing} (too few environments "
+                      "for the pair test); their verdict is NA, not 'no change' - use method='bayes', whose "
+                      "verdict uses every sample", RuntimeWarning, stacklevel=3)
+    varies = pd.array([None if not np.isfinite(v) else bool(v <= alpha) for v in p], dtype="boolean")
     return pd.DataFrame({
         "variable": names,
         "parents": [sorted(graph.predecessors(n)) for n in names],
-        "pvalue": np.asarray(pvalues, dtype=float),
-        "varies": np.asarray(pvalues) <= alpha,
+        "pvalue": p,
+        "varies": varies,
     })
 
 
@@ -413,7 +423,8 @@ def bayes_discover(
         print(f"bayes: scoring parent sets of {data.num_vars} variables ({family}), then {mode}...",
               file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    post = bayes_structure(data.values, data.mask, family, **_options(max_parents, num_steps, edge_prior, seed))
+    post = bayes_structure(data.values, data.mask, family, progress=progress,
+                           **_options(max_parents, num_steps, edge_prior, seed))
     seconds = time.perf_counter() - t0
     result = _result(post, list(data.names), family, max_parents, num_steps, edge_prior, seed, seconds)
     if diagnose:
@@ -483,8 +494,9 @@ def _result(post: BayesStructureResult, names, family, max_parents, num_steps, e
         "num_dags": int(post.num_dags),
         "seconds": seconds,
         "top_dags": [
-            {"log_posterior": float(lp), "edges": [[names[i], names[j]] for i, j in np.argwhere(a)]}
-            for a, lp in zip(post.top_dags[:5], post.top_log_post[:5])
+            {"log_posterior": float(lp), "log_score": float(ls),
+             "edges": [[names[i], names[j]] for i, j in np.argwhere(a)]}
+            for a, lp, ls in zip(post.top_dags[:5], post.top_log_post[:5], post.top_log_score[:5])
         ],
     }
     if post.diagnostics is not None:
@@ -581,7 +593,7 @@ def interventional_discover(
               f"targets): scoring parent sets of {data.num_vars} variables, then {mode}...",
               file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    post = interventional_structure(data.values, data.mask, prior, intervention=intervention,
+    post = interventional_structure(data.values, data.mask, prior, intervention=intervention, progress=progress,
                                     **_options(max_parents, num_steps, edge_prior, seed))
     seconds = time.perf_counter() - t0
     result = _result(post, list(data.names), "linear_gaussian", max_parents, num_steps, edge_prior, seed, seconds)

@@ -78,7 +78,9 @@ class StructureResult(Result):
         if self.mechanisms is None or len(self.names) != 2 or self.graph.number_of_edges() != 1:
             return None
         (cause, effect), = self.graph.edges
-        v = self.mechanisms.set_index("variable")["varies"]
+        v = {k: _verdict(x) for k, x in self.mechanisms.set_index("variable")["varies"].items()}
+        if None in (v[cause], v[effect]):
+            return None
         return {(True, True): "both", (True, False): "cause", (False, True): "mechanism",
                 (False, False): "neither"}[(bool(v[cause]), bool(v[effect]))]
 
@@ -99,7 +101,11 @@ class StructureResult(Result):
         if self.layers:
             lines.append("  layers (sinks first): " + " | ".join(", ".join(layer) for layer in self.layers))
         if self.mechanisms is not None:
-            varying = [r.variable for r in self.mechanisms.itertuples() if r.varies]
+            verdicts = [(r.variable, _verdict(r.varies)) for r in self.mechanisms.itertuples()]
+            varying = [n for n, v in verdicts if v is True]
+            unknown = [n for n, v in verdicts if v is None]
+            if unknown:
+                lines.append(f"  mechanism verdict not computable (NA) for: {unknown}")
             lines.append(f"  mechanisms varying across environments: {varying or 'none'}")
         targets = self.settings.get("targets")
         if targets is not None:
@@ -132,9 +138,9 @@ class StructureResult(Result):
             "edges": self.records,
             "settings": self.settings,
             "layers": self.layers,
-            "mechanisms": None if self.mechanisms is None else self.mechanisms.to_dict(orient="records"),
+            "mechanisms": None if self.mechanisms is None else _records(self.mechanisms),
             "info": self.info,
-            "changes": None if self.changes is None else self.changes.to_dict(orient="records"),
+            "changes": None if self.changes is None else _records(self.changes),
         }
 
     @classmethod
@@ -202,6 +208,19 @@ def _score(value, what: str, *, probability: bool):
     if probability and not (0.0 <= value <= 1.0) and not np.isnan(value):
         raise DataError(f"{what}: {value!r} is not a probability in [0, 1]")
     return value
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as JSON-ready records: NA and NaN become None."""
+    obj = frame.astype(object)
+    return obj.where(frame.notna(), None).to_dict(orient="records")
+
+
+def _verdict(v):
+    """A stored verdict: True, False, or None when it could not be computed (NA)."""
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+        return None
+    return bool(v)
 
 
 def _num(s):

@@ -44,15 +44,20 @@ def _oracle_log_ml(y, design, v, a, b):
     return stats.multivariate_t(np.zeros(len(y)), cov, df=2 * a).logpdf(y)
 
 
-def _oracle_block(x, envs, i, parents, hyper):
-    """One block sharing a mechanism: an intercept per environment (v_env) and the weights."""
+def _oracle_block(x, envs, i, parents, hyper, per_env):
+    """One block sharing a mechanism: an intercept per environment (v_env) or one for the
+    block (v_intercept), and the weights."""
     y = np.concatenate([x[e][:, i] for e in envs]) if envs else np.zeros(0)
     if not envs:
         return 0.0
-    ind = np.concatenate([np.eye(len(envs))[k][None].repeat(len(x[e]), 0) for k, e in enumerate(envs)])
+    if per_env:
+        ind = np.concatenate([np.eye(len(envs))[k][None].repeat(len(x[e]), 0) for k, e in enumerate(envs)])
+        v_int = np.full(len(envs), hyper.v_env)
+    else:
+        ind, v_int = np.ones((len(y), 1)), np.array([hyper.v_intercept])
     xs = np.concatenate([x[e][:, parents] for e in envs]).reshape(len(y), -1)
     design = np.concatenate([ind, xs], axis=1)
-    v = np.concatenate([np.full(len(envs), hyper.v_env), np.full(len(parents), hyper.v_weight)])
+    v = np.concatenate([v_int, np.full(len(parents), hyper.v_weight)])
     return _oracle_log_ml(y, design, v, hyper.a, hyper.b)
 
 
@@ -65,11 +70,13 @@ def _oracle(x, prior, perfect, hyper, edge_prior=0.5):
     dags = enumerate_dags(d)
     cache = {}
 
-    def block(envs, i, pa):
-        k = (tuple(envs), i, tuple(pa))
+    def block(envs, i, pa, per_env):
+        k = (tuple(envs), i, tuple(pa), per_env)
         if k not in cache:
-            cache[k] = _oracle_block(x, list(envs), i, list(pa), hyper)
+            cache[k] = _oracle_block(x, list(envs), i, list(pa), hyper, per_env)
         return cache[k]
+
+    modes = [True, False] if hyper.mix else [hyper.v_env is not None]
 
     joint, edge_w, change_w = [], [], []
     for bits in itertools.product([0, 1], repeat=len(free)):
@@ -83,10 +90,9 @@ def _oracle(x, prior, perfect, hyper, edge_prior=0.5):
                 pa = list(np.flatnonzero(g[:, i]))
                 total += len(pa) * np.log(edge_prior) + (d - 1 - len(pa)) * np.log1p(-edge_prior)
                 shared = [e for e in range(e_) if not c[e, i]]
-                total += block(shared, i, pa)
-                for e in range(e_):
-                    if c[e, i]:
-                        total += block([e], i, [] if perfect else pa)
+                per_mode = [block(shared, i, pa, m) + sum(block([e], i, [] if perfect else pa, m)
+                                                          for e in range(e_) if c[e, i]) for m in modes]
+                total += np.logaddexp.reduce(per_mode) - np.log(len(modes))
             joint.append(total)
             edge_w.append(g)
             change_w.append(c)
@@ -96,12 +102,13 @@ def _oracle(x, prior, perfect, hyper, edge_prior=0.5):
             np.einsum("g,gei->ei", w, np.array(change_w, float)))
 
 
-@pytest.mark.parametrize("perfect", [False, True])
-def test_matches_enumeration_of_all_dags_and_target_sets(perfect):
+@pytest.mark.parametrize("perfect, intercepts", [(False, "env"), (True, "env"), (False, "mix"), (True, "shared")])
+def test_matches_enumeration_of_all_dags_and_target_sets(perfect, intercepts):
     rng = np.random.default_rng(3)
     x = _simulate(rng, 12)
     prior = np.array([[0.0, 0.0, 0.0], [0.3, 1.0, 0.2], [0.0, 0.4, 0.3]])
-    hyper = InterventionHyper(v_weight=1.5, a=2.0, b=1.5, v_env=0.7)
+    hyper = InterventionHyper(v_intercept=0.8, v_weight=1.5, a=2.0, b=1.5,
+                              v_env=None if intercepts == "shared" else 0.7, mix=intercepts == "mix")
     res = interventional_structure(x, np.ones(x.shape[:2], bool), prior, method="exhaustive",
                                    intervention="perfect" if perfect else "soft", hyper=hyper)
     edge, change = _oracle(x, prior, perfect, hyper)
@@ -217,3 +224,13 @@ def test_sachs_targets_are_the_nominal_ones():
     assert set(targets) == set(load_sachs().envs)
     assert targets["cd3cd28+u0126"] == ["Mek"] and targets["b2camp"] == ["PKA"]
     assert sum(map(len, targets.values())) == 7
+
+
+def test_pair_test_never_reports_no_change_it_could_not_compute():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 300, 1))
+    y = 0.6 * x + rng.normal(size=(2, 300, 1))
+    data = causalid.MultiEnvData.from_arrays(np.concatenate([x, y], -1), names=["x", "y"], envs=["a", "b"])
+    with pytest.warns(RuntimeWarning, match="verdict is NA"):
+        table = causalid.diagnose_mechanisms(data, nx.DiGraph([("x", "y")]))
+    assert table["varies"].isna().all()
