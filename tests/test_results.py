@@ -47,8 +47,12 @@ def _build(kind):
     if kind in ("LTIResult", "LTIIdentifiabilityReport"):
         data = _lti_data()
         return causalid.identify_lti(data, method="moment") if kind == "LTIResult" else causalid.check_lti(data)
-    if kind in ("HMMResult", "MechanismReport", "StateSelection"):
+    if kind in ("HMMResult", "MechanismReport", "StateSelection",
+         "ResidualCheck", "ResidualCheck"):
         data = _hmm_data()
+        if kind == "ResidualCheck":
+            fit = causalid.fit_hmm(data, 2, shared="transitions", num_restarts=2, progress=False)
+            return fit.pseudo_residuals(data, "forecast")
         if kind == "StateSelection":
             return causalid.select_num_states(data, (1, 2), criterion="icl", num_restarts=2, progress=False)
         if kind == "HMMResult":
@@ -70,6 +74,7 @@ def _build(kind):
 
 
 KINDS = ["StructureResult", "LTIResult", "LTIIdentifiabilityReport", "HMMResult", "MechanismReport", "StateSelection",
+         "ResidualCheck",
          "PowerAnalysis", "Design", "NextDesign", "SBCResult"]
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +39,9 @@ from causalid._x64 import float64
 from causalid.errors import ConvergenceWarning, DataError
 from causalid.hmm.data import SequenceData
 from causalid.hmm.em import (
+    EMPrior,
     canonical_order,
+    conjugate_prior,
     emission_signature,
     match_states,
     min_covar_diag,
@@ -161,7 +163,7 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
             method: str = "em", initial="free", num_restarts: int = 30, num_refine: int = 4,
             max_iters: int = 500, tol: float = 1e-6, key=0, num_categories: int | None = None,
             min_covar: float = 1e-3, num_warmup: int = 500, num_samples: int = 500, num_chains: int = 2,
-            prior: HMMPrior | None = None, progress: bool | None = None, init_params=None):
+            prior: HMMPrior | None = None, em_prior=None, progress: bool | None = None, init_params=None):
     r"""Fit a (multi-environment) HMM; see the module docstring for the engines.
 
     Parameters
@@ -208,6 +210,13 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
         NUTS settings.
     prior : HMMPrior
         Priors of ``"map"`` and ``"nuts"``.
+    em_prior : None, "weak" or EMPrior
+        MAP-EM: weak conjugate priors in the M-step (Dirichlet on the initial distribution and
+        the transition rows, normal-inverse-Wishart on Gaussian emissions, gamma on Poisson
+        rates, Dirichlet on symbol probabilities; :class:`causalid.hmm.em.EMPrior`), which keep
+        every state's covariance away from zero; EM then climbs the log posterior (its trace
+        and convergence test include the log prior), while ``log_likelihood`` stays the data's.
+        Recorded in ``settings["em_prior"]``.  Not with ``initial="stationary"``.
     progress : bool or None
         (None, the default: shown when someone watches, see :mod:`causalid._progress`.)
         Show a progress bar.
@@ -262,6 +271,15 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
     config = HMMConfig(num_states, emission, data.obs_dim, data.num_envs, vary, covariance,
                        num_categories, len(data.input_names), init_kind)
     _check_size(data, config, num_categories)
+    if em_prior is not None:
+        if isinstance(em_prior, str) and em_prior == "weak":
+            em_prior = EMPrior()
+        if not isinstance(em_prior, EMPrior):
+            raise DataError(f"em_prior must be None, 'weak' or an EMPrior; got {em_prior!r}")
+        if init_kind == "stationary" or method != "em":
+            raise DataError("em_prior (MAP-EM) is available with method='em' and a free or given initial "
+                            "distribution")
+    prior_arrays = None if em_prior is None else conjugate_prior(data, config, em_prior)
     if isinstance(key, int):
         key = jax.random.PRNGKey(key)
     if data.inputs is not None and method == "em":
@@ -275,7 +293,8 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
     if data.inputs is None:
         one = isinstance(init_params, (dict, HMMParams))
         starts = [HMMParams.from_dict(p) for p in ([init_params] if one else list(init_params or []))]
-        em_args = (data, config, y, lengths, max_iters, tol, mc, partial, progress, starts, num_refine, fixed_init)
+        em_args = (data, config, y, lengths, max_iters, tol, mc, partial, progress, starts, num_refine, fixed_init,
+                   prior_arrays)
         fit = _fit_em(key, int(num_restarts), *em_args)
         degenerate = _degeneracy(fit[0], config, y, lengths, partial, mc)
         if int(num_restarts) > 0 and any("empty" in d or "duplicated" in d for d in degenerate):
@@ -317,6 +336,7 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
                   "max_iters": max_iters, "tol": tol, "min_covar": min_covar,
                   "variance_floor": np.asarray(mc).tolist() if emission == "gaussian" else None,
                   "initial": init_kind, "refitted": refitted,
+                  "em_prior": None if em_prior is None else asdict(em_prior),
                   "shared": [m for m in ("transitions", "emissions") if m not in vary]},
     )
 
@@ -367,7 +387,7 @@ def _distinct_best(params, ll, config, n: int, keep=()) -> np.ndarray:
 
 
 def _fit_em(key, R, data, config, y, lengths, max_iters, tol, min_covar, partial, progress, starts=None,
-            num_refine=4, fixed_init=None, prefetch_final=True):
+            num_refine=4, fixed_init=None, prior=None, prefetch_final=True):
     # starting points assembled in NumPy and moved once (eager jnp.stack / concatenate would each
     # compile a small program per shape)
     given = [jax.tree.map(lambda v: np.asarray(v)[None], s._replace(trans_weights=None)) for s in starts or []]
@@ -387,7 +407,7 @@ def _fit_em(key, R, data, config, y, lengths, max_iters, tol, min_covar, partial
     if not prefetch_final:  # (a refit: the program is compiled already)
         prefetch = threading.Thread(target=lambda: None)
     em = functools.partial(run_em, y=y, lengths=lengths, config=config, tol=tol, min_covar=min_covar,
-                           partial=partial, progress=progress)
+                           partial=partial, progress=progress, prior=prior)
     screen = total > num_refine + len(given) and max_iters > SCREEN_ITERS
     if screen:
         # every start for a few iterations, in one program; the best distinct few go on
