@@ -161,7 +161,8 @@ class MechanismReport(Result):
 def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alpha: float = 0.05,
                        null: str = "bootstrap", num_bootstrap: int = 99, covariance: str = "full",
                        num_restarts: int = 5, max_iters: int = 300, tol: float = 1e-6, key=0,
-                       num_categories: int | None = None, progress: bool | None = None) -> MechanismReport:
+                       num_categories: int | None = None, initial="free",
+                       progress: bool | None = None) -> MechanismReport:
     """Test which mechanisms (transitions, emissions) vary across environments.
 
     Parameters
@@ -179,6 +180,10 @@ def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alp
         Replicates per test.
     covariance, num_restarts, max_iters, tol, num_categories
         As :func:`causalid.fit_hmm`.
+    initial : "free" or array
+        The initial distribution of every fit: estimated, or given (kept fixed by every EM refit,
+        the bootstrap's included).  ``"stationary"`` is not available here: the likelihood-ratio
+        refits are EM steps, which have no closed form for it.
     key : int or PRNGKey
     progress : bool or None
         (None, the default: shown when someone watches, see :mod:`causalid._progress`.)
@@ -197,6 +202,9 @@ def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alp
         raise DataError(f"null must be 'bootstrap' or 'chi2'; got {null!r}")
     if not 0 < alpha < 1:
         raise DataError(f"alpha must be in (0, 1); got {alpha}")
+    if isinstance(initial, str) and initial == "stationary":
+        raise DataError("compare_mechanisms supports initial='free' or a given initial distribution; its "
+                        "likelihood-ratio refits are EM steps, which have no closed form for the stationary start")
     if null == "bootstrap":
         if isinstance(num_bootstrap, bool) or not isinstance(num_bootstrap, int) or num_bootstrap < 1:
             raise DataError(f"num_bootstrap must be a positive integer; got {num_bootstrap!r}")
@@ -212,7 +220,8 @@ def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alp
     key = jax.random.PRNGKey(key) if isinstance(key, int) else key
     k_fit, k_boot = jax.random.split(key)
     opts = {"emission": emission, "covariance": covariance, "num_restarts": num_restarts,
-            "max_iters": max_iters, "tol": tol, "num_categories": num_categories, "progress": False}
+            "max_iters": max_iters, "tol": tol, "num_categories": num_categories, "initial": initial,
+            "progress": False}
     fits = {}
     fits["neither"] = fit_hmm(data, num_states, shared="all", key=k_fit, **opts)
     # each larger model also starts from the fits it nests, so the log-likelihoods are ordered

@@ -327,6 +327,11 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
     args = (jax.tree.map(to_device, params), y, lengths,
             None if data.inputs is None else to_device(data.inputs))
     ll_seq = np.asarray(compiled(_sequence_lls, *args, config=config, partial=partial)(*args))
+    if not np.all(np.isfinite(ll_seq)):
+        msg = ("the log-likelihood is not finite: a state collapsed onto repeated values (set min_covar > 0 or "
+               "em_prior='weak')")
+        warnings.warn(f"degenerate {num_states}-state fit: {msg}", DegenerateFitWarning, stacklevel=3)
+        degenerate = list(degenerate) + [msg]
     return HMMResult(
         params=params, config=config, log_likelihood=float(ll_seq.sum()),
         num_observations=data.num_observations, method=method, names=data.names, env_names=data.env_names,
