@@ -178,19 +178,21 @@ def _em_block(params, ll_prev, done, y, lengths, min_covar, tol, prior, *, confi
     log-likelihood plus the log prior (:func:`log_prior`), which MAP-EM never decreases.
     """
 
-    def one_step(p, llp, dn, y_r):
+    def one_step(p, llp, dn, y_r, mc):
         ll, gamma, xi = _estep(p, y_r, lengths, config, partial)
         ll = jnp.sum(ll) + (0.0 if prior is None else log_prior(p, prior, config))
-        newp = _mstep(p, y_r, lengths, gamma, xi, config, partial, min_covar, prior)
+        newp = _mstep(p, y_r, lengths, gamma, xi, config, partial, mc, prior)
         finished = dn | (ll - llp < tol)
         newp = jax.tree.map(lambda a, b: jnp.where(finished, a, b), p, newp)
         return newp, jnp.where(dn, llp, ll), finished, jnp.where(dn, jnp.nan, ll)
 
-    batched = jax.vmap(one_step, in_axes=(0, 0, 0, 0 if batch_y else None))
+    # one variance floor for all fits, or one per fit (``(R, D)``: one per data set with batch_y)
+    per_fit_floor = batch_y and jnp.ndim(min_covar) == 2
+    batched = jax.vmap(one_step, in_axes=(0, 0, 0, 0 if batch_y else None, 0 if per_fit_floor else None))
 
     def body(carry, _):
         p, llp, dn = carry
-        p, ll, dn2, rec = batched(p, llp, dn, y)
+        p, ll, dn2, rec = batched(p, llp, dn, y, min_covar)
         return (p, ll, dn2), rec
 
     (params, ll, done), trace = lax.scan(body, (params, ll_prev, done), None, length=num_iters)
@@ -311,6 +313,7 @@ def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float,
     has been dispatched and before its result is awaited.  Returns ``(params, log_lik (R,),
     done (R,), trace (iters, R))``; the log-likelihood is the one at the start of each fit's
     last iteration (plus the log prior, with a ``prior``: MAP-EM, see :func:`conjugate_prior`).
+    ``min_covar`` is one variance floor ``(D,)``, or with ``batch_y`` one per fit ``(R, D)``.
     """
     from tqdm.auto import tqdm
 
@@ -323,12 +326,14 @@ def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float,
     done = to_device(np.zeros((R,), bool))
     block = max(1, min(25, max_iters))
     idx = np.arange(R)  # the fits in the running batch (padded with repeats of an unfinished one)
+    per_fit_floor = batch_y and np.ndim(min_covar) == 2
+    floors = to_device(min_covar)
     batch = (params, ll, done, y)
     traces, it = [], 0
     bar = tqdm(total=max_iters, desc=desc, disable=not progress, leave=False)
     while it < max_iters:
         n = min(block, max_iters - it)
-        args = batch + (lengths, min_covar, tol, prior)
+        args = batch + (lengths, floors, tol, prior)
         out = compiled(_em_block, *args, config=config, partial=partial, num_iters=n, batch_y=batch_y)(*args)
         p_b, ll_b, done_b, tr = out
         if while_running is not None:
@@ -354,6 +359,7 @@ def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float,
             idx = np.concatenate([open_, np.full(size - open_.size, open_[0])])
             take = to_device(idx)
             batch = (jax.tree.map(lambda a: a[take], params), ll[take], done[take], y[take] if batch_y else y)
+            floors = to_device(min_covar)[take] if per_fit_floor else floors
         else:
             batch = (p_b, ll_b, done_b, batch[3])
     bar.close()
