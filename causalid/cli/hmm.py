@@ -54,7 +54,7 @@ def add_parser(subparsers) -> None:
     h.add_argument("--method", choices=["em", "map", "nuts"], default="em",
                    help="em: Baum-Welch with restarts; map: posterior mode; nuts: posterior draws (default: em)")
     h.add_argument("--restarts", type=int, default=30,
-                   help="data-driven EM starts, screened for 10 iterations; the best 4 run to convergence "
+                   help="data-driven EM starts, screened for 10 iterations; the best 8 run to convergence "
                         "(default: 30)")
     h.add_argument("--initial", choices=["free", "stationary"], default="free",
                    help="initial state distribution: estimated (free) or the transition matrix's stationary one "

@@ -47,7 +47,7 @@ from causalid._progress import show_progress
 from causalid._results import Result
 from causalid._x64 import float64
 from causalid.dynamics.hmm import hmm_filter
-from causalid.errors import DataError
+from causalid.errors import ConvergenceWarning, DataError
 from causalid.hmm.data import SequenceData
 from causalid.hmm.em import min_covar_diag, path_entropy, run_em, simulate_like
 from causalid.hmm.fit import fit_hmm, vary_from_shared
@@ -307,7 +307,8 @@ class StateSelection(Result):
         One row per number of states: ``num_states``, ``log_likelihood``, ``num_params``,
         ``bic``, ``aic``, ``icl`` (lower is better), ``heldout`` (held-out log-likelihood, higher
         is better, when asked for), ``elpd_loo`` / ``elpd_waic`` (NUTS), ``degenerate`` (what
-        makes the fit degenerate, "" when nothing) and ``eligible``.
+        makes the fit degenerate, "" when nothing), ``eligible`` and ``warnings`` (the fit's
+        convergence warnings, kept here instead of raised).
     criterion : str
     recommended : int
         The best eligible number of states by ``criterion``.
@@ -326,7 +327,7 @@ class StateSelection(Result):
     REQUIRED = ("table", "criterion", "recommended", "reason")
 
     def summary(self) -> str:
-        shown = self.table.drop(columns=["degenerate"]).to_string(index=False)
+        shown = self.table.drop(columns=["degenerate", "warnings"], errors="ignore").to_string(index=False)
         return f"{self.reason}\n{shown}"
 
     def to_frame(self) -> pd.DataFrame:
@@ -343,8 +344,9 @@ class StateSelection(Result):
     def _plot(self, ax=None):
         """The criteria against the number of states (ringed: each one's best); refused
         (degenerate) fits marked by a dotted line."""
-        table = self.table.drop(columns=["degenerate", "log_likelihood", "num_params"])
-        fig = plot_hmm_selection(table.drop(columns=["eligible"]), ax=ax)
+        table = self.table.drop(columns=["degenerate", "log_likelihood", "num_params", "warnings", "eligible"],
+                                errors="ignore")
+        fig = plot_hmm_selection(table, ax=ax)
         bad = self.table.loc[~self.table["eligible"].astype(bool), "num_states"].to_numpy()
         for axis in fig.axes:
             for k in bad:
@@ -444,16 +446,20 @@ def select_num_states(data, states=(1, 2, 3, 4), emission: str = "gaussian", *, 
             "max_iters": max_iters, "progress": False, **fit_kwargs}
     rows, fits = [], {}
     for K in states:
-        with warnings.catch_warnings():  # degenerate fits are reported in the table instead
-            warnings.simplefilter("ignore", DegenerateFitWarning)
+        with warnings.catch_warnings(record=True) as caught:  # reported in the table instead
+            warnings.simplefilter("always")
             f = fit_hmm(data, K, emission, **opts)
+        for w in caught:  # anything but the fit-quality warnings goes on to the caller
+            if not issubclass(w.category, (DegenerateFitWarning, ConvergenceWarning)):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         fits[K] = f
         y, lengths = jnp.asarray(data.y), jnp.asarray(data.lengths)
         p = jax.tree.map(jnp.asarray, f.params._replace(trans_weights=None))
         entropy = float(path_entropy(p, y, lengths, config=f.config, partial=has_partial_rows(data.y)))
         row = {"num_states": K, "log_likelihood": f.log_likelihood, "num_params": f.num_params,
                "bic": f.bic, "aic": f.aic, "icl": f.bic + 2.0 * entropy,
-               "degenerate": "; ".join(f.degenerate), "eligible": not f.degenerate}
+               "degenerate": "; ".join(f.degenerate), "eligible": not f.degenerate,
+               "warnings": "; ".join(str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning))}
         if criterion == "heldout":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DegenerateFitWarning)

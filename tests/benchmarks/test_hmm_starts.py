@@ -102,7 +102,9 @@ def test_true_state_count_selection_rate():
     cases = [c for c in _cases() if not c[0].startswith("earthquakes")]
     hits = []
     for name, y, K, emission, C in cases:
-        sel = causalid.select_num_states(y, range(1, K + 3), emission, num_categories=C, progress=False)
+        with warnings.catch_warnings():  # restarts of the larger models disagree: that is expected here
+            warnings.simplefilter("ignore")
+            sel = causalid.select_num_states(y, range(1, K + 3), emission, num_categories=C, progress=False)
         hits.append(sel.recommended == K)
         print(f"{name:32s} true {K}  picked {sel.recommended}")
     print(f"true count picked in {sum(hits)}/{len(hits)} simulated cases (BIC, degenerate fits refused)")
