@@ -40,6 +40,7 @@ from causalid.families import load_sweep, parse_sweep, run_sweep
 from causalid.hmm.compare import MechanismReport, StateSelection, compare_mechanisms, select_num_states
 from causalid.hmm.data import SequenceData
 from causalid.hmm.fit import fit_hmm
+from causalid.hmm.residuals import ResidualCheck
 from causalid.hmm.result import HMMResult
 from causalid.hmm.starts import DegenerateFitWarning
 from causalid.lti.data import LTIData
@@ -71,6 +72,7 @@ __all__ = [
     "LTISystem",
     "MechanismReport",
     "MultiEnvData",
+    "ResidualCheck",
     "SequenceData",
     "StateSelection",
     "StructureResult",

@@ -62,8 +62,11 @@ def _build(kind):
         data = causalid.LTIData.from_arrays(y[None], inputs=u[None])
         fit = causalid.identify_lti(data, max_order=3)
         return {"LTIResult-pem": fit, "LTIComparison": fit.compare(data)}.get(kind, fit.order_selection)
-    if kind in ("HMMResult", "MechanismReport", "StateSelection"):
+    if kind in ("HMMResult", "MechanismReport", "StateSelection", "ResidualCheck"):
         data = _hmm_data()
+        if kind == "ResidualCheck":
+            fit = causalid.fit_hmm(data, 2, shared="transitions", num_restarts=2, progress=False)
+            return fit.pseudo_residuals(data, "forecast")
         if kind == "StateSelection":
             return causalid.select_num_states(data, (1, 2), criterion="icl", num_restarts=2, progress=False)
         if kind == "HMMResult":
@@ -86,6 +89,7 @@ def _build(kind):
 
 KINDS = ["StructureResult", "StructureResult (targets)", "LTIResult", "LTIResult-pem", "LTIComparison",
          "LTIOrderSelection", "LTIIdentifiabilityReport", "HMMResult", "MechanismReport", "StateSelection",
+         "ResidualCheck",
          "PowerAnalysis", "Design", "NextDesign", "SBCResult"]
 
 

@@ -47,7 +47,7 @@ from causalid._progress import show_progress
 from causalid._results import Result
 from causalid._x64 import float64
 from causalid.dynamics.hmm import hmm_filter
-from causalid.errors import DataError
+from causalid.errors import ConvergenceWarning, DataError
 from causalid.hmm.data import SequenceData
 from causalid.hmm.em import min_covar_diag, path_entropy, run_em, simulate_like
 from causalid.hmm.fit import fit_hmm, vary_from_shared
@@ -161,7 +161,8 @@ class MechanismReport(Result):
 def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alpha: float = 0.05,
                        null: str = "bootstrap", num_bootstrap: int = 99, covariance: str = "full",
                        num_restarts: int = 5, max_iters: int = 300, tol: float = 1e-6, key=0,
-                       num_categories: int | None = None, progress: bool | None = None) -> MechanismReport:
+                       num_categories: int | None = None, initial="free",
+                       progress: bool | None = None) -> MechanismReport:
     """Test which mechanisms (transitions, emissions) vary across environments.
 
     Parameters
@@ -179,6 +180,10 @@ def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alp
         Replicates per test.
     covariance, num_restarts, max_iters, tol, num_categories
         As :func:`causalid.fit_hmm`.
+    initial : "free" or array
+        The initial distribution of every fit: estimated, or given (kept fixed by every EM refit,
+        the bootstrap's included).  ``"stationary"`` is not available here: the likelihood-ratio
+        refits are EM steps, which have no closed form for it.
     key : int or PRNGKey
     progress : bool or None
         (None, the default: shown when someone watches, see :mod:`causalid._progress`.)
@@ -197,6 +202,9 @@ def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alp
         raise DataError(f"null must be 'bootstrap' or 'chi2'; got {null!r}")
     if not 0 < alpha < 1:
         raise DataError(f"alpha must be in (0, 1); got {alpha}")
+    if isinstance(initial, str) and initial == "stationary":
+        raise DataError("compare_mechanisms supports initial='free' or a given initial distribution; its "
+                        "likelihood-ratio refits are EM steps, which have no closed form for the stationary start")
     if null == "bootstrap":
         if isinstance(num_bootstrap, bool) or not isinstance(num_bootstrap, int) or num_bootstrap < 1:
             raise DataError(f"num_bootstrap must be a positive integer; got {num_bootstrap!r}")
@@ -212,7 +220,8 @@ def compare_mechanisms(data, num_states: int, emission: str = "gaussian", *, alp
     key = jax.random.PRNGKey(key) if isinstance(key, int) else key
     k_fit, k_boot = jax.random.split(key)
     opts = {"emission": emission, "covariance": covariance, "num_restarts": num_restarts,
-            "max_iters": max_iters, "tol": tol, "num_categories": num_categories, "progress": False}
+            "max_iters": max_iters, "tol": tol, "num_categories": num_categories, "initial": initial,
+            "progress": False}
     fits = {}
     fits["neither"] = fit_hmm(data, num_states, shared="all", key=k_fit, **opts)
     # each larger model also starts from the fits it nests, so the log-likelihoods are ordered
@@ -298,7 +307,8 @@ class StateSelection(Result):
         One row per number of states: ``num_states``, ``log_likelihood``, ``num_params``,
         ``bic``, ``aic``, ``icl`` (lower is better), ``heldout`` (held-out log-likelihood, higher
         is better, when asked for), ``elpd_loo`` / ``elpd_waic`` (NUTS), ``degenerate`` (what
-        makes the fit degenerate, "" when nothing) and ``eligible``.
+        makes the fit degenerate, "" when nothing), ``eligible`` and ``warnings`` (the fit's
+        convergence warnings, kept here instead of raised).
     criterion : str
     recommended : int
         The best eligible number of states by ``criterion``.
@@ -317,7 +327,7 @@ class StateSelection(Result):
     REQUIRED = ("table", "criterion", "recommended", "reason")
 
     def summary(self) -> str:
-        shown = self.table.drop(columns=["degenerate"]).to_string(index=False)
+        shown = self.table.drop(columns=["degenerate", "warnings"], errors="ignore").to_string(index=False)
         return f"{self.reason}\n{shown}"
 
     def to_frame(self) -> pd.DataFrame:
@@ -334,8 +344,9 @@ class StateSelection(Result):
     def _plot(self, ax=None):
         """The criteria against the number of states (ringed: each one's best); refused
         (degenerate) fits marked by a dotted line."""
-        table = self.table.drop(columns=["degenerate", "log_likelihood", "num_params"])
-        fig = plot_hmm_selection(table.drop(columns=["eligible"]), ax=ax)
+        table = self.table.drop(columns=["degenerate", "log_likelihood", "num_params", "warnings", "eligible"],
+                                errors="ignore")
+        fig = plot_hmm_selection(table, ax=ax)
         bad = self.table.loc[~self.table["eligible"].astype(bool), "num_states"].to_numpy()
         for axis in fig.axes:
             for k in bad:
@@ -435,16 +446,20 @@ def select_num_states(data, states=(1, 2, 3, 4), emission: str = "gaussian", *, 
             "max_iters": max_iters, "progress": False, **fit_kwargs}
     rows, fits = [], {}
     for K in states:
-        with warnings.catch_warnings():  # degenerate fits are reported in the table instead
-            warnings.simplefilter("ignore", DegenerateFitWarning)
+        with warnings.catch_warnings(record=True) as caught:  # reported in the table instead
+            warnings.simplefilter("always")
             f = fit_hmm(data, K, emission, **opts)
+        for w in caught:  # anything but the fit-quality warnings goes on to the caller
+            if not issubclass(w.category, (DegenerateFitWarning, ConvergenceWarning)):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         fits[K] = f
         y, lengths = jnp.asarray(data.y), jnp.asarray(data.lengths)
         p = jax.tree.map(jnp.asarray, f.params._replace(trans_weights=None))
         entropy = float(path_entropy(p, y, lengths, config=f.config, partial=has_partial_rows(data.y)))
         row = {"num_states": K, "log_likelihood": f.log_likelihood, "num_params": f.num_params,
                "bic": f.bic, "aic": f.aic, "icl": f.bic + 2.0 * entropy,
-               "degenerate": "; ".join(f.degenerate), "eligible": not f.degenerate}
+               "degenerate": "; ".join(f.degenerate), "eligible": not f.degenerate,
+               "warnings": "; ".join(str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning))}
         if criterion == "heldout":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DegenerateFitWarning)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
@@ -47,10 +47,13 @@ __all__ = [
     "MIN_COMPACT_BATCH",
     "align_to",
     "bootstrap_hmm",
+    "EMPrior",
     "canonical_order",
+    "conjugate_prior",
     "emission_signature",
     "match_states",
     "min_covar_diag",
+    "log_prior",
     "numpy_params",
     "permute_states",
     "run_em",
@@ -112,14 +115,15 @@ def _gaussian_stats(emissions: GaussianEmissions, y, gamma, partial: bool):
     return Nk, Sy, Syy
 
 
-def _mstep(params, y, lengths, gamma, xi, config: HMMConfig, partial: bool, min_covar):
+def _mstep(params, y, lengths, gamma, xi, config: HMMConfig, partial: bool, min_covar, prior=None):
     tv, ev = config.trans_vary, config.emis_vary
+    alpha = 0.0 if prior is None else prior["alpha"]  # Dirichlet(1 + alpha) pseudo-counts
     first = gamma[:, :, 0, :]  # (E, N, K): zero rows for empty sequences
-    init = _pool(jnp.sum(first, axis=1), tv)
+    init = _pool(jnp.sum(first, axis=1), tv) + alpha
     init = init / jnp.sum(init, axis=-1, keepdims=True)
     if config.initial == "fixed":  # a given initial distribution stays as given
         init = params.init
-    counts = _pool(jnp.sum(xi, axis=1), tv)
+    counts = _pool(jnp.sum(xi, axis=1), tv) + alpha
     rows = jnp.sum(counts, axis=-1, keepdims=True)
     trans = jnp.where(rows > 0, counts / jnp.where(rows > 0, rows, 1.0), params.trans)
     obs = ~jnp.isnan(y)
@@ -128,9 +132,16 @@ def _mstep(params, y, lengths, gamma, xi, config: HMMConfig, partial: bool, min_
     if config.emission == "gaussian":
         Nk, Sy, Syy = _gaussian_stats(old, y, gamma, partial)
         Nk, Sy, Syy = _pool(Nk, ev), _pool(Sy, ev), _pool(Syy, ev)
-        safe = jnp.maximum(Nk, 1e-12)[..., None]
-        mu = Sy / safe
-        cov = Syy / safe[..., None] - mu[..., :, None] * mu[..., None, :]
+        if prior is None:
+            safe = jnp.maximum(Nk, 1e-12)[..., None]
+            mu = Sy / safe
+            cov = Syy / safe[..., None] - mu[..., :, None] * mu[..., None, :]
+        else:  # the joint mode under the normal-inverse-Wishart prior (m0, kappa, psi, nu)
+            m0, kappa, psi, nu = prior["m0"], prior["kappa"], prior["psi"], prior["nu"]
+            kn = (Nk + kappa)[..., None]
+            mu = (Sy + kappa * m0) / kn
+            scatter = Syy + kappa * jnp.outer(m0, m0) - kn[..., None] * mu[..., :, None] * mu[..., None, :]
+            cov = (scatter + psi) / (Nk + nu + mu.shape[-1] + 2.0)[..., None, None]
         if config.covariance == "diag":
             cov = cov * jnp.eye(cov.shape[-1])
         cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2)) + jnp.diag(min_covar)
@@ -140,11 +151,13 @@ def _mstep(params, y, lengths, gamma, xi, config: HMMConfig, partial: bool, min_
         w = jnp.einsum("vntk,vntd->vkd", gamma, obs.astype(y.dtype))
         s = jnp.einsum("vntk,vntd->vkd", gamma, y0)
         w, s = _pool(w, ev), _pool(s, ev)
+        if prior is not None:  # the mode under Gamma(a, b)
+            s, w = s + prior["a"] - 1.0, w + prior["b"]
         emissions = PoissonEmissions(jnp.where(w > 1e-8, jnp.maximum(s / jnp.maximum(w, 1e-12), 1e-10), old.rates))
     else:
         C = config.num_categories
         onehot = jax.nn.one_hot(y0.astype(jnp.int32), C) * obs[..., None]
-        c = _pool(jnp.einsum("vntk,vntdc->vkdc", gamma, onehot), ev)
+        c = _pool(jnp.einsum("vntk,vntdc->vkdc", gamma, onehot), ev) + alpha
         tot = jnp.sum(c, axis=-1, keepdims=True)
         probs = jnp.maximum(c / jnp.maximum(tot, 1e-12), 1e-12)
         probs = probs / jnp.sum(probs, axis=-1, keepdims=True)
@@ -153,28 +166,33 @@ def _mstep(params, y, lengths, gamma, xi, config: HMMConfig, partial: bool, min_
 
 
 @functools.partial(jax.jit, static_argnames=("config", "partial", "num_iters", "batch_y"))
-def _em_block(params, ll_prev, done, y, lengths, min_covar, tol, *, config, partial, num_iters, batch_y=False):
+def _em_block(params, ll_prev, done, y, lengths, min_covar, tol, prior, *, config, partial, num_iters,
+              batch_y=False):
     """Up to ``num_iters`` EM steps for a batch of fits (leading axis), freezing converged ones.
 
     The batch is restarts on one data set (``batch_y=False``) or one fit per data set
     (``batch_y=True``: ``y`` has the same leading axis, e.g. bootstrap replicates).  Returns the
     parameters, the last log-likelihood per fit, the done flags and the per-iteration
-    log-likelihood trace ``(num_iters, R)`` (NaN after convergence).
+    log-likelihood trace ``(num_iters, R)`` (NaN after convergence).  With a ``prior``
+    (:func:`conjugate_prior`) the M-step is the posterior mode and the tracked objective is the
+    log-likelihood plus the log prior (:func:`log_prior`), which MAP-EM never decreases.
     """
 
-    def one_step(p, llp, dn, y_r):
+    def one_step(p, llp, dn, y_r, mc):
         ll, gamma, xi = _estep(p, y_r, lengths, config, partial)
-        ll = jnp.sum(ll)
-        newp = _mstep(p, y_r, lengths, gamma, xi, config, partial, min_covar)
+        ll = jnp.sum(ll) + (0.0 if prior is None else log_prior(p, prior, config))
+        newp = _mstep(p, y_r, lengths, gamma, xi, config, partial, mc, prior)
         finished = dn | (ll - llp < tol)
         newp = jax.tree.map(lambda a, b: jnp.where(finished, a, b), p, newp)
         return newp, jnp.where(dn, llp, ll), finished, jnp.where(dn, jnp.nan, ll)
 
-    batched = jax.vmap(one_step, in_axes=(0, 0, 0, 0 if batch_y else None))
+    # one variance floor for all fits, or one per fit (``(R, D)``: one per data set with batch_y)
+    per_fit_floor = batch_y and jnp.ndim(min_covar) == 2
+    batched = jax.vmap(one_step, in_axes=(0, 0, 0, 0 if batch_y else None, 0 if per_fit_floor else None))
 
     def body(carry, _):
         p, llp, dn = carry
-        p, ll, dn2, rec = batched(p, llp, dn, y)
+        p, ll, dn2, rec = batched(p, llp, dn, y, min_covar)
         return (p, ll, dn2), rec
 
     (params, ll, done), trace = lax.scan(body, (params, ll_prev, done), None, length=num_iters)
@@ -204,6 +222,71 @@ def path_entropy(params, y, lengths, *, config: HMMConfig, partial: bool):
     return jnp.sum(ll) - jnp.sum(e_joint)
 
 
+@dataclass(frozen=True)
+class EMPrior:
+    r"""Weak conjugate priors of MAP-EM (``fit_hmm(..., em_prior="weak")``), set relative to the data.
+
+    * initial distribution and every transition row: Dirichlet(1 + ``alpha``), i.e. ``alpha``
+      pseudo-counts added to each entry;
+    * Gaussian emissions: normal-inverse-Wishart, :math:`\mu \mid \Sigma \sim
+      \mathcal N(\bar y, \Sigma / \kappa)`, :math:`\Sigma \sim \mathcal{IW}(\Psi, \nu)` with
+      :math:`\bar y` the pooled mean, :math:`\kappa` = ``mean_strength``, :math:`\nu` =
+      ``cov_dof`` and :math:`\Psi = \nu \cdot` ``cov_scale`` :math:`\cdot
+      \operatorname{diag}(\operatorname{var} y)` (a normal-inverse-gamma per channel for
+      diagonal covariances): a state's covariance can no longer shrink to zero;
+    * Poisson rates: Gamma(1 + ``rate_strength``, ``rate_strength`` / pooled mean), whose mode is
+      the pooled mean;
+    * categorical symbols: Dirichlet(1 + ``alpha``).
+    """
+
+    alpha: float = 1.0
+    mean_strength: float = 0.01
+    cov_dof: float = 2.0
+    cov_scale: float = 0.05
+    rate_strength: float = 0.5
+
+
+def conjugate_prior(data: SequenceData, config: HMMConfig, prior: EMPrior) -> dict:
+    """The arrays of :class:`EMPrior` for ``data`` (the M-step's ``prior``)."""
+    rows = data.y[np.arange(data.num_steps)[None, None, :] < data.lengths[..., None]]
+    out = {"alpha": np.asarray(float(prior.alpha))}
+    if config.emission == "gaussian":
+        var = np.nanvar(rows, axis=0)
+        var = np.where(var > 0, var, 1.0)
+        out.update(m0=np.nanmean(rows, axis=0), kappa=np.asarray(float(prior.mean_strength)),
+                   nu=np.asarray(float(prior.cov_dof)), psi=np.diag(prior.cov_dof * prior.cov_scale * var))
+    elif config.emission == "poisson":
+        mean = np.maximum(np.nanmean(rows, axis=0), 1e-3)
+        out.update(a=np.full(config.obs_dim, 1.0 + prior.rate_strength), b=prior.rate_strength / mean)
+    return jax.tree.map(to_device, out)
+
+
+def log_prior(params: HMMParams, prior: dict, config: HMMConfig):
+    """Log density (up to a constant) of :class:`EMPrior` at one fit's ``params`` (leading axis
+    ``E``; a shared mechanism counted once)."""
+    take = lambda a, vary: a if vary else a[:1]
+    alpha = prior["alpha"]
+    tv, ev = config.trans_vary, config.emis_vary
+    lp = alpha * jnp.sum(jnp.log(take(params.trans, tv)))
+    if config.initial == "free":
+        lp = lp + alpha * jnp.sum(jnp.log(take(params.init, tv)))
+    em = params.emissions
+    if config.emission == "gaussian":
+        mu, cov = take(em.means, ev), take(em.covs, ev)
+        inv, logdet = jax.vmap(jax.vmap(spd_inv_logdet))(cov)
+        d = mu - prior["m0"]
+        D = mu.shape[-1]
+        lp = lp + jnp.sum(-0.5 * (prior["nu"] + D + 2.0) * logdet
+                          - 0.5 * jnp.einsum("de,kied->ki", prior["psi"], inv)
+                          - 0.5 * prior["kappa"] * jnp.einsum("kid,kide,kie->ki", d, inv, d))
+    elif config.emission == "poisson":
+        lam = take(em.rates, ev)
+        lp = lp + jnp.sum((prior["a"] - 1.0) * jnp.log(lam) - prior["b"] * lam)
+    else:
+        lp = lp + alpha * jnp.sum(jnp.log(take(em.probs, ev)))
+    return lp
+
+
 #: Smallest batch that :func:`run_em` compacts its unfinished fits into (below it a batch's
 #: cost is mostly fixed overhead, and every new size is one more compilation).
 MIN_COMPACT_BATCH = 8
@@ -217,7 +300,7 @@ def _bucket(n: int) -> int:
 
 @float64
 def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float, min_covar, partial: bool,
-           batch_y: bool = False, progress: bool = False, desc: str = "EM", while_running=None):
+           batch_y: bool = False, progress: bool = False, desc: str = "EM", while_running=None, prior=None):
     """Run EM from a batch of starting points until every fit converges or ``max_iters``.
 
     Iterations run in jitted blocks of up to 25 (the Python loop is over blocks, for the progress
@@ -229,7 +312,8 @@ def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float,
     running it alone.  ``while_running`` (no arguments) is called once, after the first block
     has been dispatched and before its result is awaited.  Returns ``(params, log_lik (R,),
     done (R,), trace (iters, R))``; the log-likelihood is the one at the start of each fit's
-    last iteration.
+    last iteration (plus the log prior, with a ``prior``: MAP-EM, see :func:`conjugate_prior`).
+    ``min_covar`` is one variance floor ``(D,)``, or with ``batch_y`` one per fit ``(R, D)``.
     """
     from tqdm.auto import tqdm
 
@@ -242,12 +326,14 @@ def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float,
     done = to_device(np.zeros((R,), bool))
     block = max(1, min(25, max_iters))
     idx = np.arange(R)  # the fits in the running batch (padded with repeats of an unfinished one)
+    per_fit_floor = batch_y and np.ndim(min_covar) == 2
+    floors = to_device(min_covar)
     batch = (params, ll, done, y)
     traces, it = [], 0
     bar = tqdm(total=max_iters, desc=desc, disable=not progress, leave=False)
     while it < max_iters:
         n = min(block, max_iters - it)
-        args = batch + (lengths, min_covar, tol)
+        args = batch + (lengths, floors, tol, prior)
         out = compiled(_em_block, *args, config=config, partial=partial, num_iters=n, batch_y=batch_y)(*args)
         p_b, ll_b, done_b, tr = out
         if while_running is not None:
@@ -273,6 +359,7 @@ def run_em(params, y, lengths, config: HMMConfig, *, max_iters: int, tol: float,
             idx = np.concatenate([open_, np.full(size - open_.size, open_[0])])
             take = to_device(idx)
             batch = (jax.tree.map(lambda a: a[take], params), ll[take], done[take], y[take] if batch_y else y)
+            floors = to_device(min_covar)[take] if per_fit_floor else floors
         else:
             batch = (p_b, ll_b, done_b, batch[3])
     bar.close()
@@ -290,7 +377,7 @@ def emission_signature(params: HMMParams, emission: str | None = None) -> np.nda
     em = params.emissions
     emission = params.emission if emission is None else emission
     if emission == "gaussian":
-        sd = np.sqrt(np.diagonal(np.asarray(em.covs), axis1=-2, axis2=-1))
+        sd = np.sqrt(np.maximum(np.diagonal(np.asarray(em.covs), axis1=-2, axis2=-1), 1e-300))
         unit = np.sqrt(np.mean(sd**2, axis=tuple(range(sd.ndim - 1))))  # per channel
         return np.concatenate([np.asarray(em.means) / unit, np.log(sd)], axis=-1)
     if emission == "poisson":

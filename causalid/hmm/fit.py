@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +39,9 @@ from causalid._x64 import float64
 from causalid.errors import ConvergenceWarning, DataError
 from causalid.hmm.data import SequenceData
 from causalid.hmm.em import (
+    EMPrior,
     canonical_order,
+    conjugate_prior,
     emission_signature,
     match_states,
     min_covar_diag,
@@ -65,7 +67,7 @@ from causalid.models.hmm import (
     stationary_distribution,
 )
 
-__all__ = ["SCREEN_ITERS", "fit_hmm", "vary_from_shared"]
+__all__ = ["SCREEN_ITERS", "fit_hmm", "fit_hmm_batch", "vary_from_shared"]
 
 
 # ----------------------------------------------------------------------------- options
@@ -158,10 +160,10 @@ def _initial_option(initial, K: int, E: int):
 
 @float64
 def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", covariance: str = "full",
-            method: str = "em", initial="free", num_restarts: int = 30, num_refine: int = 4,
+            method: str = "em", initial="free", num_restarts: int = 30, num_refine: int = 8,
             max_iters: int = 500, tol: float = 1e-6, key=0, num_categories: int | None = None,
             min_covar: float = 1e-3, num_warmup: int = 500, num_samples: int = 500, num_chains: int = 2,
-            prior: HMMPrior | None = None, progress: bool | None = None, init_params=None):
+            prior: HMMPrior | None = None, em_prior=None, progress: bool | None = None, init_params=None):
     r"""Fit a (multi-environment) HMM; see the module docstring for the engines.
 
     Parameters
@@ -208,6 +210,13 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
         NUTS settings.
     prior : HMMPrior
         Priors of ``"map"`` and ``"nuts"``.
+    em_prior : None, "weak" or EMPrior
+        MAP-EM: weak conjugate priors in the M-step (Dirichlet on the initial distribution and
+        the transition rows, normal-inverse-Wishart on Gaussian emissions, gamma on Poisson
+        rates, Dirichlet on symbol probabilities; :class:`causalid.hmm.em.EMPrior`), which keep
+        every state's covariance away from zero; EM then climbs the log posterior (its trace
+        and convergence test include the log prior), while ``log_likelihood`` stays the data's.
+        Recorded in ``settings["em_prior"]``.  Not with ``initial="stationary"``.
     progress : bool or None
         (None, the default: shown when someone watches, see :mod:`causalid._progress`.)
         Show a progress bar.
@@ -262,6 +271,15 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
     config = HMMConfig(num_states, emission, data.obs_dim, data.num_envs, vary, covariance,
                        num_categories, len(data.input_names), init_kind)
     _check_size(data, config, num_categories)
+    if em_prior is not None:
+        if isinstance(em_prior, str) and em_prior == "weak":
+            em_prior = EMPrior()
+        if not isinstance(em_prior, EMPrior):
+            raise DataError(f"em_prior must be None, 'weak' or an EMPrior; got {em_prior!r}")
+        if init_kind == "stationary" or method != "em":
+            raise DataError("em_prior (MAP-EM) is available with method='em' and a free or given initial "
+                            "distribution")
+    prior_arrays = None if em_prior is None else conjugate_prior(data, config, em_prior)
     if isinstance(key, int):
         key = jax.random.PRNGKey(key)
     if data.inputs is not None and method == "em":
@@ -275,7 +293,8 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
     if data.inputs is None:
         one = isinstance(init_params, (dict, HMMParams))
         starts = [HMMParams.from_dict(p) for p in ([init_params] if one else list(init_params or []))]
-        em_args = (data, config, y, lengths, max_iters, tol, mc, partial, progress, starts, num_refine, fixed_init)
+        em_args = (data, config, y, lengths, max_iters, tol, mc, partial, progress, starts, num_refine, fixed_init,
+                   prior_arrays)
         fit = _fit_em(key, int(num_restarts), *em_args)
         degenerate = _degeneracy(fit[0], config, y, lengths, partial, mc)
         if int(num_restarts) > 0 and any("empty" in d or "duplicated" in d for d in degenerate):
@@ -304,21 +323,154 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
     if method == "nuts":
         params, posterior = _fit_nuts(key, params, data, config, prior, num_warmup, num_samples, num_chains,
                                       progress)
+    return _result(params, config, data, y, lengths, partial, method, converged=converged, n_iter=n_iter,
+                   trace=trace, restart_ll=restart_ll, degenerate=degenerate, posterior=posterior,
+                   settings=_settings(num_restarts, num_refine, max_iters, tol, min_covar, mc, emission, init_kind,
+                                      refitted, em_prior, vary))
+
+
+def _settings(num_restarts, num_refine, max_iters, tol, min_covar, floor, emission, init_kind, refitted, em_prior,
+              vary) -> dict:
+    """The settings a fit records."""
+    return {"num_restarts": num_restarts, "num_refine": num_refine, "screen_iters": SCREEN_ITERS,
+            "max_iters": max_iters, "tol": tol, "min_covar": min_covar,
+            "variance_floor": np.asarray(floor).tolist() if emission == "gaussian" else None,
+            "initial": init_kind, "refitted": refitted, "em_prior": None if em_prior is None else asdict(em_prior),
+            "shared": [m for m in ("transitions", "emissions") if m not in vary]}
+
+
+def _result(params, config, data, y, lengths, partial, method, *, converged, n_iter, trace, restart_ll,
+            degenerate, settings, posterior=None) -> HMMResult:
+    """The :class:`HMMResult` of fitted ``params``, with the exact log-likelihood (a non-finite
+    one is reported as degenerate)."""
     params = numpy_params(params)
     args = (jax.tree.map(to_device, params), y, lengths,
             None if data.inputs is None else to_device(data.inputs))
     ll_seq = np.asarray(compiled(_sequence_lls, *args, config=config, partial=partial)(*args))
+    if not np.all(np.isfinite(ll_seq)):
+        msg = ("the log-likelihood is not finite: a state collapsed onto repeated values (set min_covar > 0 or "
+               "em_prior='weak')")
+        warnings.warn(f"degenerate {config.num_states}-state fit: {msg}", DegenerateFitWarning, stacklevel=4)
+        degenerate = list(degenerate) + [msg]
     return HMMResult(
         params=params, config=config, log_likelihood=float(ll_seq.sum()),
         num_observations=data.num_observations, method=method, names=data.names, env_names=data.env_names,
         converged=bool(converged), num_iters=int(n_iter), trace=trace, restart_log_likelihoods=restart_ll,
-        posterior=posterior, degenerate=list(degenerate),
-        settings={"num_restarts": num_restarts, "num_refine": num_refine, "screen_iters": SCREEN_ITERS,
-                  "max_iters": max_iters, "tol": tol, "min_covar": min_covar,
-                  "variance_floor": np.asarray(mc).tolist() if emission == "gaussian" else None,
-                  "initial": init_kind, "refitted": refitted,
-                  "shared": [m for m in ("transitions", "emissions") if m not in vary]},
-    )
+        posterior=posterior, degenerate=list(degenerate), settings=settings)
+
+
+@float64
+def fit_hmm_batch(datasets, num_states: int, emission: str = "gaussian", *, keys, shared="all",
+                  covariance: str = "full", initial="free", num_restarts: int = 30, num_refine: int = 8,
+                  max_iters: int = 500, tol: float = 1e-6, num_categories: int | None = None,
+                  min_covar: float = 1e-3) -> list:
+    """EM fits of many data sets of one layout (e.g. simulation replicates) in one vectorised
+    program: the same results as ``[fit_hmm(d, ..., key=k) for d, k in zip(datasets, keys)]``.
+
+    Every data set's starts (:func:`causalid.hmm.starts.initial_params` with its own key) are
+    screened together in one vmapped EM program, each data set's best distinct few are continued
+    together, and each result is checked as :func:`fit_hmm` checks it.  A data set whose fit needs
+    a refit (an empty or duplicated state), or a batch that cannot share one program (data sets of
+    different shapes, sequence lengths or symbol counts, or both mechanisms varying across
+    several environments), is fitted one at a time by :func:`fit_hmm`, which gives the same result.
+
+    Parameters
+    ----------
+    datasets : sequence of data (anything :func:`fit_hmm` accepts)
+    keys : sequence of int or PRNGKey
+        One key per data set.
+    num_states, emission, shared, covariance, initial, num_restarts, num_refine, max_iters, tol,
+    num_categories, min_covar
+        As :func:`fit_hmm`.
+
+    Returns
+    -------
+    list of HMMResult
+    """
+    datas = [SequenceData.coerce(d) for d in datasets]
+    keys = [jax.random.PRNGKey(k) if isinstance(k, (int, np.integer)) else k for k in keys]
+    if len(keys) != len(datas):
+        raise DataError(f"give one key per data set: {len(datas)} data sets, {len(keys)} keys")
+    opts = {"shared": shared, "covariance": covariance, "initial": initial, "num_restarts": num_restarts,
+            "num_refine": num_refine, "max_iters": max_iters, "tol": tol, "num_categories": num_categories,
+            "min_covar": min_covar, "progress": False}
+    one = lambda b: fit_hmm(datas[b], num_states, emission, key=keys[b], **opts)
+    if not datas:
+        return []
+    first = datas[0]
+    cats = [_check_values(d, emission, num_categories) for d in datas]
+    vary = vary_from_shared(shared)
+    same = all(d.y.shape == first.y.shape and np.array_equal(d.lengths, first.lengths) and d.inputs is None
+               for d in datas) and len(set(cats)) == 1 and len({has_partial_rows(d.y) for d in datas}) == 1
+    if not same or (len(vary) == 2 and first.num_envs > 1) or len(datas) == 1 or \
+            isinstance(num_restarts, bool) or not isinstance(num_restarts, (int, np.integer)) or num_restarts < 1:
+        return [one(b) for b in range(len(datas))]
+    for d in datas:  # the checks of fit_hmm, before any work
+        check_channels(d.y, d.names, "column", constant=emission == "gaussian")
+    num_states = positive_int(num_states, "num_states")
+    num_refine = positive_int(num_refine, "num_refine")
+    max_iters = positive_int(max_iters, "max_iters")
+    init_kind, fixed_init = _initial_option(initial, num_states, first.num_envs)
+    config = HMMConfig(num_states, emission, first.obs_dim, first.num_envs, vary, covariance, cats[0], 0, init_kind)
+    _check_size(first, config, cats[0])
+    B, R, partial = len(datas), int(num_restarts), has_partial_rows(first.y)
+    lengths = to_device(first.lengths)
+    starts = [initial_params(keys[b], datas[b], config, R) for b in range(B)]
+    params = jax.tree.map(lambda *v: np.concatenate(v), *starts)  # (B R, E, ...), data set major
+    if fixed_init is not None:
+        params = params._replace(init=np.broadcast_to(fixed_init, params.init.shape).copy())
+    floors = np.stack([np.asarray(min_covar_diag(d, min_covar)) for d in datas])  # (B, D)
+    ys = np.stack([d.y for d in datas])
+    em = functools.partial(run_em, lengths=lengths, config=config, tol=tol, partial=partial, batch_y=True)
+    screen = R > num_refine and max_iters > SCREEN_ITERS
+    if screen:
+        params, ll, _, trace0 = em(jax.tree.map(to_device, params), to_device(np.repeat(ys, R, axis=0)),
+                                   min_covar=np.repeat(floors, R, axis=0), max_iters=SCREEN_ITERS)
+        params = numpy_params(params)
+        picks = []
+        for b in range(B):
+            own = jax.tree.map(lambda v, b=b: v[b * R:(b + 1) * R], params)
+            picks.append(b * R + _distinct_best(own, ll[b * R:(b + 1) * R], config, num_refine))
+        n = len(picks[0])
+        pick = np.concatenate(picks)
+        params = jax.tree.map(lambda v: v[pick], params)
+        params, ll, done, trace1 = em(jax.tree.map(to_device, params), to_device(np.repeat(ys, n, axis=0)),
+                                      min_covar=np.repeat(floors, n, axis=0), max_iters=max_iters - SCREEN_ITERS)
+        trace = np.concatenate([trace0[:, pick], trace1])
+    else:
+        n = R
+        params, ll, done, trace = em(jax.tree.map(to_device, params), to_device(np.repeat(ys, R, axis=0)),
+                                     min_covar=np.repeat(floors, R, axis=0), max_iters=max_iters)
+    params = numpy_params(params)
+    ll = np.where(np.isfinite(ll), ll, -np.inf)
+    out = []
+    for b in range(B):
+        sl = slice(b * n, (b + 1) * n)
+        own = jax.tree.map(lambda v: v[sl], params)
+        best = int(np.argmax(ll[sl]))
+        best_params = canonical_order(jax.tree.map(lambda v: v[best], own), config)
+        y = to_device(datas[b].y)
+        degenerate = _degeneracy(best_params, config, y, lengths, partial, floors[b])
+        if any("empty" in d or "duplicated" in d for d in degenerate):
+            out.append(one(b))  # fit_hmm's refit from more starts
+            continue
+        _check_restarts(own, ll[sl], best, config)
+        if init_kind == "stationary":
+            best_params, ok = _maximise_stationary(best_params, config, y, lengths, partial, floors[b], max_iters)
+            degenerate = _degeneracy(best_params, config, y, lengths, partial, floors[b])
+        else:
+            ok = True
+        if degenerate:
+            warnings.warn(f"degenerate {num_states}-state fit: {'; '.join(degenerate)}. Fit fewer states, or raise "
+                          "min_covar for a variance at the floor; result.degenerate keeps this list",
+                          DegenerateFitWarning, stacklevel=3)
+        tr = trace[:, sl][:, best]
+        out.append(_result(best_params, config, datas[b], y, lengths, partial, "em",
+                           converged=(bool(done[sl][best]) or tol <= 0) and ok,
+                           n_iter=int(np.sum(np.isfinite(tr))), trace=tr, restart_ll=ll[sl], degenerate=degenerate,
+                           settings=_settings(num_restarts, num_refine, max_iters, tol, min_covar, floors[b],
+                                              emission, init_kind, False, None, vary)))
+    return out
 
 
 def _degeneracy(params, config, y, lengths, partial, floor) -> list:
@@ -367,7 +519,7 @@ def _distinct_best(params, ll, config, n: int, keep=()) -> np.ndarray:
 
 
 def _fit_em(key, R, data, config, y, lengths, max_iters, tol, min_covar, partial, progress, starts=None,
-            num_refine=4, fixed_init=None, prefetch_final=True):
+            num_refine=8, fixed_init=None, prior=None, prefetch_final=True):
     # starting points assembled in NumPy and moved once (eager jnp.stack / concatenate would each
     # compile a small program per shape)
     given = [jax.tree.map(lambda v: np.asarray(v)[None], s._replace(trans_weights=None)) for s in starts or []]
@@ -387,7 +539,7 @@ def _fit_em(key, R, data, config, y, lengths, max_iters, tol, min_covar, partial
     if not prefetch_final:  # (a refit: the program is compiled already)
         prefetch = threading.Thread(target=lambda: None)
     em = functools.partial(run_em, y=y, lengths=lengths, config=config, tol=tol, min_covar=min_covar,
-                           partial=partial, progress=progress)
+                           partial=partial, progress=progress, prior=prior)
     screen = total > num_refine + len(given) and max_iters > SCREEN_ITERS
     if screen:
         # every start for a few iterations, in one program; the best distinct few go on
@@ -439,7 +591,10 @@ def _check_restarts(params, ll, best, config: HMMConfig):
                           f"({ll[best]:.4f}) with different state parameters; the model may be weakly "
                           "identified (fewer states, more data)", ConvergenceWarning, stacklevel=3)
             return
-    if len(close) == 1 and R >= 5:
+    # (for this check, optima within 0.01 nats count as reached: a runner-up a few thousandths
+    # below the best is the same answer, and warning about it would be noise)
+    near = np.flatnonzero(ll >= ll[best] - max(1e-2, 1e-5 * abs(ll[best])))
+    if len(near) == 1 and R >= 5:
         second = np.sort(ll)[-2]
         warnings.warn(f"only 1 of {R} EM restarts reached the best log-likelihood {ll[best]:.4f} (next best "
                       f"{second:.4f}); the optimum may not be global: increase num_restarts",

@@ -19,6 +19,7 @@ from causalid._random import as_key
 from causalid._results import Result
 from causalid._x64 import float64
 from causalid.dynamics.hmm import (
+    hmm_filter,
     hmm_log_likelihood,
     hmm_posterior_sample,
     hmm_smoother,
@@ -179,6 +180,28 @@ class HMMResult(Result):
         res = self._per_sequence(data, _loglik_kernel)
         return float(np.sum(res))
 
+    @float64
+    def pseudo_residuals(self, data, kind: str = "forecast", *, key: int = 0, alpha: float = 0.01):
+        """Ordinary or one-step forecast pseudo-residuals with their tests and QQ / ACF plot
+        (:mod:`causalid.hmm.residuals`; randomised for Poisson and categorical emissions).
+
+        Returns
+        -------
+        ResidualCheck
+        """
+        from causalid.hmm.residuals import residual_check
+
+        if kind not in ("ordinary", "forecast"):
+            raise DataError(f"kind must be 'ordinary' or 'forecast'; got {kind!r}")
+        if self.config.input_dim:
+            raise DataError("pseudo-residuals of input-driven HMMs are not available yet")
+        data = SequenceData.coerce(data)
+        w = self._per_sequence(data, _loo_weights_kernel if kind == "ordinary" else _forecast_weights_kernel)
+        w = [[w]] if isinstance(w, np.ndarray) else w
+        present = [[n for n in range(data.lengths.shape[1]) if data.lengths[e, n] > 0] for e in range(data.num_envs)]
+        weights = [(e, n, np.asarray(w[e][i])) for e in range(data.num_envs) for i, n in enumerate(present[e])]
+        return residual_check(self, data, kind, weights, int(key), float(alpha))
+
     # --------------------------------------------------------------- uncertainty
     def bootstrap(self, data, num_bootstrap: int = 200, *, key=0, max_iters: int | None = None,
                   tol: float | None = None, progress: bool | None = None) -> HMMResult:
@@ -319,6 +342,18 @@ def _smooth_kernel(init, trans, ll, n, key, num_samples):
 
 def _loglik_kernel(init, trans, ll, n, key, num_samples):
     return hmm_log_likelihood(init, trans, ll, n)
+
+
+def _loo_weights_kernel(init, trans, ll, n, key, num_samples):
+    r""":math:`P(z_t = k \mid y_{-t})`: the smoothed posterior with step t's own emission divided out."""
+    post = hmm_smoother(init, trans, ll, n).smoothed
+    return jax.nn.softmax(jnp.log(jnp.maximum(post, 1e-300)) - ll, axis=-1)
+
+
+def _forecast_weights_kernel(init, trans, ll, n, key, num_samples):
+    r""":math:`P(z_t = k \mid y_{0:t-1})`: the filter pushed one step ahead."""
+    filt = hmm_filter(init, trans, ll, n).filtered
+    return jnp.concatenate([init[None], filt[:-1] @ trans])
 
 
 def _sample_kernel(init, trans, ll, n, key, num_samples):

@@ -162,10 +162,12 @@ def degeneracy(params: HMMParams, config: HMMConfig, occupancy: np.ndarray, floo
     emission parameters agree to within 0.1 standard deviation in every mean and 10 % in every
     standard deviation (Gaussian), 2 % in every rate (Poisson) or 0.02 in every symbol
     probability (categorical) — a duplicated state; a Gaussian state with some channel's
-    variance below twice the floor — a spike (a state of repeated or coded values).
+    variance below twice the floor (or below 1e-8 of the states' mean variance) — a spike (a
+    state of repeated or coded values).
     """
     K, D = config.num_states, config.obs_dim
-    occupancy = np.asarray(occupancy)
+    occupancy = np.asarray(occupancy, dtype=float)
+    occupancy = np.where(np.isfinite(occupancy), occupancy, np.inf)  # (a singular fit's are NaN)
     envs = range(occupancy.shape[0]) if (config.emis_vary or config.trans_vary) else [0]
     found = []
     label = (lambda e: f" in environment {e}") if len(envs) > 1 else (lambda e: "")
@@ -175,19 +177,22 @@ def degeneracy(params: HMMParams, config: HMMConfig, occupancy: np.ndarray, floo
             found.append(f"state {k} is empty{label(e)} (expected {occupancy[e, k]:.2g} steps)")
         if config.emission == "gaussian":
             var = np.diagonal(np.asarray(em.covs[e]), axis1=-2, axis2=-1)  # (K, D)
+            unit = np.sqrt(np.mean(np.abs(var), axis=0))
+            var = np.maximum(var, 1e-300)
             sd = np.sqrt(var)
-            unit = np.sqrt(np.mean(var, axis=0))
             feats = [np.asarray(em.means[e]) / unit, np.log(sd)]
             close = lambda i, j: (np.all(np.abs(feats[0][i] - feats[0][j]) < 0.1)
                                   and np.all(np.abs(feats[1][i] - feats[1][j]) < np.log(1.1)))
-            if floor is not None:
-                f = np.asarray(floor)
-                for k in range(K):
-                    low = np.flatnonzero(var[k] < 2.0 * f)
-                    if low.size and occupancy[e, k] >= D + 1:
-                        found.append(f"state {k}{label(e)} has the variance floor's variance in channel "
-                                     f"{int(low[0])} (sd {sd[k, low[0]]:.3g}, {occupancy[e, k]:.0f} steps): a spike "
-                                     "on repeated or coded values")
+            f = np.zeros(D) if floor is None else np.asarray(floor)
+            for k in range(K):
+                low = np.flatnonzero((var[k] < 2.0 * f) | (var[k] < 1e-8 * unit**2))
+                if low.size and occupancy[e, k] >= D + 1:
+                    found.append(f"state {k}{label(e)} has the variance floor's variance in channel "
+                                 f"{int(low[0])} (sd {sd[k, low[0]]:.3g}, {occupancy[e, k]:.0f} steps): a spike "
+                                 "on repeated or coded values" if np.any(f > 0) else
+                                 f"state {k}{label(e)} has a vanishing variance in channel {int(low[0])} (sd "
+                                 f"{sd[k, low[0]]:.3g}, {occupancy[e, k]:.0f} steps): a spike on repeated or coded "
+                                 "values")
         elif config.emission == "poisson":
             lr = np.log(np.asarray(em.rates[e]))
             close = lambda i, j: np.all(np.abs(lr[i] - lr[j]) < 0.02)

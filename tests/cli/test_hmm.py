@@ -84,6 +84,16 @@ def test_earthquakes_example(tmp_path, capsys):
     assert fig.read_bytes()[:8] == PNG and fig.stat().st_size > 10_000
 
 
+def test_earthquakes_stationary_start(tmp_path, capsys):
+    """--initial stationary: Zucchini & MacDonald's stationary 2-state fit, -log L 342.3183."""
+    out = tmp_path / "quakes.json"
+    rc = main(["fit-hmm", "--example", "earthquakes", "--initial", "stationary", "--out", str(out), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    result = causalid.HMMResult.load(out)
+    assert result.config.initial == "stationary" and result.settings["initial"] == "stationary"
+    assert -result.log_likelihood == pytest.approx(342.3183, abs=1e-3)
+
+
 def _error(capsys, argv):
     capsys.readouterr()
     rc = main(argv)

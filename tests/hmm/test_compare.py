@@ -83,6 +83,17 @@ def test_small_bootstrap_warning_sits_at_the_exact_boundary(alpha):
     assert not _warns_small_bootstrap(need, alpha)
 
 
+def test_a_given_initial_distribution_holds_in_every_fit():
+    y = {e: [np.random.default_rng(e).normal(size=40) + 3.0 * (np.arange(40) // 10 % 2)] for e in range(2)}
+    report = compare_mechanisms(y, 2, null="chi2", initial=[0.5, 0.5], num_restarts=2, max_iters=50,
+                                progress=False)
+    for fit in report.fits.values():
+        assert fit.config.initial == "fixed"
+        np.testing.assert_allclose(fit.params.init, 0.5)
+    with pytest.raises(causalid.DataError, match="stationary start"):
+        compare_mechanisms(y, 2, initial="stationary", progress=False)
+
+
 def test_bootstrap_size_is_checked():
     y = {e: [np.random.default_rng(e).normal(size=30)] for e in range(2)}
     with pytest.raises(causalid.DataError, match="num_bootstrap must be a positive integer; got 0"):

@@ -39,12 +39,14 @@ def test_decoding_compiles_once_per_kernel_and_shape(fit_and_data):
     program = result_module._per_sequence_program
     fit.viterbi(data), fit.smooth(data)
     before = program._cache_size()
-    for _ in range(3):
+    for r in range(3):
         fit.viterbi(data), fit.smooth(data), fit.score(data)
-    assert program._cache_size() == before + 1                        # only score() is new
+        fit.sample_states(data, key=r, num_samples=5), fit.pseudo_residuals(data, key=r)
+    # score, sampling and the forecast weights are new; new keys trace nothing again
+    assert program._cache_size() == before + 3
     same_shape = causalid.SequenceData.from_arrays(np.asarray(data.y[0, 0, :, 0]) + 0.1)
-    fit.viterbi(same_shape)
-    assert program._cache_size() == before + 1
+    fit.viterbi(same_shape), fit.sample_states(same_shape, key=9, num_samples=5)
+    assert program._cache_size() == before + 3
 
 
 def test_results_saved_with_flat_parameter_dictionaries_still_load(fit_and_data, tmp_path):

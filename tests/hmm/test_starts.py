@@ -14,6 +14,8 @@ from causalid.hmm.data import SequenceData
 from causalid.hmm.em import emission_signature
 from causalid.hmm.starts import DegenerateFitWarning, degeneracy, initial_params
 
+JAX_X64 = True  # drives the JAX kernels from JAX code (see tests/conftest.py)
+
 
 @pytest.mark.parametrize("K, published", [(2, 342.3183), (3, 329.4603)])
 def test_stationary_start_reproduces_published_earthquake_fits(K, published):
@@ -159,3 +161,45 @@ def test_a_spike_on_coded_values_is_reported_with_the_floor_recorded():
         warnings.simplefilter("error")
         sound = causalid.fit_hmm(y, 2, num_restarts=8, progress=False)
     assert sound.degenerate == []
+
+
+@pytest.mark.parametrize("emission", ["gaussian", "poisson"])
+def test_map_em_climbs_the_posterior_to_its_stationary_point(emission):
+    """MAP-EM's trace (log-likelihood + log prior) never decreases, and at convergence the
+    gradient of the log posterior vanishes in the emission parameters."""
+    import jax.numpy as jnp
+
+    from causalid.hmm.em import EMPrior, conjugate_prior, log_prior
+    from causalid.models.hmm import sequence_log_likelihoods
+
+    y = _coded(3, 200) if emission == "gaussian" else load_earthquakes()["count"].to_numpy().astype(float)
+    fit = causalid.fit_hmm(y, 2, emission, em_prior="weak", min_covar=0.0, tol=1e-11, max_iters=4000,
+                           num_restarts=6, progress=False)
+    assert fit.settings["em_prior"]["alpha"] == EMPrior().alpha
+    tr = fit.trace[np.isfinite(fit.trace)]
+    assert np.all(np.diff(tr) > -1e-8)
+    data = SequenceData.from_arrays(y)
+    pri = conjugate_prior(data, fit.config, EMPrior())
+
+    def objective(p):
+        ll = jnp.sum(sequence_log_likelihoods(p, jnp.asarray(data.y), fit.config, jnp.asarray(data.lengths)))
+        return ll + log_prior(p, pri, fit.config)
+
+    grad = jax.grad(objective)(jax.tree.map(jnp.asarray, fit.params))
+    leaves = jax.tree.leaves(grad.emissions)
+    assert max(float(np.max(np.abs(g))) for g in leaves) < 1e-4 * len(y)
+    assert fit.log_likelihood <= causalid.fit_hmm(y, 2, emission, min_covar=0.0, tol=1e-11, max_iters=4000,
+                                                  num_restarts=6, progress=False).log_likelihood + 1e-6
+
+
+@pytest.mark.filterwarnings("ignore::causalid.ConvergenceWarning")  # (restarts find different spikes)
+def test_map_em_keeps_a_spike_state_away_from_zero_variance():
+    y = _coded()
+    with pytest.warns(DegenerateFitWarning):
+        ml = causalid.fit_hmm(y, 3, min_covar=1e-12, num_restarts=8, progress=False)
+    sd_ml = np.sqrt(np.diagonal(ml.params.emissions.covs[0], axis1=-2, axis2=-1)).min()
+    mapped = causalid.fit_hmm(y, 3, min_covar=0.0, em_prior="weak", num_restarts=8, progress=False)
+    sd_map = np.sqrt(np.diagonal(mapped.params.emissions.covs[0], axis1=-2, axis2=-1)).min()
+    assert sd_ml < 1e-5 * np.std(y) and sd_map > 0.02 * np.std(y)
+    with pytest.raises(causalid.DataError, match="em_prior must be"):
+        causalid.fit_hmm(y, 2, em_prior="strong", progress=False)
