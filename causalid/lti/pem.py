@@ -555,6 +555,7 @@ def pem_fit(data, state_dim="auto", *, criterion="prediction", feedthrough=False
     sigma2 = c / max(total - k_free, 1)
     cov = sigma2 * np.linalg.pinv((H + H.T) / 2, rcond=1e-10)
     info.update({"criterion": criterion, "holdout": holdout if auto else None,
+                 "scales": {"y": sy.tolist(), "u": su.tolist()},
                  "seconds": time.perf_counter() - t0, "theta": theta.tolist(), "theta_cov": cov.tolist(),
                  "structure": list(s)})
     table = {"order": [], "subspace_error": [], "weighting": [], "pem_error": [], "aic": [], "bic": []}
@@ -678,3 +679,29 @@ def residual_tests(residuals, inputs, lengths, max_lag: int = 20, level: float =
             xcorr.append({"output": j, "input": i, "max_z": z, "independent": z < band})
         cnt += 1
     return {"max_lag": max_lag, "level": level, "band": band, "whiteness": white, "cross_correlation": xcorr}
+
+
+@float64
+def frequency_response(theta, structure, y_scale, u_scale, omega, cov=None):
+    """G(e^{iω}) = C (e^{iω} I − A)^{-1} B + D in the data's units, (len(ω), p, m) complex, and with
+    ``cov`` (the covariance of θ) the standard errors of its real and imaginary parts (delta method)."""
+    s = PEMStructure(*structure)
+    sy, su = np.asarray(y_scale, float), np.asarray(u_scale, float)
+    w = jnp.asarray(np.atleast_1d(omega), dtype=jnp.float64)
+
+    def parts(th):
+        A, B, C, D, K, d = unpack(s, th)
+        z = jnp.exp(1j * w)
+        G = jax.vmap(lambda zz: C @ jnp.linalg.solve(zz * jnp.eye(s.n) - A, B.astype(z.dtype)) + D)(z)
+        G = G * (sy[:, None] / su[None, :])
+        return jnp.stack([G.real, G.imag])
+
+    th = jnp.asarray(theta, dtype=jnp.float64)
+    val = np.asarray(parts(th))
+    G = val[0] + 1j * val[1]
+    if cov is None:
+        return G, None
+    J = np.asarray(jax.jacfwd(parts)(th)).reshape(-1, th.size)
+    var = np.einsum("ij,jk,ik->i", J, np.asarray(cov), J).reshape(val.shape)
+    se = np.sqrt(np.clip(var, 0, None))
+    return G, se[0] + 1j * se[1]
