@@ -482,8 +482,9 @@ def pem_fit(data, state_dim="auto", *, criterion="prediction", feedthrough=False
         if auto:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)     # the final refit decides
+                # scoring fits: a looser tolerance (the chosen order is refitted to ``tol``)
                 th, info, _ = levenberg_marquardt(s, best_start[n][0], _jarrays(rec, fitmask),
-                                                  max_iters=min(max_iters, 30), tol=tol, what=what)
+                                                  max_iters=min(max_iters, 30), tol=max(tol, 1e-5), what=what)
             r = np.asarray(_scored_residuals(jnp.asarray(th), s, jnp.asarray(rec.y), jnp.asarray(rec.u),
                                              jnp.asarray(rec.w), jfit, jtail)).reshape(K_, T, p)
             per_step = (r ** 2).sum(-1)
