@@ -130,9 +130,43 @@ def _residuals(theta, s: PEMStructure, y, u, w, wfit, wscore):
     return jax.vmap(one)(y, u, w, wfit, wscore).ravel()
 
 
+def _initial_states(theta, s: PEMStructure, y, u, w, wfit):
+    """Every record's least-squares x̂_0 at θ (K, n)."""
+    A, B, C, D, K, d = unpack(s, theta)
+
+    def one(y_k, u_k, w_k, wf_k):
+        E0, Phi = _record_errors(A, B, C, D, K, d, y_k, u_k, w_k)
+        return _initial_state(E0, Phi, wf_k)
+
+    return jax.vmap(one)(y, u, w, wfit)
+
+
+def _residuals_from(theta, s: PEMStructure, y, u, w, wfit, x0):
+    """Weighted prediction errors from given initial states (no sensitivity to x̂_0 carried)."""
+    A, B, C, D, K, d = unpack(s, theta)
+
+    def one(y_k, u_k, w_k, wf_k, x0_k):
+        def step(x, inp):
+            yt, ut, wt = inp
+            e = wt * (yt - C @ x - D @ ut - d)
+            return A @ x + B @ ut + K @ e, e
+
+        _, e = jax.lax.scan(step, x0_k, (y_k, u_k, w_k))
+        return e * wf_k[:, None]
+
+    return jax.vmap(one)(y, u, w, wfit, x0).ravel()
+
+
 @functools.partial(jax.jit, static_argnums=1)
 def _normal_equations(theta, s, y, u, w, wfit):
-    fun = functools.partial(_residuals, s=s, y=y, u=u, w=w, wfit=wfit, wscore=wfit)
+    """Gauss–Newton normal equations of the criterion with x̂_0 eliminated (variable projection).
+
+    x̂_0(θ) minimises the criterion, so the gradient of the projected criterion is the gradient
+    at fixed x̂_0 (envelope theorem); the Jacobian is taken at fixed x̂_0, which keeps the
+    sensitivity matrix out of the differentiated scan.
+    """
+    x0 = jax.lax.stop_gradient(_initial_states(theta, s, y, u, w, wfit))
+    fun = functools.partial(_residuals_from, s=s, y=y, u=u, w=w, wfit=wfit, x0=x0)
     r = fun(theta)
     J = jax.jacfwd(fun)(theta)
     return J.T @ J, J.T @ r, r @ r
@@ -150,9 +184,24 @@ def _scored_residuals(theta, s, y, u, w, wfit, wscore):
 
 
 @functools.partial(jax.jit, static_argnums=1)
-def _costs_batch(thetas, s, y, u, w, wfit, wscore):
-    """Held-out cost of many parameter vectors of one structure at once (order screening)."""
-    return jax.vmap(lambda th: _cost.__wrapped__(th, s, y, u, w, wfit, wscore))(thetas)
+def _step_errors_batch(thetas, s, y, u, w, wfit, wscore):
+    """Held-out squared errors per step (summed over outputs) of many parameter vectors of one
+    structure at once (order screening): (len(thetas), K, T)."""
+    K_, T, p = y.shape
+    return jax.vmap(lambda th: (_residuals(th, s, y, u, w, wfit, wscore).reshape(K_, T, p) ** 2).sum(-1))(thetas)
+
+
+def _one_se_choice(errors: dict, mask) -> int:
+    """The smallest order whose paired held-out error exceeds the best by at most one standard error."""
+    per = {n: e[mask > 0] for n, e in errors.items()}
+    best = min(per, key=lambda n: per[n].mean())
+    ok = []
+    for n, e in per.items():
+        diff = e - per[best]
+        se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+        if diff.mean() <= se:
+            ok.append(n)
+    return min(ok)
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -354,7 +403,7 @@ def _start(cand, s: PEMStructure) -> np.ndarray | None:
 
 @float64
 def pem_fit(data, state_dim="auto", *, criterion="prediction", feedthrough=False, max_order=None,
-            holdout=0.25, candidates=3, max_iters=100, tol=1e-7, weightings=("n4sid", "moesp", "cva"),
+            holdout=0.25, candidates=2, max_iters=100, tol=1e-7, weightings=("n4sid", "moesp", "cva"),
             horizon=None, progress=None):
     """Prediction-error fit of measured-input data; the engine behind ``identify_lti(method="pem")``.
 
@@ -409,53 +458,54 @@ def pem_fit(data, state_dim="auto", *, criterion="prediction", feedthrough=False
     if not thetas:
         raise DataError("no subspace estimate gave a stable predictor; give state_dim or more data")
     score_mask = tailmask if auto else full
-    costs = np.asarray(_costs_batch(jnp.asarray(np.stack(thetas)), big, jnp.asarray(rec.y), jnp.asarray(rec.u),
-                                    jnp.asarray(rec.w), jnp.asarray(fitmask if auto else full),
-                                    jnp.asarray(score_mask)))
+    step_err = np.asarray(_step_errors_batch(jnp.asarray(np.stack(thetas)), big, jnp.asarray(rec.y),
+                                             jnp.asarray(rec.u), jnp.asarray(rec.w),
+                                             jnp.asarray(fitmask if auto else full), jnp.asarray(score_mask)))
+    costs = step_err.sum((1, 2))
     n_scored = max(float((rec.w * score_mask[..., None]).sum()), 1.0)
     for (n, wname, th), c in zip(keys, costs):
         screen.append({"order": n, "weighting": wname, "subspace_error": float(c) / n_scored})
     tick("screened")
-    best_start = {}
-    for (n, wname, th), c in zip(keys, costs):
+    best_start, best_err = {}, {}
+    for (n, wname, th), c, e in zip(keys, costs, step_err):
         if n not in best_start or c < best_start[n][1]:
             best_start[n] = (th, float(c), wname)
-    ranked = sorted(best_start, key=lambda n: best_start[n][1])
-    if auto:
-        chosen_orders = ranked[:candidates]
-        # and the smallest order whose subspace error is within 10 % of the best (parsimony)
-        small = min(n for n in ranked if best_start[n][1] <= 1.1 * best_start[ranked[0]][1])
-        if small not in chosen_orders:
-            chosen_orders.append(small)
-    else:
-        chosen_orders = ranked
+            best_err[n] = e
+    chosen_orders = sorted(best_start)
     # ---- prediction-error fits of the candidates on the fitting part, scored on the tail
     fits = {}
     what = "identify_lti(method='pem')"
     jfit, jtail = jnp.asarray(fitmask), jnp.asarray(tailmask)
+    worse = 0
     for n in sorted(chosen_orders):
         s = _struct(n, m, p, feedthrough, criterion)
         if auto:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)     # the final refit decides
+                # scoring fits: a looser tolerance (the chosen order is refitted to ``tol``)
                 th, info, _ = levenberg_marquardt(s, best_start[n][0], _jarrays(rec, fitmask),
-                                                  max_iters=max_iters, tol=tol, what=what)
+                                                  max_iters=min(max_iters, 30), tol=max(tol, 1e-5), what=what)
             r = np.asarray(_scored_residuals(jnp.asarray(th), s, jnp.asarray(rec.y), jnp.asarray(rec.u),
                                              jnp.asarray(rec.w), jfit, jtail)).reshape(K_, T, p)
-            per_step = (r ** 2).sum(-1)[tailmask > 0]
+            per_step = (r ** 2).sum(-1)
             fits[n] = (th, info, float(per_step.sum()) / n_scored, per_step)
+            # Ascending orders: stop once `candidates` orders in a row fail to improve on the
+            # best so far by more than one standard error of the paired held-out errors.
+            if len(fits) > 1:
+                best = min(fits, key=lambda k: fits[k][2])
+                diff = (fits[best][3] - per_step)[tailmask > 0] if best != n else None
+                gain = diff is not None and diff.mean() > diff.std(ddof=1) / np.sqrt(len(diff))
+                if best == n:
+                    prev = min((k for k in fits if k != n), key=lambda k: fits[k][2])
+                    d2 = (per_step - fits[prev][3])[tailmask > 0]
+                    gain = -d2.mean() > d2.std(ddof=1) / np.sqrt(len(d2))
+                worse = 0 if gain else worse + 1
+                if worse >= candidates:
+                    break
         tick(f"n={n}")
     if auto:
-        # One-standard-error rule on the paired held-out errors: the smallest order whose
-        # held-out error is not worse than the best by more than one standard error.
-        best_n = min(fits, key=lambda n: fits[n][2])
-        ok = []
-        for n, f in fits.items():
-            diff = f[3] - fits[best_n][3]
-            se = diff.std(ddof=1) / np.sqrt(max(len(diff), 2)) if len(diff) > 1 else 0.0
-            if diff.mean() <= se:
-                ok.append(n)
-        n_sel = min(ok)
+        # One-standard-error rule on the paired held-out errors of the fitted candidates.
+        n_sel = _one_se_choice({n: f[3] for n, f in fits.items()}, tailmask)
         theta0 = fits[n_sel][0]
     else:
         n_sel = orders[0]
@@ -506,6 +556,7 @@ def pem_fit(data, state_dim="auto", *, criterion="prediction", feedthrough=False
     sigma2 = c / max(total - k_free, 1)
     cov = sigma2 * np.linalg.pinv((H + H.T) / 2, rcond=1e-10)
     info.update({"criterion": criterion, "holdout": holdout if auto else None,
+                 "scales": {"y": sy.tolist(), "u": su.tolist()},
                  "seconds": time.perf_counter() - t0, "theta": theta.tolist(), "theta_cov": cov.tolist(),
                  "structure": list(s)})
     table = {"order": [], "subspace_error": [], "weighting": [], "pem_error": [], "aic": [], "bic": []}
@@ -629,3 +680,29 @@ def residual_tests(residuals, inputs, lengths, max_lag: int = 20, level: float =
             xcorr.append({"output": j, "input": i, "max_z": z, "independent": z < band})
         cnt += 1
     return {"max_lag": max_lag, "level": level, "band": band, "whiteness": white, "cross_correlation": xcorr}
+
+
+@float64
+def frequency_response(theta, structure, y_scale, u_scale, omega, cov=None):
+    """G(e^{iω}) = C (e^{iω} I − A)^{-1} B + D in the data's units, (len(ω), p, m) complex, and with
+    ``cov`` (the covariance of θ) the standard errors of its real and imaginary parts (delta method)."""
+    s = PEMStructure(*structure)
+    sy, su = np.asarray(y_scale, float), np.asarray(u_scale, float)
+    w = jnp.asarray(np.atleast_1d(omega), dtype=jnp.float64)
+
+    def parts(th):
+        A, B, C, D, K, d = unpack(s, th)
+        z = jnp.exp(1j * w)
+        G = jax.vmap(lambda zz: C @ jnp.linalg.solve(zz * jnp.eye(s.n) - A, B.astype(z.dtype)) + D)(z)
+        G = G * (sy[:, None] / su[None, :])
+        return jnp.stack([G.real, G.imag])
+
+    th = jnp.asarray(theta, dtype=jnp.float64)
+    val = np.asarray(parts(th))
+    G = val[0] + 1j * val[1]
+    if cov is None:
+        return G, None
+    J = np.asarray(jax.jacfwd(parts)(th)).reshape(-1, th.size)
+    var = np.einsum("ij,jk,ik->i", J, np.asarray(cov), J).reshape(val.shape)
+    se = np.sqrt(np.clip(var, 0, None))
+    return G, se[0] + 1j * se[1]

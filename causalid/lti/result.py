@@ -111,6 +111,21 @@ class LTIResult(Result):
             sys.set_inputs(list(self.input_names))
         return sys
 
+    def frequency_response(self, omega):
+        """The transfer function G(e^{iω}) (len(ω), p, m) at angular frequencies ``omega`` (rad/sample),
+        and for a ``pem`` fit the standard errors of its real and imaginary parts (as
+        ``se.real``, ``se.imag``; None otherwise), from the Gauss–Newton covariance of the parameters."""
+        info = self.info
+        if self.method == "pem" and "theta" in info and "theta_cov" in info:
+            from causalid.lti.pem import frequency_response
+
+            return frequency_response(info["theta"], info["structure"], info["scales"]["y"], info["scales"]["u"],
+                                      omega, cov=np.asarray(info["theta_cov"]))
+        z = np.exp(1j * np.atleast_1d(np.asarray(omega, float)))
+        n = self.A.shape[0]
+        G = np.stack([self.C @ np.linalg.solve(zz * np.eye(n) - self.A, self.B) + self.D for zz in z])
+        return G, None
+
     @property
     def order_selection(self):
         """The order table of a ``pem`` fit (:class:`~causalid.lti.validation.LTIOrderSelection`), or None."""

@@ -134,3 +134,25 @@ def test_not_exciting_inputs_are_refused():
     data = LTIData.from_arrays(y[None], inputs=u[None])
     with pytest.raises(causalid.IdentifiabilityError, match="persistently exciting"):
         identify_lti(data, state_dim=3)
+
+
+@pytest.mark.slow
+def test_transfer_function_converges_at_the_rate_of_its_standard_errors():
+    """Errors of G(e^{iω}) shrink like 1/√T and match the delta-method standard errors."""
+    w = np.linspace(0.1, 2.5, 12)
+    g0 = transfer(A_TRUE, B_TRUE, C_TRUE, np.zeros((1, 1)), w)
+    z2, ses, errs = [], {}, {}
+    for T in (600, 4800):
+        for seed in (10, 11, 12):
+            u, y = innovations_record(T, seed)
+            res = identify_lti(LTIData.from_arrays(y[None], inputs=u[None]), state_dim=2)
+            G, se = res.frequency_response(w)
+            d = G[:, 0, 0] - g0
+            z2 += list((d.real / se.real[:, 0, 0]) ** 2) + list((d.imag / se.imag[:, 0, 0]) ** 2)
+            ses.setdefault(T, []).append(np.median(np.abs(se[:, 0, 0])))
+            errs.setdefault(T, []).append(np.sqrt(np.mean(np.abs(d) ** 2)))
+    # standard errors shrink by about √8 from T = 600 to 4800, and so do the errors
+    assert 2.2 < np.mean(ses[600]) / np.mean(ses[4800]) < 3.6
+    assert np.mean(errs[4800]) < np.mean(errs[600]) / 1.8
+    # normalised errors are standard normal: mean square about 1 (72 correlated terms)
+    assert 0.3 < np.mean(z2) < 2.5
