@@ -14,19 +14,11 @@ from causalid.hmm.em import path_entropy
 JAX_X64 = True  # drives the JAX kernels from JAX code (see tests/conftest.py)
 
 
-def _coded(seed=0, n=300):
-    """Two overlapping Gaussian regimes; a fifth of the values were recorded by hand as 4.0."""
-    rng = np.random.default_rng(seed)
-    z = np.repeat(rng.integers(0, 2, n // 10), 10)
-    y = np.where(z == 0, 2.0, 4.3) + np.where(z == 0, 0.3, 0.4) * rng.normal(size=n)
-    y[rng.uniform(size=n) < 0.2] = 4.0
-    return y
 
-
-def test_selection_does_not_pick_a_spike_on_coded_values(tmp_path):
+def test_selection_does_not_pick_a_spike_on_coded_values(tmp_path, coded):
     """On a record with a hand-coded value, BIC prefers a model with a spike state; the spike
     sits at the variance floor, so that fit is refused and the recommendation is a sound one."""
-    sel = causalid.select_num_states(_coded(), (1, 2, 3, 4), num_restarts=10, progress=False)
+    sel = causalid.select_num_states(coded(), (1, 2, 3, 4), num_restarts=10, progress=False)
     t = sel.table.set_index("num_states")
     assert not t.loc[t["bic"].idxmin(), "eligible"]           # the raw BIC pick is degenerate
     assert sel.recommended == 2 and t.loc[2, "eligible"]

@@ -139,17 +139,9 @@ def test_degeneracy_names_empty_duplicated_and_spiky_states():
     assert degeneracy(sound, HMMConfig(2, "poisson", 1, 1), np.array([[30.0, 30.0]])) == []
 
 
-def _coded(seed=0, n=300):
-    """Two overlapping Gaussian regimes; a fifth of the values were recorded by hand as 4.0."""
-    rng = np.random.default_rng(seed)
-    z = np.repeat(rng.integers(0, 2, n // 10), 10)
-    y = np.where(z == 0, 2.0, 4.3) + np.where(z == 0, 0.3, 0.4) * rng.normal(size=n)
-    y[rng.uniform(size=n) < 0.2] = 4.0
-    return y
 
-
-def test_a_spike_on_coded_values_is_reported_with_the_floor_recorded():
-    y = _coded()
+def test_a_spike_on_coded_values_is_reported_with_the_floor_recorded(coded):
+    y = coded()
     with pytest.warns(DegenerateFitWarning, match="variance floor") as info:
         fit = causalid.fit_hmm(y, 3, num_restarts=8, progress=False)
     assert "Fit fewer states" in str(info[0].message)
@@ -164,7 +156,7 @@ def test_a_spike_on_coded_values_is_reported_with_the_floor_recorded():
 
 
 @pytest.mark.parametrize("emission", ["gaussian", "poisson"])
-def test_map_em_climbs_the_posterior_to_its_stationary_point(emission):
+def test_map_em_climbs_the_posterior_to_its_stationary_point(emission, coded):
     """MAP-EM's trace (log-likelihood + log prior) never decreases, and at convergence the
     gradient of the log posterior vanishes in the emission parameters."""
     import jax.numpy as jnp
@@ -172,7 +164,7 @@ def test_map_em_climbs_the_posterior_to_its_stationary_point(emission):
     from causalid.hmm.em import EMPrior, conjugate_prior, log_prior
     from causalid.models.hmm import sequence_log_likelihoods
 
-    y = _coded(3, 200) if emission == "gaussian" else load_earthquakes()["count"].to_numpy().astype(float)
+    y = coded(3, 200) if emission == "gaussian" else load_earthquakes()["count"].to_numpy().astype(float)
     fit = causalid.fit_hmm(y, 2, emission, em_prior="weak", min_covar=0.0, tol=1e-11, max_iters=4000,
                            num_restarts=6, progress=False)
     assert fit.settings["em_prior"]["alpha"] == EMPrior().alpha
@@ -193,8 +185,8 @@ def test_map_em_climbs_the_posterior_to_its_stationary_point(emission):
 
 
 @pytest.mark.filterwarnings("ignore::causalid.ConvergenceWarning")  # (restarts find different spikes)
-def test_map_em_keeps_a_spike_state_away_from_zero_variance():
-    y = _coded()
+def test_map_em_keeps_a_spike_state_away_from_zero_variance(coded):
+    y = coded()
     with pytest.warns(DegenerateFitWarning):
         ml = causalid.fit_hmm(y, 3, min_covar=1e-12, num_restarts=8, progress=False)
     sd_ml = np.sqrt(np.diagonal(ml.params.emissions.covs[0], axis1=-2, axis2=-1)).min()
