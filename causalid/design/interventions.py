@@ -41,9 +41,9 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -70,6 +70,7 @@ __all__ = [
 ]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
+_HYPER = InterventionHyper(v_env=1.0)
 
 
 # ============================================================================ candidates
@@ -307,7 +308,7 @@ def _info_draws(arr, keys, graphs, gam_shared, gam_own, pis, *, sizes: tuple, m_
     n_max = max(sizes)
     sizes_a = jnp.asarray(sizes)
     configs = jnp.asarray(list(itertools.product([0.0, 1.0], repeat=m_envs)))  # (C, m)
-    chol_p, mean_p, an_p, bn_p, ml_shared = jax.vmap(
+    chol_p, mean_p, _, bn_p, ml_shared = jax.vmap(
         lambda g, n, c, k: _nig_posterior(g, n, c, k, pv, a, b))(shared, shared_n, fchild, fkeep)
     h0 = _edge_entropy(jnp.einsum("k,kij->ij", jnp.exp(logw), adj))
 
@@ -435,8 +436,9 @@ class InterventionDesign(Result):
                    d["samples"], d.get("settings", {}))
 
     def summary(self) -> str:
-        lines = [f"next intervention by expected information gain about the graph ({self.samples} samples, "
-                 f"{self.settings.get('draws', '?')} draws, {self.settings.get('graphs', '?')} weighted graphs)"]
+        head = (f"next intervention by expected information gain about the graph ({self.samples} samples, "
+                f"{self.settings.get('draws', '?')} draws, {self.settings.get('graphs', '?')} weighted graphs)")
+        lines = [head]
         for _, r in self.table.sort_values("rank").iterrows():
             tv = ",".join(r["targets"]) or "-"
             lines.append(f"  {int(r['rank']):>2}. {r['candidate']:<20} targets {tv:<20} EIG {r['eig']:.3f} "
@@ -502,7 +504,7 @@ def next_intervention(
     off_target: float = 0.0,
     change_prior: float = 0.1,
     max_graphs: int = 256,
-    hyper: InterventionHyper = InterventionHyper(v_env=1.0),
+    hyper: InterventionHyper = _HYPER,
     engine: dict | None = None,
     progress: bool | None = None,
 ) -> InterventionDesign:
@@ -629,7 +631,7 @@ def _design(model, candidates, sizes, *, batch, key, draws, progress, t0, max_gr
         "rank": rank,
     })
     curve = pd.DataFrame({"samples": list(sizes), "eig": e, "eig_se": s, "entropy_change": h})
-    settings = {"draws": int(draws), "graphs": int(len(model.adj)), "intervention": model.intervention,
+    settings = {"draws": int(draws), "graphs": len(model.adj), "intervention": model.intervention,
                 "off_target": model.off_target, "batch": batch, "key": int(key) if isinstance(key, (int, np.integer))
                 else None, "seconds": time.perf_counter() - t0, "notes": model.notes,
                 "edge_entropy": float(np.asarray(_edge_entropy(jnp.asarray(model.edge_probs))))}
@@ -660,7 +662,7 @@ def _choose(strategy, data, targets, candidates, rng, options):
     labels = list(candidates)
     model = _posterior_model(data, targets, intervention=options.get("intervention", "soft"),
                              off_target=options.get("off_target", 0.0), change_prior=0.1,
-                             hyper=options.get("hyper", InterventionHyper(v_env=1.0)),
+                             hyper=options.get("hyper", _HYPER),
                              max_graphs=options.get("max_graphs", 256), key=int(rng.integers(2**31)),
                              engine=options.get("engine"))
     if strategy == "random":
@@ -747,7 +749,7 @@ def run_sequential(
         if step == steps:
             model = _posterior_model(cur, targets, intervention=options.get("intervention", "soft"),
                                      off_target=options.get("off_target", 0.0), change_prior=0.1,
-                                     hyper=options.get("hyper", InterventionHyper(v_env=1.0)),
+                                     hyper=options.get("hyper", _HYPER),
                                      max_graphs=options.get("max_graphs", 256), key=int(rng.integers(2**31)),
                                      engine=options.get("engine"))
             rows.append(_row(step, None, model, truth))
@@ -816,7 +818,7 @@ def replay(
         if step == steps or not cands:
             model = _posterior_model(cur, tg, intervention=options.get("intervention", "soft"),
                                      off_target=options.get("off_target", 0.0), change_prior=0.1,
-                                     hyper=options.get("hyper", InterventionHyper(v_env=1.0)),
+                                     hyper=options.get("hyper", _HYPER),
                                      max_graphs=options.get("max_graphs", 256), key=int(rng.integers(2**31)),
                                      engine=options.get("engine"))
             rows.append(_row(step, None, model, truth))

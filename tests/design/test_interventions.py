@@ -8,9 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from causalid.design import InterventionDesign, entropy_heuristic, next_intervention, run_sequential
+from causalid.design import entropy_heuristic, next_intervention, run_sequential
 from causalid.errors import DataError
-from causalid.exchangeable.bayes import InterventionHyper, NIGHyper, interventional_structure, linear_gaussian_log_marginal
+from causalid.exchangeable.bayes import (
+    InterventionHyper,
+    NIGHyper,
+    interventional_structure,
+    linear_gaussian_log_marginal,
+)
 from causalid.exchangeable.data import MultiEnvData
 
 HYP = InterventionHyper(v_env=1.0)
