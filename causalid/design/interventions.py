@@ -39,6 +39,7 @@ where they are uncertain (a plug-in).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -476,6 +477,17 @@ def _keys(key, n):
     return jax.random.split(key, n)
 
 
+def _one_blas_thread():
+    """One OpenBLAS thread while the kernel runs: XLA's CPU threads call LAPACK (Cholesky,
+    triangular solves) concurrently, and a multi-threaded OpenBLAS then hung in our runs (d = 8,
+    128 draws, every thread waiting on a futex).  Uses threadpoolctl when it is installed."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - without it the limit is the user's OPENBLAS_NUM_THREADS
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
 @float64
 def _estimate(model, arr, keys, pis, sizes):
     h = model.hyper
@@ -484,9 +496,10 @@ def _estimate(model, arr, keys, pis, sizes):
     graphs = rng.choice(len(w), size=len(keys), p=w / w.sum())
     an = float(h.a) + 0.5 * model.shared_n[model.fam_child[model.fam[graphs]]]  # (draw, d)
     gam_shared, gam_own = rng.gamma(an), rng.gamma(float(h.a), size=(len(keys), len(pis), model.d))
-    info, dh = _info_draws(arr, keys, jnp.asarray(graphs), jnp.asarray(gam_shared), jnp.asarray(gam_own), jnp.asarray(pis, jnp.float64), sizes=tuple(sizes), m_envs=len(pis),
-                           v_env=None if h.v_env is None else float(h.v_env), a=float(h.a), b=float(h.b))
-    info, dh = np.asarray(info), np.asarray(dh)  # (draw, size)
+    with _one_blas_thread():
+        info, dh = _info_draws(arr, keys, jnp.asarray(graphs), jnp.asarray(gam_shared), jnp.asarray(gam_own),
+                               jnp.asarray(pis, jnp.float64), sizes=tuple(sizes), m_envs=len(pis), v_env=None if h.v_env is None else float(h.v_env), a=float(h.a), b=float(h.b))
+        info, dh = np.asarray(info), np.asarray(dh)  # (draw, size)
     n = info.shape[0]
     return info.mean(0), info.std(0, ddof=1) / np.sqrt(n), dh.mean(0)
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.benchmark
 
 D, N_OBS, N_EXP, STEPS = 8, 400, 400, 3
 ENGINE = {"num_warmup": 500, "num_samples": 1000}
-OPTIONS = {"draws": 32, "max_graphs": 256, "engine": ENGINE}
+OPTIONS = {"draws": 64, "max_graphs": 256, "engine": ENGINE}
 
 
 def _problem(seed):
@@ -116,7 +116,7 @@ def test_ranking_d11_seven_candidates_under_a_minute():
                                      envs=obs)
     cands = {e: targets[e] for e in data.envs if e not in obs}
     t0 = time.perf_counter()
-    res = next_intervention(start, {e: [] for e in obs}, cands, samples=[200, 500, 1000], progress=True)
+    res = next_intervention(start, {e: [] for e in obs}, cands, samples=[200, 500, 1000], draws=64, progress=True)
     sec = time.perf_counter() - t0
     print(res.summary())
     print(f"ranking of {len(cands)} candidates on d = 11: {sec:.1f} s (target < 60 s)")
