@@ -62,6 +62,7 @@ def test_designer_beats_random_and_the_entropy_heuristic_on_d8_simulations():
             out[strategy].append(hist["shd"].to_numpy())
             mass[strategy].append(hist["true_graph_mass"].to_numpy())
         print(f"rep {rep}: SHD after {STEPS}: " + ", ".join(f"{s} {out[s][-1][-1]}" for s in out)
+              + "; running mean " + ", ".join(f"{s} {np.mean([h[-1] for h in out[s]]):.2f}" for s in out)
               + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     for s in out:
         shd_by_step = np.mean(out[s], axis=0)
