@@ -39,7 +39,6 @@ where they are uncertain (a plug-in).
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +51,7 @@ import numpy as np
 import pandas as pd
 from jax.scipy.special import gammaln, logsumexp
 
+from causalid._linalg import cholesky, solve_lower, solve_upper_t
 from causalid._plotting import pyplot
 from causalid._progress import progress_bar
 from causalid._results import Result
@@ -136,14 +136,30 @@ def _nig_posterior(gram, n, child, keep, prior_var, a, b):
     lam = jnp.diag(prec0) + gram * kf[:, None] * kf[None, :]
     g = gram[:, child + 1] * kf
     yy = gram[child + 1, child + 1]
-    chol = jnp.linalg.cholesky(lam)
-    mn = jax.scipy.linalg.cho_solve((chol, True), g)
+    chol = cholesky(lam)
+    mn = solve_upper_t(chol, solve_lower(chol, g))
     an = a + 0.5 * n
     bn = b + 0.5 * jnp.maximum(yy - g @ mn, 0.0)
     logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(chol)))
     log_ml = (-0.5 * n * _LOG_2PI + 0.5 * jnp.sum(kf * jnp.log(prec0)) - 0.5 * logdet
               + a * jnp.log(b) - an * jnp.log(bn) + gammaln(an) - gammaln(a))
     return chol, mn, an, bn, log_ml
+
+
+def _dag_inverse(i_minus_w):
+    r"""``(I - W)^{-1}`` for the weights ``W`` (..., d, d) of a DAG: ``W`` is nilpotent, so the
+    inverse is the finite sum :math:`\sum_{k<d} W^k`, plain matrix products (no LAPACK call,
+    which can deadlock inside a ``vmap``-ed program on CPU: see :mod:`causalid._linalg`)."""
+    d = i_minus_w.shape[-1]
+    eye = jnp.eye(d, dtype=i_minus_w.dtype)
+    w = eye - i_minus_w
+
+    def step(_, carry):
+        power, total = carry
+        power = power @ w
+        return power, total + power
+
+    return jax.lax.fori_loop(1, d, step, (jnp.broadcast_to(eye, w.shape), jnp.broadcast_to(eye, w.shape)))[1]
 
 
 # ============================================================================ the model
@@ -321,7 +337,7 @@ def _info_draws(arr, keys, graphs, gam_shared, gam_own, pis, *, sizes: tuple, m_
         # shared parameters (one draw for all new environments)
         sig_sh = bn_p[f] / g_sh  # (d,)
         eps = jax.random.normal(kb, (d, d + 1))
-        dev = jax.vmap(lambda L, e: jax.scipy.linalg.solve_triangular(L.T, e, lower=False))(chol_p[f], eps)
+        dev = jax.vmap(solve_upper_t)(chol_p[f], eps)
         beta_sh = (mean_p[f] + jnp.sqrt(sig_sh)[:, None] * dev) * fkeep[f]
         # own parameters of a changed mechanism, one draw per environment
         sig_own = b / g_own
@@ -333,7 +349,7 @@ def _info_draws(arr, keys, graphs, gam_shared, gam_own, pis, *, sizes: tuple, m_
             icpt = icpt + jnp.sqrt(sig * v_env) * jax.random.normal(ki, (m_envs, d))
         wmat = jnp.swapaxes(beta[..., 1:], -1, -2)  # (m, parent, child)
         noise = jax.random.normal(ke, (m_envs, n_max, d)) * jnp.sqrt(sig)[:, None, :]
-        return (icpt[:, None, :] + noise) @ jnp.linalg.inv(jnp.eye(d) - wmat)
+        return (icpt[:, None, :] + noise) @ _dag_inverse(jnp.eye(d) - wmat)
 
     def family_loglik(new_gram, new_n):
         """log p(Y_1..m | D, family) for every family (U,); the change indicators of the new
@@ -477,17 +493,6 @@ def _keys(key, n):
     return jax.random.split(key, n)
 
 
-def _one_blas_thread():
-    """One OpenBLAS thread while the kernel runs: XLA's CPU threads call LAPACK (Cholesky,
-    triangular solves) concurrently, and a multi-threaded OpenBLAS then hung in our runs (d = 8,
-    128 draws, every thread waiting on a futex).  Uses threadpoolctl when it is installed."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - without it the limit is the user's OPENBLAS_NUM_THREADS
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
-
-
 @float64
 def _estimate(model, arr, keys, pis, sizes):
     h = model.hyper
@@ -496,10 +501,10 @@ def _estimate(model, arr, keys, pis, sizes):
     graphs = rng.choice(len(w), size=len(keys), p=w / w.sum())
     an = float(h.a) + 0.5 * model.shared_n[model.fam_child[model.fam[graphs]]]  # (draw, d)
     gam_shared, gam_own = rng.gamma(an), rng.gamma(float(h.a), size=(len(keys), len(pis), model.d))
-    with _one_blas_thread():
-        info, dh = _info_draws(arr, keys, jnp.asarray(graphs), jnp.asarray(gam_shared), jnp.asarray(gam_own),
-                               jnp.asarray(pis, jnp.float64), sizes=tuple(sizes), m_envs=len(pis), v_env=None if h.v_env is None else float(h.v_env), a=float(h.a), b=float(h.b))
-        info, dh = np.asarray(info), np.asarray(dh)  # (draw, size)
+    info, dh = _info_draws(arr, keys, jnp.asarray(graphs), jnp.asarray(gam_shared), jnp.asarray(gam_own),
+                           jnp.asarray(pis, jnp.float64), sizes=tuple(sizes), m_envs=len(pis),
+                           v_env=None if h.v_env is None else float(h.v_env), a=float(h.a), b=float(h.b))
+    info, dh = np.asarray(info), np.asarray(dh)  # (draw, size)
     n = info.shape[0]
     return info.mean(0), info.std(0, ddof=1) / np.sqrt(n), dh.mean(0)
 
