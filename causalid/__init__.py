@@ -7,7 +7,8 @@ identifies causal structure.  One wing per model family, each with its front doo
 * exchangeable data (:mod:`causalid.exchangeable`): :func:`load`, :class:`MultiEnvData`,
   :func:`discover`, :func:`discover_batch` (causal de Finetti tests, ``method="cdf"``, or the
   Bayesian exchangeable model, ``method="bayes"``), :func:`fit_parameters`,
-  :func:`diagnose_mechanisms`, :func:`structure_metrics` and friends;
+  :func:`diagnose_mechanisms`, :func:`structure_metrics` and friends, and
+  :func:`next_intervention` (the next intervention experiment, :mod:`causalid.design`);
 * multi-environment LTI systems (:mod:`causalid.lti`): :class:`LTIData`, :func:`identify_lti`,
   :func:`check_lti`, :func:`select_order`, :func:`design_lti`, :func:`design_next`;
 * hidden Markov models (:mod:`causalid.hmm`): :class:`SequenceData`, :func:`fit_hmm`, :class:`HMMParams`,
@@ -22,7 +23,7 @@ what that means when mixing causalid with float32 JAX code).
 
 from causalid._io import read_table
 from causalid._version import __version__
-from causalid.design import Design, design_lti, design_next
+from causalid.design import Design, InterventionDesign, design_lti, design_next, next_intervention
 from causalid.dynamics.system import InputDesign, LTISystem
 from causalid.errors import CausalIDError, ConvergenceWarning, DataError, IdentifiabilityError
 from causalid.exchangeable.data import MultiEnvData, load
@@ -63,6 +64,7 @@ __all__ = [
     "HMMParams",
     "HMMResult",
     "IdentifiabilityError",
+    "InterventionDesign",
     "InputDesign",
     "LTIData",
     "LTIIdentifiabilityReport",
@@ -96,6 +98,7 @@ __all__ = [
     "load_results",
     "load_sweep",
     "mcc",
+    "next_intervention",
     "normalized_shd",
     "parse_sweep",
     "read_table",

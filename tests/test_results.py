@@ -79,6 +79,13 @@ def _build(kind):
     if kind == "NextDesign":
         return causalid.design_next(_lti_data(), var_bounds=(1e-2, 1.0), steps=200, num_starts=2, num_iters=10,
                                     num_samples=4)
+    if kind == "InterventionDesign":
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(120, 1))
+        data = causalid.MultiEnvData.from_arrays([np.hstack([x, 0.8 * x + rng.normal(size=(120, 1)) * 0.6])],
+                                                 names=["x", "y"], envs=["obs"])
+        return causalid.next_intervention(data, {"obs": []}, {"x": {"targets": ["x"], "cost": 2.0}, "y": ["y"]},
+                                          samples=[30, 60], batch=2, draws=16, progress=False)
     if kind == "SBCResult":
         return run_sbc(lambda k: {"mu": jax.random.normal(k)},
                        lambda k, th: th["mu"] + jax.random.normal(k, (4,)),
@@ -90,7 +97,7 @@ def _build(kind):
 KINDS = ["StructureResult", "StructureResult (targets)", "LTIResult", "LTIResult-pem", "LTIComparison",
          "LTIOrderSelection", "LTIIdentifiabilityReport", "HMMResult", "MechanismReport", "StateSelection",
          "ResidualCheck",
-         "PowerAnalysis", "Design", "NextDesign", "SBCResult"]
+         "PowerAnalysis", "Design", "NextDesign", "SBCResult", "InterventionDesign"]
 
 
 @pytest.fixture(scope="module", params=KINDS)

@@ -7,6 +7,10 @@
                          [--result result.json] --var-bounds LO HI [--mean-bound B] [--steps T]
                          [--candidates cands.csv] [--starts S --iters N --draws K] --out next.json
                          [--table shrinkage.csv]
+    causalid design intervention FILE --env-col COL --targets TARGETS.csv --candidates CANDS.csv
+                                 [--samples 200 500 1000] [--batch B] [--draws N]
+                                 [--intervention soft|perfect] [--off-target P] [--out next.json]
+                                 [--table ranking.csv] [--plot fig.png]
     causalid design power [--model bivariate|binary|icm] [--envs 50 100 200] [--samples 2]
                           [--regime both cause mechanism] [--graph GRAPH --intervene NODE ...]
                           [--replicates R] [--target 0.8] --out table.csv
@@ -26,9 +30,12 @@ import numpy as np
 
 from causalid._io import read_table, write_table
 from causalid._plotting import pyplot
+from causalid.cli.discover import read_targets
 from causalid.cli.loaders import lti_data_from_file, read_truth
+from causalid.design.interventions import next_intervention
 from causalid.dynamics.system import InputDesign, LTISystem
 from causalid.errors import DataError
+from causalid.exchangeable.data import load
 from causalid.exchangeable.power import power_analysis
 from causalid.lti.design import CRITERIA, design_lti
 from causalid.lti.result import LTIResult
@@ -36,7 +43,7 @@ from causalid.lti.sequential import design_next
 
 
 def add_parser(subparsers) -> None:
-    """Add ``design`` with its sub-commands ``lti``, ``next`` and ``power``."""
+    """Add ``design`` with its sub-commands ``lti``, ``next``, ``intervention`` and ``power``."""
     d = subparsers.add_parser("design", help="plan experiments: LTI input laws, the next environment, power analysis")
     sub = d.add_subparsers(dest="design_command", required=True)
 
@@ -93,6 +100,33 @@ def add_parser(subparsers) -> None:
     n.add_argument("--table", metavar="TABLE.csv", help="write the per-parameter sd shrinkage table")
     n.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
+    i = sub.add_parser("intervention", help="rank the next intervention experiments by expected information "
+                                            "about the causal graph (interventional data)")
+    i.add_argument("file", metavar="FILE", help="CSV or Parquet file, one row per sample (cell)")
+    i.add_argument("--env-col", required=True, help="column naming the condition (environment) of each row")
+    i.add_argument("--variables", nargs="+", help="variable columns (default: every other column)")
+    i.add_argument("--transform", choices=["log", "log1p", "standardize"], help="transform of the values")
+    i.add_argument("--targets", required=True,
+                   help="targets of the recorded conditions: a CSV with the environment column and a 'targets' "
+                        "column (names separated by ';', empty = observational), or 'unknown'")
+    i.add_argument("--candidates", required=True, metavar="CANDS.csv",
+                   help="the candidate experiments: a CSV with columns 'candidate', 'targets' (names separated "
+                        "by ';') and optionally 'cost'; or 'single' for one experiment per variable")
+    i.add_argument("--samples", type=int, nargs="+",
+                   help="sample sizes of the new condition (the first ranks; the best candidate's information "
+                        "is reported at each; default: the median condition size)")
+    i.add_argument("--batch", type=int, default=1, help="experiments to choose (greedy joint information, <= 3)")
+    i.add_argument("--draws", type=int, default=256, help="Monte Carlo draws per candidate (default 256)")
+    i.add_argument("--intervention", choices=["soft", "perfect"], default="soft",
+                   help="a changed mechanism keeps its parents (soft) or loses them (perfect)")
+    i.add_argument("--off-target", type=float, default=0.0,
+                   help="prior probability that an experiment also changes a mechanism it does not target")
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--out", help="write the ranking as JSON (causalid.InterventionDesign.load reads it)")
+    i.add_argument("--table", metavar="TABLE.csv", help="write the ranking table")
+    i.add_argument("--plot", help="write a figure of the ranking (PNG/PDF/SVG)")
+    i.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
     p = sub.add_parser("power", help="environments and samples the causal de Finetti engine needs (simulation)")
     p.add_argument("--model", choices=["bivariate", "binary", "icm"], default="bivariate",
                    help="reference generator (default: bivariate)")
@@ -124,6 +158,8 @@ def run(args) -> int:
         return _lti(args)
     if args.design_command == "next":
         return _next(args)
+    if args.design_command == "intervention":
+        return _intervention(args)
     return _power(args)
 
 
@@ -198,6 +234,54 @@ def _next(args) -> int:
     if args.table:
         write_table(nxt.table, args.table)
         _wrote(args, args.table)
+    return 0
+
+
+def _read_candidates(spec: str, names):
+    """``--candidates``: ``"single"`` or a CSV (candidate, targets[, cost]) -> the designer's dict."""
+    if spec == "single":
+        return list(names)
+    table = read_table(spec)
+    cols = list(table.columns)
+    if "candidate" not in cols or "targets" not in cols:
+        raise DataError(f"candidates file '{spec}' needs columns 'candidate' and 'targets' (and optionally "
+                        f"'cost'); it has {cols}")
+    out = {}
+    for k, row in table.iterrows():
+        label = str(row["candidate"])
+        if label in out:
+            raise DataError(f"candidates file '{spec}' lists candidate '{label}' twice")
+        cell = row["targets"]
+        tv = [] if not isinstance(cell, str) else [t.strip() for t in cell.split(";") if t.strip()]
+        if not tv:
+            raise DataError(f"candidates file '{spec}', row {k + 2}: candidate '{label}' names no targets")
+        cost = float(row["cost"]) if "cost" in cols and not np.isnan(float(row["cost"])) else 1.0
+        out[label] = {"targets": tv, "cost": cost}
+    return out
+
+
+def _intervention(args) -> int:
+    data = load(args.file, env=args.env_col, variables=args.variables, transform=args.transform)
+    targets = read_targets(args.targets, args.env_col)
+    if targets is None:
+        raise DataError("--targets none: the designer needs the targets of the recorded conditions (a CSV, "
+                        "or 'unknown')")
+    candidates = _read_candidates(args.candidates, data.names)
+    if not args.quiet:
+        print(f"data: {data}", file=sys.stderr)
+    res = next_intervention(data, targets, candidates, samples=args.samples, batch=args.batch, key=args.seed,
+                            draws=args.draws, intervention=args.intervention, off_target=args.off_target,
+                            progress=not args.quiet)
+    print(res.summary())
+    if args.out:
+        res.save(args.out)
+        _wrote(args, args.out)
+    if args.table:
+        write_table(res.to_frame().assign(targets=lambda t: [";".join(v) for v in t["targets"]]), args.table)
+        _wrote(args, args.table)
+    if args.plot:
+        pyplot().close(res.plot(path=args.plot))
+        _wrote(args, args.plot)
     return 0
 
 

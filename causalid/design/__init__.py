@@ -7,13 +7,24 @@
   expected shrinkage of every parameter's posterior sd (:mod:`causalid.lti.sequential`);
 * :func:`prbs`, :func:`multisine`, :func:`excitation_order`, :func:`choose_signal` —
   measured-input signals and their D-optimal choice (:mod:`causalid.lti.signals`);
+* :func:`next_intervention` — the next intervention experiment (which variables, how many
+  samples) by expected information gain about the causal graph, with :func:`run_sequential`,
+  :func:`replay` and :func:`entropy_heuristic` (:mod:`causalid.design.interventions`);
 * :func:`power_analysis` — environments and samples needed by the causal de Finetti engine,
   and which mechanism to vary or which variable to intervene on
   (:mod:`causalid.exchangeable.power`).
 
-Each lives in its family's wing; this module gathers them under one name.
+The LTI and power designers live in their family's wing; this module gathers them under one
+name.
 """
 
+from causalid.design.interventions import (
+    InterventionDesign,
+    entropy_heuristic,
+    next_intervention,
+    replay,
+    run_sequential,
+)
 from causalid.exchangeable.power import PowerAnalysis, power_analysis
 from causalid.lti.design import CRITERIA, design_criteria, design_lti, moment_error
 from causalid.lti.design_result import Design, NextDesign
@@ -23,6 +34,7 @@ from causalid.lti.signals import SignalChoice, choose_signal, excitation_order, 
 __all__ = [
     "CRITERIA",
     "Design",
+    "InterventionDesign",
     "NextDesign",
     "PowerAnalysis",
     "SignalChoice",
@@ -30,9 +42,13 @@ __all__ = [
     "design_criteria",
     "design_lti",
     "design_next",
+    "entropy_heuristic",
     "excitation_order",
     "moment_error",
     "multisine",
+    "next_intervention",
     "power_analysis",
     "prbs",
+    "replay",
+    "run_sequential",
 ]
