@@ -13,7 +13,7 @@
                      [--covariance full|diag] [--method em|map|nuts] [--restarts R] [--max-iters N]
                      [--seed S] [--sequence-col COL] --out result.json [--plot fig.png] [--states-out states.csv]
     causalid fit-hmm --example earthquakes [--states K] [--out ...] [--plot ...]
-    causalid design {lti,next,power} ...
+    causalid design {lti,next,power,intervention} ...
     causalid verify SWEEP.toml --out DIR [--workers N | --scheduler ADDRESS]
     causalid report DIR
 
