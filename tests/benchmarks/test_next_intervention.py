@@ -17,7 +17,9 @@ from causalid.datasets import load_sachs, sachs_graph, sachs_targets
 from causalid.design import next_intervention, replay, run_sequential
 from causalid.exchangeable.data import MultiEnvData
 
-pytestmark = pytest.mark.benchmark
+# A sequential run refits the posterior after every experiment; a refit whose MCMC chains
+# disagree is reported in pytest's warning summary instead of ending the comparison.
+pytestmark = [pytest.mark.benchmark, pytest.mark.filterwarnings("default::causalid.errors.ConvergenceWarning")]
 
 D, N_OBS, N_EXP, STEPS = 8, 400, 400, 3
 ENGINE = {"num_warmup": 500, "num_samples": 1000}
