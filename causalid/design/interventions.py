@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from jax.scipy.special import gammaln, logsumexp
+from jax.scipy.special import logsumexp
 
 from causalid._linalg import cholesky, solve_lower, solve_upper_t
 from causalid._plotting import pyplot
@@ -57,7 +57,13 @@ from causalid._progress import progress_bar
 from causalid._results import Result
 from causalid._x64 import float64
 from causalid.errors import DataError
-from causalid.exchangeable.bayes import InterventionHyper, interventional_structure
+from causalid.exchangeable.bayes import (
+    InterventionHyper,
+    NIGHyper,
+    env_intercept_stats,
+    interventional_structure,
+    nig_log_marginal_stats,
+)
 from causalid.exchangeable.data import MultiEnvData
 from causalid.exchangeable.discover import resolve_targets
 from causalid.exchangeable.metrics import shd
@@ -70,7 +76,6 @@ __all__ = [
     "run_sequential",
 ]
 
-_LOG_2PI = float(np.log(2.0 * np.pi))
 _HYPER = InterventionHyper(v_env=1.0)
 
 
@@ -109,41 +114,41 @@ def _candidates(candidates, names) -> tuple[list[str], np.ndarray, np.ndarray]:
 # ============================================================================ closed forms
 def _env_stats(z, mask, v_env):
     """Per-environment Gram matrices of ``(1, z)`` (env, d+1, d+1) and counts; with ``v_env`` the
-    random intercept is integrated out (centred Gram plus the down-weighted mean, intercept row
-    and column zero)."""
+    random intercept is integrated out as the engine does
+    (:func:`~causalid.exchangeable.bayes.env_intercept_stats`)."""
     w = mask.astype(z.dtype)[..., None]
     zz = jnp.concatenate([jnp.ones(z.shape[:-1] + (1,), z.dtype), z], axis=-1) * w
     gram = jnp.einsum("...ni,...nj->...ij", zz, zz)
     n = jnp.sum(mask, axis=-1).astype(z.dtype)
     if v_env is None:
         return gram, n
-    mean = gram[..., 0, 1:] / jnp.maximum(n, 1.0)[..., None]
-    shrink = n - n / (1.0 + n * v_env)
-    inner = gram[..., 1:, 1:] - shrink[..., None, None] * mean[..., :, None] * mean[..., None, :]
-    return jnp.zeros_like(gram).at[..., 1:, 1:].set(inner), n
+    return env_intercept_stats(gram, v_env)[0], n
+
+
+def _family_stats(gram, child, keep):
+    """The sufficient statistics of the regression of ``child`` on the columns ``keep`` of
+    ``(1, z)``: Gram of the kept columns (zero elsewhere), cross products, sum of squares."""
+    kf = keep.astype(gram.dtype)
+    return gram * kf[:, None] * kf[None, :], gram[:, child + 1] * kf, gram[child + 1, child + 1], kf
+
+
+def _evidence(gram, n, child, keep, prior_var, a, b):
+    """Log evidence of the family: the engine's closed form
+    (:func:`~causalid.exchangeable.bayes.nig_log_marginal_stats`, zero prior mean)."""
+    g_kk, g, yy, kf = _family_stats(gram, child, keep)
+    hyper = NIGHyper(jnp.zeros(kf.shape[0], gram.dtype), prior_var * kf, a, b)
+    return nig_log_marginal_stats(g_kk, g, yy, n, hyper)
 
 
 def _nig_posterior(gram, n, child, keep, prior_var, a, b):
-    r"""NIG posterior of the regression of ``child`` on the columns ``keep`` of ``(1, z)``.
-
-    Returns the precision :math:`\Lambda_n = V^{-1} + G_{kk}` (identity on dropped columns),
-    mean :math:`m_n`, :math:`a_n`, :math:`b_n` and the log evidence
-    :math:`-\tfrac n2\log 2\pi + \tfrac12\log|V^{-1}| - \tfrac12\log|\Lambda_n| + a\log b
-    - a_n \log b_n + \log\Gamma(a_n) - \log\Gamma(a)`.
-    """
-    kf = keep.astype(gram.dtype)
+    r"""NIG posterior of the regression of ``child`` on the columns ``keep`` of ``(1, z)``, for
+    drawing parameters: the Cholesky factor of the precision :math:`\Lambda_n = V^{-1} + G_{kk}`
+    (identity on dropped columns), the mean :math:`m_n`, :math:`a_n` and :math:`b_n`."""
+    g_kk, g, yy, kf = _family_stats(gram, child, keep)
     prec0 = jnp.where(keep, 1.0 / prior_var, 1.0)
-    lam = jnp.diag(prec0) + gram * kf[:, None] * kf[None, :]
-    g = gram[:, child + 1] * kf
-    yy = gram[child + 1, child + 1]
-    chol = cholesky(lam)
+    chol = cholesky(jnp.diag(prec0) + g_kk)
     mn = solve_upper_t(chol, solve_lower(chol, g))
-    an = a + 0.5 * n
-    bn = b + 0.5 * jnp.maximum(yy - g @ mn, 0.0)
-    logdet = 2.0 * jnp.sum(jnp.log(jnp.diag(chol)))
-    log_ml = (-0.5 * n * _LOG_2PI + 0.5 * jnp.sum(kf * jnp.log(prec0)) - 0.5 * logdet
-              + a * jnp.log(b) - an * jnp.log(bn) + gammaln(an) - gammaln(a))
-    return chol, mn, an, bn, log_ml
+    return chol, mn, a + 0.5 * n, b + 0.5 * jnp.maximum(yy - g @ mn, 0.0)
 
 
 def _dag_inverse(i_minus_w):
@@ -325,8 +330,9 @@ def _info_draws(arr, keys, graphs, gam_shared, gam_own, pis, *, sizes: tuple, m_
     n_max = max(sizes)
     sizes_a = jnp.asarray(sizes)
     configs = jnp.asarray(list(itertools.product([0.0, 1.0], repeat=m_envs)))  # (C, m)
-    chol_p, mean_p, _, bn_p, ml_shared = jax.vmap(
+    chol_p, mean_p, _, bn_p = jax.vmap(
         lambda g, n, c, k: _nig_posterior(g, n, c, k, pv, a, b))(shared, shared_n, fchild, fkeep)
+    ml_shared = jax.vmap(lambda g, n, c, k: _evidence(g, n, c, k, pv, a, b))(shared, shared_n, fchild, fkeep)
     h0 = _edge_entropy(jnp.einsum("k,kij->ij", jnp.exp(logw), adj))
 
     def simulate(key, k, g_sh, g_own):
@@ -355,12 +361,12 @@ def _info_draws(arr, keys, graphs, gam_shared, gam_own, pis, *, sizes: tuple, m_
         """log p(Y_1..m | D, family) for every family (U,); the change indicators of the new
         environments are summed out."""
         def one(g_sh, n_sh, ml_sh, c, keep, okeep):
-            own = jax.vmap(lambda g, n: _nig_posterior(g, n, c, okeep, pv, a, b)[-1])(new_gram, new_n)  # (m,)
+            own = jax.vmap(lambda g, n: _evidence(g, n, c, okeep, pv, a, b))(new_gram, new_n)  # (m,)
             lp1, lp0 = jnp.log(pis[:, c]), jnp.log1p(-pis[:, c])
 
             def per_config(cfg):
                 pooled = g_sh + jnp.einsum("j,jab->ab", 1 - cfg, new_gram)
-                ml = _nig_posterior(pooled, n_sh + (1 - cfg) @ new_n, c, keep, pv, a, b)[-1]
+                ml = _evidence(pooled, n_sh + (1 - cfg) @ new_n, c, keep, pv, a, b)
                 lp = jnp.sum(jnp.where(cfg > 0, lp1, lp0))
                 return jnp.where(lp > -jnp.inf, lp + ml - ml_sh + cfg @ own, -jnp.inf)
 

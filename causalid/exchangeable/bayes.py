@@ -176,7 +176,7 @@ class NIGHyper(NamedTuple):
     b: jax.Array
 
 
-def _lg_log_marginal_stats(gram, zy, yy, n, hyper: NIGHyper):
+def nig_log_marginal_stats(gram, zy, yy, n, hyper: NIGHyper):
     r"""NIG marginal of environments from sufficient statistics (batch axes lead).
 
     With :math:`G = Z^\top Z`, :math:`r = Z^\top(y - Zm)`, :math:`q = \|y - Zm\|^2`,
@@ -245,7 +245,7 @@ def linear_gaussian_log_marginal(y, x, mask, hyper: NIGHyper):
     z = jnp.concatenate([jnp.ones_like(y)[:, None], x], axis=1) * w[:, None]
     yw = y * w
     hyper = NIGHyper(*(jnp.asarray(h, dtype=jnp.float64) for h in hyper))
-    return _lg_log_marginal_stats(z.T @ z, z.T @ yw, yw @ yw, w.sum(), hyper)
+    return nig_log_marginal_stats(z.T @ z, z.T @ yw, yw @ yw, w.sum(), hyper)
 
 
 _MAX_LOGSUM_COUNT = 64
@@ -359,7 +359,7 @@ def _lg_local_scores(tstats, child, parents, n_envs, steps: int, lr: float):
 
         def objective(u):
             hyper = _nig_from_unconstrained(u)
-            return jnp.sum(_lg_log_marginal_stats(gram, zy, yy, n, hyper))
+            return jnp.sum(nig_log_marginal_stats(gram, zy, yy, n, hyper))
 
         # moment start: pooled least squares, pooled residual variance, a = 3 (IG mean = s2)
         g_p, h_p = gram.sum(0), zy.sum(0)
@@ -654,7 +654,7 @@ def candidate_parents(values, mask, max_candidates: int) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     e_, _, d = values.shape
     prep = _prepare(values, mask, "linear_gaussian")
-    tstats, counts, _ = _env_intercept_stats(prep.tstats, 1.0)
+    tstats, counts, _ = env_intercept_stats(prep.tstats, 1.0)
     child = np.repeat(np.arange(d), d)
     parents = np.tile(np.arange(d), d)[:, None]
     parents = np.where(parents == child[:, None], -1, parents)
@@ -721,7 +721,7 @@ class InterventionHyper(NamedTuple):
     the shared block is then not shared; a shift of level alone is not a mechanism change);
     integrating it out leaves the centred data of the environment plus its mean, down-weighted
     by :math:`n_e / (1 + n_e v_\text{env})`, and a factor :math:`(1 + n_e v_\text{env})^{-1/2}`
-    (:func:`_env_intercept_stats`).
+    (:func:`env_intercept_stats`).
 
     With ``mix=True`` (and ``v_env`` set) each mechanism's intercept is, with prior
     probability 1/2 each, shared by its block or drawn per environment, and both are summed out
@@ -742,14 +742,15 @@ class InterventionHyper(NamedTuple):
     mix: bool = False
 
 
-def _env_intercept_stats(tstats, v_env: float):
-    """Per-environment Gram matrices of ``(1, x)`` -> those of the intercept-free model with a
-    random intercept per environment integrated out, and the constant log factor."""
-    n = tstats[:, 0, 0]
-    mean = tstats[:, 0, 1:] / jnp.maximum(n, 1.0)[:, None]
+def env_intercept_stats(tstats, v_env: float):
+    """Per-environment Gram matrices of ``(1, x)`` (..., env, p, p) -> those of the
+    intercept-free model with a random intercept per environment integrated out, the counts
+    (..., env), and the constant log factor (summed over every environment given)."""
+    n = tstats[..., 0, 0]
+    mean = tstats[..., 0, 1:] / jnp.maximum(n, 1.0)[..., None]
     w = n / (1.0 + n * v_env)
-    inner = tstats[:, 1:, 1:] - (n - w)[:, None, None] * mean[:, :, None] * mean[:, None, :]
-    out = jnp.zeros_like(tstats).at[:, 1:, 1:].set(inner)
+    inner = tstats[..., 1:, 1:] - (n - w)[..., None, None] * mean[..., :, None] * mean[..., None, :]
+    out = jnp.zeros_like(tstats).at[..., 1:, 1:].set(inner)
     return out, n, -0.5 * jnp.sum(jnp.log1p(n * v_env))
 
 
@@ -848,13 +849,13 @@ def _iv_local_scores(tstats, counts, child, parents, configs, log_prior, hyper, 
         hyp = NIGHyper(jnp.zeros(p), v, a, b)
         if perfect:
             own_keep = (jnp.arange(p) == 0).astype(jnp.float64)
-            ml_own = _lg_log_marginal_stats(
+            ml_own = nig_log_marginal_stats(
                 gram * own_keep[:, None] * own_keep[None, :], zy * own_keep, yy, n, hyp
             )
         else:
-            ml_own = _lg_log_marginal_stats(gram, zy, yy, n, hyp)  # (env,)
+            ml_own = nig_log_marginal_stats(gram, zy, yy, n, hyp)  # (env,)
         w = 1.0 - cfg.astype(jnp.float64)  # (M, env): 1 = in the shared block
-        ml_pool = _lg_log_marginal_stats(
+        ml_pool = nig_log_marginal_stats(
             jnp.einsum("me,eij->mij", w, gram), w @ zy, w @ yy, w @ n, hyp
         )
         total = ml_pool + cfg.astype(jnp.float64) @ ml_own + lp  # (M,)
@@ -1448,7 +1449,7 @@ def _iv_scores(prep, child, parents, configs, log_prior_c, hyper, perfect: bool,
     cfg, lpc = jnp.asarray(configs), jnp.asarray(log_prior_c)
     models = [(prep.tstats, prep.tstats[:, 0, 0], 0.0)] if hyper.v_env is None or hyper.mix else []
     if hyper.v_env is not None:
-        models.append(_env_intercept_stats(prep.tstats, float(hyper.v_env)))
+        models.append(env_intercept_stats(prep.tstats, float(hyper.v_env)))
     out = []
     for tstats, counts, const in models:
         score, change = _chunked(
