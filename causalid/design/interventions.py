@@ -714,6 +714,14 @@ def _row(step, pick, model, truth):
     return row
 
 
+def _final_model(data, targets, options, rng) -> _Model:
+    """The posterior after the last experiment of a sequential run, with the run's options."""
+    return _posterior_model(data, targets, intervention=options.get("intervention", "soft"),
+                            off_target=options.get("off_target", 0.0), change_prior=0.1,
+                            hyper=options.get("hyper", _HYPER), max_graphs=options.get("max_graphs", 256),
+                            key=int(rng.integers(2**31)), engine=options.get("engine"))
+
+
 def run_sequential(
     simulator: Callable,
     data: MultiEnvData,
@@ -771,11 +779,7 @@ def run_sequential(
     for step in range(steps + 1):
         cur = MultiEnvData.from_arrays(blocks, names=data.names, envs=envs)
         if step == steps:
-            model = _posterior_model(cur, targets, intervention=options.get("intervention", "soft"),
-                                     off_target=options.get("off_target", 0.0), change_prior=0.1,
-                                     hyper=options.get("hyper", _HYPER),
-                                     max_graphs=options.get("max_graphs", 256), key=int(rng.integers(2**31)),
-                                     engine=options.get("engine"))
+            model = _final_model(cur, targets, options, rng)
             rows.append(_row(step, None, model, truth))
             break
         pick, model = _choose(strategy, cur, targets, cands, rng, options)
@@ -840,11 +844,7 @@ def replay(
         tg = {e: list(targets[e]) for e in have}
         cands = {e: list(targets[e]) for e in rest}
         if step == steps or not cands:
-            model = _posterior_model(cur, tg, intervention=options.get("intervention", "soft"),
-                                     off_target=options.get("off_target", 0.0), change_prior=0.1,
-                                     hyper=options.get("hyper", _HYPER),
-                                     max_graphs=options.get("max_graphs", 256), key=int(rng.integers(2**31)),
-                                     engine=options.get("engine"))
+            model = _final_model(cur, tg, options, rng)
             rows.append(_row(step, None, model, truth))
             break
         opts = dict(options)
