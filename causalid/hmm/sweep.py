@@ -123,6 +123,16 @@ def _hmm_emission_error(true, fit, perm, emission: str) -> float:
     return float(np.linalg.norm(b - a) / max(np.linalg.norm(a), 1e-300))
 
 
+#: Whether the ``em`` engine fits a cell's replicates as one batch (:func:`causalid.hmm.fit.fit_hmm_batch`)
+#: on CPU too; on other backends it always does.  The scores are the same either way (tested).  On
+#: CPU an EM iteration costs the same per fit in a batch as alone (measured with 2 Gaussian
+#: states, 3 environments x 4 sequences x 100 steps: 0.154 ms per fit with 5 fits, 0.162 ms with
+#: 60), so a batch saves no work there, while its shrinking batch sizes compile more programs:
+#: a 4-cell x 12-replicate sweep took 32.0 s batched against 26.9 s one at a time from a fresh
+#: process (``tests/benchmarks/test_hmm_sweep.py``).
+BATCH_ON_CPU = False
+
+
 @functools.partial(jax.jit, static_argnames=("config",))
 def _true_log_likelihoods(params, y, *, config):
     """The log-likelihood of every replicate's data under its true parameters, ``(R,)``: one
@@ -144,7 +154,8 @@ def _hmm_fit_score(method, options, sim, key, metrics):
     if method != "compare":
         args = (jax.tree.map(to_device, sim["params"]), to_device(sim["y"]))
         true_ll = np.asarray(compiled(_true_log_likelihoods, *args, config=config)(*args))
-    if method == "em":  # every replicate's EM in one vectorised program (the same fits as one at a time)
+    if method == "em" and (BATCH_ON_CPU or jax.default_backend() != "cpu"):
+        # every replicate's EM in one vectorised program (the same fits as one at a time)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)  # recorded as the 'converged' metric

@@ -52,6 +52,7 @@ _RUN = textwrap.dedent("""
     import sys, time
     import causalid
     from causalid.hmm import sweep
+    sweep.BATCH_ON_CPU = True
     if sys.argv[1] == "alone":
         def off(*a, **k):
             raise causalid.DataError("batched fit off")
@@ -93,7 +94,8 @@ def _warm(way: str) -> float:
     cells = [dict(base, steps=T, vary=v) for T in (50, 100) for v in ("transitions", "emissions")]
     sims = [float64(sweep._simulate_hmm)(jax.random.PRNGKey(3), s, 12) for s in cells]
     run = float64(lambda sim: sweep._hmm_fit_score("em", opts, sim, jax.random.PRNGKey(4), metrics))
-    saved = sweep.fit_hmm_batch
+    saved, saved_switch = sweep.fit_hmm_batch, sweep.BATCH_ON_CPU
+    sweep.BATCH_ON_CPU = True
     if way == "alone":
         import causalid
 
@@ -109,7 +111,7 @@ def _warm(way: str) -> float:
             run(sim)
         return time.perf_counter() - t
     finally:
-        sweep.fit_hmm_batch = saved
+        sweep.fit_hmm_batch, sweep.BATCH_ON_CPU = saved, saved_switch
 
 
 def test_batched_hmm_sweep_against_one_at_a_time(tmp_path):
