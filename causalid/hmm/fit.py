@@ -189,8 +189,13 @@ def fit_hmm(data, num_states: int, emission: str = "gaussian", *, shared="all", 
     num_restarts : int
         Data-driven EM starting points (:func:`causalid.hmm.starts.initial_params`).  All of them
         run :data:`SCREEN_ITERS` EM iterations in one vmapped program; the ``num_refine`` best
-        with distinct states (and every ``init_params`` start) continue to convergence.  ``0``
-        runs only the ``init_params`` starts.
+        with distinct states (and every ``init_params`` start) continue to convergence.  When at
+        most 2 of them reach the best optimum (within 0.01 nats), a second, independent set of
+        ``num_restarts`` starts is screened and continued the same way, and a ConvergenceWarning
+        is raised if still at most 2 of all the continued starts reach the best.  With a free
+        initial distribution that ends at a state, EM is continued from the best fit with the
+        start moved to each state in turn (EM alone cannot move it).  ``0`` runs only the
+        ``init_params`` starts.
     num_refine : int
         Starts continued to convergence.
     max_iters : int
@@ -448,8 +453,20 @@ def fit_hmm_batch(datasets, num_states: int, emission: str = "gaussian", *, keys
         sl = slice(b * n, (b + 1) * n)
         own = jax.tree.map(lambda v: v[sl], params)
         best = int(np.argmax(ll[sl]))
-        best_params = canonical_order(jax.tree.map(lambda v: v[best], own), config)
+        if screen and _few_reached_best(ll[sl]):
+            out.append(one(b))  # fit_hmm's second round of starts
+            continue
         y = to_device(datas[b].y)
+        best_params, tr = jax.tree.map(lambda v: v[best], own), trace[:, sl][:, best]
+        converged = bool(done[sl][best]) or tol <= 0
+        em_one = functools.partial(run_em, y=y, lengths=lengths, config=config, tol=tol, min_covar=floors[b],
+                                   partial=partial)
+        polished = _polish_initial(em_one, best_params, float(ll[sl][best]), config, fixed_init, max_iters)
+        if polished is not None:
+            best_params, _, tr_p, done_p = polished
+            tr = np.concatenate([tr[np.isfinite(tr)], tr_p])
+            converged = bool(done_p) or tol <= 0
+        best_params = canonical_order(best_params, config)
         degenerate = _degeneracy(best_params, config, y, lengths, partial, floors[b])
         if any("empty" in d or "duplicated" in d for d in degenerate):
             out.append(one(b))  # fit_hmm's refit from more starts
@@ -464,9 +481,8 @@ def fit_hmm_batch(datasets, num_states: int, emission: str = "gaussian", *, keys
             warnings.warn(f"degenerate {num_states}-state fit: {'; '.join(degenerate)}. Fit fewer states, or raise "
                           "min_covar for a variance at the floor; result.degenerate keeps this list",
                           DegenerateFitWarning, stacklevel=3)
-        tr = trace[:, sl][:, best]
         out.append(_result(best_params, config, datas[b], y, lengths, partial, "em",
-                           converged=(bool(done[sl][best]) or tol <= 0) and ok,
+                           converged=converged and ok,
                            n_iter=int(np.sum(np.isfinite(tr))), trace=tr, restart_ll=ll[sl], degenerate=degenerate,
                            settings=_settings(num_restarts, num_refine, max_iters, tol, min_covar, floors[b],
                                               emission, init_kind, False, None, vary)))
@@ -541,15 +557,21 @@ def _fit_em(key, R, data, config, y, lengths, max_iters, tol, min_covar, partial
     em = functools.partial(run_em, y=y, lengths=lengths, config=config, tol=tol, min_covar=min_covar,
                            partial=partial, progress=progress, prior=prior)
     screen = total > num_refine + len(given) and max_iters > SCREEN_ITERS
+    extra_round = False
     if screen:
-        # every start for a few iterations, in one program; the best distinct few go on
-        params, ll, _, trace0 = em(params, max_iters=SCREEN_ITERS, while_running=prefetch.start, desc="EM starts")
         keep = tuple(range(total - len(given), total))
-        pick = _distinct_best(numpy_params(params), ll, config, num_refine, keep)
-        take = to_device(pick)
-        params = jax.tree.map(lambda a: a[take], params)
-        params, ll, done, trace1 = em(params, max_iters=max_iters - SCREEN_ITERS)
-        trace = np.concatenate([trace0[:, pick], trace1])
+        params, ll, done, trace = _screen_and_continue(em, params, config, num_refine, max_iters, keep,
+                                                       while_running=prefetch.start)
+        if int(R) > 0 and _few_reached_best(ll):
+            # the continued starts disagree: a second, independent set of starts before judging
+            more = initial_params(jax.random.fold_in(key, 2), data, config, int(R))
+            if fixed_init is not None:
+                more = more._replace(init=np.broadcast_to(fixed_init, more.init.shape).copy())
+            more = _screen_and_continue(em, jax.tree.map(to_device, more), config, num_refine, max_iters, ())
+            params = jax.tree.map(lambda a, b: np.concatenate([a, b]), numpy_params(params), numpy_params(more[0]))
+            ll, done = np.concatenate([ll, more[1]]), np.concatenate([done, more[2]])
+            trace = _stack_traces(trace, more[3])
+            extra_round = True
     else:
         params, ll, done, trace = em(params, max_iters=max_iters, while_running=prefetch.start)
     prefetch.join()  # run_em runs at least one block, so the thread has started
@@ -557,6 +579,7 @@ def _fit_em(key, R, data, config, y, lengths, max_iters, tol, min_covar, partial
     best = int(np.argmax(ll))
     n_iter = int(np.sum(np.isfinite(trace[:, best])))
     converged = bool(done[best]) or tol <= 0
+    best_ll, best_trace = float(ll[best]), trace[:, best]
     if config.trans_vary and config.emis_vary and config.num_envs > 1:
         # nothing is shared: every environment is its own problem, so keep each one's best restart
         per_env = _restart_env_lls(params, y, lengths, config=config, partial=partial)
@@ -567,14 +590,82 @@ def _fit_em(key, R, data, config, y, lengths, max_iters, tol, min_covar, partial
     else:
         params = numpy_params(params)  # indexed below (eagerly in JAX: compiles)
         best_params = jax.tree.map(lambda v: v[best], params)
-        _check_restarts(params, ll, best, config)
+        _check_restarts(params, ll, best, config, extra_round)
+        polished = _polish_initial(em, best_params, best_ll, config, fixed_init, max_iters)
+        if polished is not None:
+            best_params, best_ll, tr, done_p = polished
+            best_trace = np.concatenate([best_trace[np.isfinite(best_trace)], tr])
+            n_iter, converged = int(np.sum(np.isfinite(best_trace))), bool(done_p) or tol <= 0
     best_params = canonical_order(best_params, config)
-    return best_params, float(ll[best]), trace[:, best], ll, n_iter, converged
+    return best_params, best_ll, best_trace, ll, n_iter, converged
 
 
-def _check_restarts(params, ll, best, config: HMMConfig):
+def _screen_and_continue(em, params, config, num_refine, max_iters, keep, while_running=None):
+    """Every start for :data:`SCREEN_ITERS` iterations in one program, then the ``num_refine``
+    best distinct ones (and every index of ``keep``) to convergence."""
+    params, ll, _, trace0 = em(params, max_iters=SCREEN_ITERS, while_running=while_running, desc="EM starts")
+    pick = _distinct_best(numpy_params(params), ll, config, num_refine, keep)
+    take = to_device(pick)
+    params = jax.tree.map(lambda a: a[take], params)
+    params, ll, done, trace1 = em(params, max_iters=max_iters - SCREEN_ITERS)
+    return params, ll, done, np.concatenate([trace0[:, pick], trace1])
+
+
+def _stack_traces(a, b):
+    """Traces ``(iters, R)`` side by side, the shorter padded with NaN."""
+    n = max(len(a), len(b))
+    pad = lambda t: np.concatenate([t, np.full((n - len(t), t.shape[1]), np.nan)])
+    return np.concatenate([pad(a), pad(b)], axis=1)
+
+
+def _near_best(ll) -> np.ndarray:
+    """The fits within 0.01 nats (or 1e-5 relative) of the best: for these checks, the same
+    optimum (a runner-up a few thousandths below the best is the same answer)."""
+    ll = np.where(np.isfinite(ll), ll, -np.inf)
+    top = np.max(ll)
+    return np.flatnonzero(ll >= top - max(1e-2, 1e-5 * abs(top)))
+
+
+def _few_reached_best(ll) -> bool:
+    """Whether at most 2 of 5 or more continued starts reached the best optimum: the starts
+    disagree, so the best they found may not be the global one (a second round of starts is run)."""
+    return len(ll) >= 5 and len(_near_best(ll)) <= 2
+
+
+def _polish_initial(em, params, ll, config: HMMConfig, fixed_init, max_iters):
+    """EM from the best fit with the initial distribution moved to each state in turn.
+
+    With few sequences the free initial distribution of an EM fit ends at (or next to) a vertex,
+    and a zero initial probability stays zero in every later EM step, so EM cannot move the first
+    steps to another state however much the likelihood would gain.  ``K`` fits from ``params``
+    with 98 % of the initial mass on state ``k`` (every environment) are run to convergence;
+    the best replaces ``params`` when it is higher.  Returns ``(params, ll, trace, done)`` or
+    None (no vertex, a fixed or stationary start, one state, or nothing higher).
+    """
+    K = config.num_states
+    init = np.asarray(params.init)
+    if config.initial != "free" or fixed_init is not None or K == 1 or not np.any(init.max(-1) > 0.99):
+        return None
+    base = numpy_params(params._replace(trans_weights=None))
+    starts = jax.tree.map(lambda v: np.broadcast_to(v, (K,) + v.shape).copy(), base)
+    moved = np.full((K,) + init.shape, 0.02 / K)
+    for k in range(K):
+        moved[k, ..., k] += 0.98
+    starts = jax.tree.map(to_device, starts._replace(init=moved))
+    out, lls, done, trace = em(starts, max_iters=max_iters)
+    lls = np.where(np.isfinite(lls), lls, -np.inf)
+    k = int(np.argmax(lls))
+    if not lls[k] > ll + 1e-9:
+        return None
+    tr = trace[:, k]
+    tr = tr[np.isfinite(tr) & (tr > ll)]  # (the trace goes on once the polish passes the fit it started from)
+    return jax.tree.map(lambda v: np.asarray(v)[k], out), float(lls[k]), tr, bool(done[k])
+
+
+def _check_restarts(params, ll, best, config: HMMConfig, extra_round: bool = False):
     """Warn when restarts reach about the best likelihood with different parameters, or when
-    only one restart of several finds the best optimum."""
+    only one restart of several finds the best optimum (at most two, after a second round of
+    starts: :func:`few_reached_best`)."""
     R = len(ll)
     if R < 2:
         return
@@ -591,14 +682,12 @@ def _check_restarts(params, ll, best, config: HMMConfig):
                           f"({ll[best]:.4f}) with different state parameters; the model may be weakly "
                           "identified (fewer states, more data)", ConvergenceWarning, stacklevel=3)
             return
-    # (for this check, optima within 0.01 nats count as reached: a runner-up a few thousandths
-    # below the best is the same answer, and warning about it would be noise)
-    near = np.flatnonzero(ll >= ll[best] - max(1e-2, 1e-5 * abs(ll[best])))
-    if len(near) == 1 and R >= 5:
+    near = _near_best(ll)
+    if (extra_round and len(near) <= 2) or (len(near) == 1 and R >= 5):
         second = np.sort(ll)[-2]
-        warnings.warn(f"only 1 of {R} EM restarts reached the best log-likelihood {ll[best]:.4f} (next best "
-                      f"{second:.4f}); the optimum may not be global: increase num_restarts",
-                      ConvergenceWarning, stacklevel=3)
+        warnings.warn(f"only {len(near)} of {R} EM restarts reached the best log-likelihood {ll[best]:.4f} (next "
+                      f"best {second:.4f}){' after a second round of starts' if extra_round else ''}; the "
+                      "optimum may not be global: increase num_restarts", ConvergenceWarning, stacklevel=3)
 
 
 # ------------------------------------------------------------------ stationary initial distribution

@@ -3,7 +3,8 @@
 For every case, the reference optimum is the best log-likelihood of a 200-start fit; the
 default ``fit_hmm`` must reach it (within 1e-3 nats per 100 observations) for each of 10 keys,
 or warn (ConvergenceWarning / DegenerateFitWarning).  hmmlearn, from its own single default
-start per seed, is measured in the same run.  The true-count selection rate of
+start per seed, is measured in the same run (measured: 270/270 reached, 3 warnings, 0.13 s per fit;
+hmmlearn 160/270, 0.33 s per fit).  The true-count selection rate of
 ``select_num_states`` (BIC) on the simulated cases is printed (measured: 10 of 13 well-separated
 and 0 of 12 poorly separated cases, every miss one state too few or more; never too many).
 
@@ -27,6 +28,11 @@ from causalid.errors import ConvergenceWarning
 
 KEYS = int(os.environ.get("CAUSALID_BENCH_KEYS", 10))
 NUM_CASES = int(os.environ.get("CAUSALID_BENCH_CASES", 27))
+# other simulated cases and keys than those the defaults were developed on: e.g.
+# CAUSALID_BENCH_SEEDS=500,700 CAUSALID_BENCH_KEY0=10 (measured: 248/270 reached, 4 of the 22
+# misses warned)
+PARAM_SEED, SIM_SEED = (int(v) for v in os.environ.get("CAUSALID_BENCH_SEEDS", "100,200").split(","))
+KEY0 = int(os.environ.get("CAUSALID_BENCH_KEY0", 0))
 
 
 def _cases():
@@ -41,8 +47,8 @@ def _cases():
     for i, (emission, K, sep) in enumerate(specs):
         C = 4 if emission == "categorical" else None
         config = HMMConfig(K, emission, 1, 1, num_categories=C)
-        params = random_hmm_params(100 + i, config, separation=sep if emission != "categorical" else sep / 1.5)
-        sim = simulate_hmm(200 + i, config, params, num_sequences=1, num_steps=300)
+        params = random_hmm_params(PARAM_SEED + i, config, separation=sep if emission != "categorical" else sep / 1.5)
+        sim = simulate_hmm(SIM_SEED + i, config, params, num_sequences=1, num_steps=300)
         cases.append((f"{emission} K={K} sep={sep} #{i}", sim["y"][0, 0], K, emission, C))
     return cases[:NUM_CASES]
 
@@ -73,7 +79,7 @@ def test_default_fit_reaches_the_200_start_optimum_or_warns():
                                    progress=False).log_likelihood
         tol = 1e-3 * max(1.0, len(y) / 100)
         ok = warned = peer_ok = 0
-        for key in range(KEYS):
+        for key in range(KEY0, KEY0 + KEYS):
             t = time.perf_counter()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")

@@ -42,6 +42,7 @@ def test_the_hmm_sweep_scores_every_replicate_from_one_batched_fit(monkeypatch):
 
     from causalid.hmm import sweep
 
+    monkeypatch.setattr(sweep, "BATCH_ON_CPU", True)
     s = {"states": 2, "envs": 1, "sequences": 1, "steps": 120, "emission": "gaussian", "obs_dim": 1,
          "covariance": "full", "num_categories": 3, "vary": "none", "self_prob": 0.9, "separation": 4.0,
          "env_spread": 0.5}

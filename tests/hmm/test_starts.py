@@ -195,3 +195,21 @@ def test_map_em_keeps_a_spike_state_away_from_zero_variance(coded):
     assert sd_ml < 1e-5 * np.std(y) and sd_map > 0.02 * np.std(y)
     with pytest.raises(causalid.DataError, match="em_prior must be"):
         causalid.fit_hmm(y, 2, em_prior="strong", progress=False)
+
+
+def test_a_free_initial_distribution_is_not_locked_at_the_wrong_state():
+    """For one sequence the likelihood is linear in the initial distribution, so the free-start
+    maximum is the best of the K fits with the start fixed at one state; EM alone cannot leave
+    a vertex it reached (a zero initial probability stays zero), the polish from every vertex can."""
+    config = HMMConfig(3, "gaussian", 1, 1)
+    from causalid.models.hmm import random_hmm_params, simulate_hmm
+
+    params = random_hmm_params(102, config, separation=3.0)
+    y = simulate_hmm(202, config, params, num_sequences=1, num_steps=300)["y"][0, 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        free = causalid.fit_hmm(y, 3, key=2, progress=False)
+        fixed = [causalid.fit_hmm(y, 3, key=2, initial=np.eye(3)[k], progress=False).log_likelihood
+                 for k in range(3)]
+    assert free.log_likelihood >= max(fixed) - 1e-4
+    assert np.max(free.params.init) > 0.99  # (the free maximum is a vertex)
