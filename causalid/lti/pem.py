@@ -483,10 +483,18 @@ PAD_BUCKETS = (2, 4, 7, 11, 16, 24, 36, 54, 80)
 at or above it (capped at the largest candidate order), so a search over orders 1..10 compiles
 four programs, not ten."""
 
+PAD_FLOPS = 3e8
+"""Largest extra Gauss–Newton work per iteration (rows × (P_padded² − P²)) that padding may add;
+beyond it (many outputs: the J^T J product dominates, measured 3 s per iteration at 30 outputs
+and order 10 against a compile of about 2 s) every order gets its own program."""
 
-def pad_order(n: int, n_max: int) -> int:
-    """The padded order that fits order ``n`` when the candidates go up to ``n_max``."""
-    return min(next((b for b in PAD_BUCKETS if b >= n), n), max(n_max, n))
+
+def pad_order(s: PEMStructure, n_max: int, rows: float) -> int:
+    """The padded order that fits ``s`` when the candidates go up to ``n_max`` and the criterion
+    has ``rows`` residuals."""
+    N = min(next((b for b in PAD_BUCKETS if b >= s.n), s.n), max(n_max, s.n))
+    extra = rows * (s._replace(n=N).size ** 2 - s.size ** 2)
+    return N if extra <= PAD_FLOPS else s.n
 
 
 def _struct(n, m, p, feedthrough, criterion) -> PEMStructure:
@@ -557,8 +565,8 @@ def pem_fit(data, state_dim="auto", *, criterion="prediction", feedthrough=False
     # times the order, since the cost of an iteration grows with the padded size)
     big = _struct(max(orders), m, p, feedthrough, criterion)
     small = {n: _struct(n, m, p, feedthrough, criterion) for n in orders}
-    emb = {n: embedding(small[n], _struct(pad_order(n, max(orders)), m, p, feedthrough, criterion))
-           for n in orders}
+    rows = float(rec.w.sum())
+    emb = {n: embedding(small[n], small[n]._replace(n=pad_order(small[n], max(orders), rows))) for n in orders}
     jmask = {n: jnp.asarray(e.smask) for n, e in emb.items()}
     screen = []
     thetas, keys = [], []
