@@ -12,7 +12,8 @@ is not corrected for (the predictor runs open loop over it).
 
 The criterion Σ_t ‖e_t‖² (outputs and inputs scaled to unit variance) is minimised by
 Levenberg–Marquardt on the prediction errors, with the Jacobian from :func:`jax.jacfwd`
-through a :func:`jax.lax.scan` predictor, jit-compiled once per shape, in float64.  A step
+through a :func:`jax.lax.scan` predictor, jit-compiled once per shape (the order search pads
+every order to the largest, :class:`Embedding`, so one program serves all), in float64.  A step
 that would make the predictor A − K C (or A, for the output-error criterion) unstable is
 refused, so the predictor stays stable along the whole path.  The start is a subspace
 estimate (:func:`causalid.lti.subspace.subspace_candidates`: N4SID, MOESP and CVA weightings
@@ -108,35 +109,39 @@ def _record_errors(A, B, C, D, K, d, y, u, w):
     return E0, Phi
 
 
-def _initial_state(E0, Phi, wfit):
-    """Least-squares x̂_0 from the steps with wfit = 1 (a tiny ridge keeps unexcited directions at 0)."""
+def _initial_state(E0, Phi, wfit, smask):
+    """Least-squares x̂_0 from the steps with wfit = 1 (a tiny ridge keeps unexcited directions at 0).
+
+    ``smask`` (n,) is 1 for the model's states and 0 for padding states (whose rows and columns of
+    the Gram matrix are exactly zero): the ridge is that of the model without padding and a padding
+    state gets x̂_0 = 0 exactly.
+    """
     Pw = Phi * wfit[:, None, None]
     G = jnp.einsum("tpi,tpj->ij", Pw, Phi)
     h = jnp.einsum("tpi,tp->i", Pw, E0)
-    n = G.shape[0]
-    ridge = 1e-10 * (jnp.trace(G) / n + 1e-12)
-    return jnp.linalg.solve(G + ridge * jnp.eye(n, dtype=G.dtype), h)
+    ridge = 1e-10 * (jnp.trace(G) / smask.sum() + 1e-12)
+    return jnp.linalg.solve(G + jnp.diag(ridge * smask + (1 - smask)), h)
 
 
-def _residuals(theta, s: PEMStructure, y, u, w, wfit, wscore):
+def _residuals(theta, s: PEMStructure, y, u, w, wfit, wscore, smask):
     """Weighted prediction errors of every record (flat), x̂_0 eliminated per record."""
     A, B, C, D, K, d = unpack(s, theta)
 
     def one(y_k, u_k, w_k, wf_k, ws_k):
         E0, Phi = _record_errors(A, B, C, D, K, d, y_k, u_k, w_k)
-        x0 = _initial_state(E0, Phi, wf_k)
+        x0 = _initial_state(E0, Phi, wf_k, smask)
         return (E0 - Phi @ x0) * ws_k[:, None]
 
     return jax.vmap(one)(y, u, w, wfit, wscore).ravel()
 
 
-def _initial_states(theta, s: PEMStructure, y, u, w, wfit):
+def _initial_states(theta, s: PEMStructure, y, u, w, wfit, smask):
     """Every record's least-squares x̂_0 at θ (K, n)."""
     A, B, C, D, K, d = unpack(s, theta)
 
     def one(y_k, u_k, w_k, wf_k):
         E0, Phi = _record_errors(A, B, C, D, K, d, y_k, u_k, w_k)
-        return _initial_state(E0, Phi, wf_k)
+        return _initial_state(E0, Phi, wf_k, smask)
 
     return jax.vmap(one)(y, u, w, wfit)
 
@@ -157,38 +162,83 @@ def _residuals_from(theta, s: PEMStructure, y, u, w, wfit, x0):
     return jax.vmap(one)(y, u, w, wfit, x0).ravel()
 
 
+def _sensitivity_step(s: PEMStructure, A, B, C, D, K, d):
+    """One step of the predictor and of its parameter sensitivity S_t = ∂x̂_t/∂θ (n, P).
+
+    With F_t = A − K W_t C (W_t the observed outputs) the sensitivity obeys the linear
+    recursion S_{t+1} = F_t S_t + R_t, whose forcing R_t and the direct term Z_t of
+    ∂e_t/∂θ = −W_t (C S_t + Z_t) are Kronecker products of x̂_t, u_t and e_t laid out in the
+    order of :func:`pack`; one (n × n)(n × P) product per step replaces the P tangent passes
+    of forward-mode differentiation through the scan.
+    """
+    n, m, p = s.n, s.m, s.p
+    In, Ip = jnp.eye(n, dtype=A.dtype), jnp.eye(p, dtype=A.dtype)
+
+    def step(carry, inp):
+        x, S = carry
+        yt, ut, wt = inp
+        e = wt * (yt - C @ x - D @ ut - d)
+        KW = K * wt[None, :]
+        xr, ur = x[None, :], ut[None, :]
+        R = [jnp.kron(In, xr), jnp.kron(In, ur), -jnp.kron(KW, xr)]
+        Z = [jnp.zeros((p, n * n), A.dtype), jnp.zeros((p, n * m), A.dtype), jnp.kron(Ip, xr)]
+        if s.feedthrough:
+            R.append(-jnp.kron(KW, ur))
+            Z.append(jnp.kron(Ip, ur))
+        if s.noise:
+            R.append(jnp.kron(In, e[None, :]))
+            Z.append(jnp.zeros((p, n * p), A.dtype))
+        R.append(-KW)
+        Z.append(Ip)
+        CS = C @ S
+        de = -wt[:, None] * (CS + jnp.concatenate(Z, axis=1))
+        S_next = A @ S - KW @ CS + jnp.concatenate(R, axis=1)
+        return (A @ x + B @ ut + K @ e, S_next), (e, de)
+
+    return step
+
+
 @functools.partial(jax.jit, static_argnums=1)
-def _normal_equations(theta, s, y, u, w, wfit):
+def _normal_equations(theta, s, y, u, w, wfit, smask):
     """Gauss–Newton normal equations of the criterion with x̂_0 eliminated (variable projection).
 
     x̂_0(θ) minimises the criterion, so the gradient of the projected criterion is the gradient
-    at fixed x̂_0 (envelope theorem); the Jacobian is taken at fixed x̂_0, which keeps the
-    sensitivity matrix out of the differentiated scan.
+    at fixed x̂_0 (envelope theorem); the Jacobian is taken at fixed x̂_0, by the sensitivity
+    recursion of :func:`_sensitivity_step`.
     """
-    x0 = jax.lax.stop_gradient(_initial_states(theta, s, y, u, w, wfit))
-    fun = functools.partial(_residuals_from, s=s, y=y, u=u, w=w, wfit=wfit, x0=x0)
-    r = fun(theta)
-    J = jax.jacfwd(fun)(theta)
+    x0 = _initial_states(theta, s, y, u, w, wfit, smask)
+    A, B, C, D, K, d = unpack(s, theta)
+    step = _sensitivity_step(s, A, B, C, D, K, d)
+    P = theta.shape[0]
+
+    def one(y_k, u_k, w_k, wf_k, x0_k):
+        init = (x0_k, jnp.zeros((s.n, P), theta.dtype))
+        _, (e, de) = jax.lax.scan(step, init, (y_k, u_k, w_k))
+        return e * wf_k[:, None], de * wf_k[:, None, None]
+
+    r, J = jax.vmap(one)(y, u, w, wfit, x0)
+    r, J = r.reshape(-1), J.reshape(-1, P)
     return J.T @ J, J.T @ r, r @ r
 
 
 @functools.partial(jax.jit, static_argnums=1)
-def _cost(theta, s, y, u, w, wfit, wscore):
-    r = _residuals(theta, s, y, u, w, wfit, wscore)
+def _cost(theta, s, y, u, w, wfit, wscore, smask):
+    r = _residuals(theta, s, y, u, w, wfit, wscore, smask)
     return r @ r
 
 
 @functools.partial(jax.jit, static_argnums=1)
-def _scored_residuals(theta, s, y, u, w, wfit, wscore):
-    return _residuals(theta, s, y, u, w, wfit, wscore)
+def _scored_residuals(theta, s, y, u, w, wfit, wscore, smask):
+    return _residuals(theta, s, y, u, w, wfit, wscore, smask)
 
 
 @functools.partial(jax.jit, static_argnums=1)
-def _step_errors_batch(thetas, s, y, u, w, wfit, wscore):
+def _step_errors_batch(thetas, s, y, u, w, wfit, wscore, smasks):
     """Held-out squared errors per step (summed over outputs) of many parameter vectors of one
-    structure at once (order screening): (len(thetas), K, T)."""
+    padded structure at once (order screening): (len(thetas), K, T)."""
     K_, T, p = y.shape
-    return jax.vmap(lambda th: (_residuals(th, s, y, u, w, wfit, wscore).reshape(K_, T, p) ** 2).sum(-1))(thetas)
+    return jax.vmap(lambda th, sm: (_residuals(th, s, y, u, w, wfit, wscore, sm).reshape(K_, T, p) ** 2).sum(-1))(
+        thetas, smasks)
 
 
 def _one_se_choice(errors: dict, mask) -> int:
@@ -205,13 +255,13 @@ def _one_se_choice(errors: dict, mask) -> int:
 
 
 @functools.partial(jax.jit, static_argnums=1)
-def _outputs(theta, s, y, u, w, wfit):
+def _outputs(theta, s, y, u, w, wfit, smask):
     """One-step predictions ŷ (K, T, p), the filtered states x̂_{t|t−1} (K, T, n) and x̂_0 (K, n)."""
     A, B, C, D, K, d = unpack(s, theta)
 
     def one(y_k, u_k, w_k, wf_k):
         E0, Phi = _record_errors(A, B, C, D, K, d, y_k, u_k, w_k)
-        x0 = _initial_state(E0, Phi, wf_k)
+        x0 = _initial_state(E0, Phi, wf_k, smask)
 
         def step(x, inp):
             yt, ut, wt = inp
@@ -238,21 +288,68 @@ def predictor_matrix(s: PEMStructure, theta) -> np.ndarray:
     return A - K @ C
 
 
+# ====================================================================== padding to one compiled shape
+class Embedding(NamedTuple):
+    """A structure of order n inside the padded structure of a larger order N.
+
+    The padding states have zero rows and columns of A, zero rows of B and K and zero columns
+    of C, held fixed: they stay at zero, their initial state is zero, and the prediction errors
+    do not depend on the padding parameters to first order (their Jacobian columns are zero),
+    so the prediction, the Gauss–Newton equations restricted to ``active`` and hence every
+    Levenberg–Marquardt step are those of the order-n model, while one compiled program (of
+    the padded shape) serves every order.
+    """
+
+    small: PEMStructure
+    big: PEMStructure
+    active: np.ndarray       # positions of the small θ in the padded θ
+    smask: np.ndarray        # (N,) 1 for the model's states, 0 for padding
+
+    def pad(self, theta) -> np.ndarray:
+        out = np.zeros(self.big.size)
+        out[self.active] = theta
+        return out
+
+
+def embedding(s: PEMStructure, big: PEMStructure | None = None) -> Embedding:
+    """The embedding of ``s`` in ``big`` (default: ``s`` itself, no padding)."""
+    big = s if big is None else big
+    if big.n < s.n or big[1:] != s[1:]:
+        raise ValueError(f"cannot pad {s} into {big}")
+    pos = _pad_theta(s, np.arange(1, s.size + 1, dtype=float), big)
+    active = np.flatnonzero(pos)
+    assert np.array_equal(pos[active], np.arange(1, s.size + 1))
+    return Embedding(s, big, active, (np.arange(big.n) < s.n).astype(float))
+
+
 # ====================================================================== Levenberg–Marquardt
-def levenberg_marquardt(s: PEMStructure, theta0, arrays, *, max_iters=100, tol=1e-7, what="identify_lti"):
+def levenberg_marquardt(emb: Embedding | PEMStructure, theta0, arrays, *, max_iters=100, tol=1e-7,
+                        what="identify_lti"):
     """Minimise the prediction-error criterion from ``theta0``; returns (θ̂, info, (H, g, cost)).
 
-    ``arrays`` = (y, u, w, wfit) as JAX arrays.  A step is accepted when it lowers the cost
-    and keeps the predictor stable (spectral radius below 1); converged when an accepted
-    step lowers the cost by less than ``tol`` relatively, or the damped step can no longer
-    lower it with the gradient at the noise level.
+    ``emb`` is the model's structure, or its :class:`Embedding` in a padded structure (θ, H and
+    g are then those of the model itself, evaluated by the padded program).  ``arrays`` =
+    (y, u, w, wfit) as JAX arrays.  A step is accepted when it lowers the cost and keeps the
+    predictor stable (spectral radius below 1); converged when an accepted step lowers the
+    cost by less than ``tol`` relatively, or the damped step can no longer lower it with the
+    gradient at the noise level.
     """
+    if isinstance(emb, PEMStructure):
+        emb = embedding(emb)
+    s, big, act = emb.small, emb.big, emb.active
+    jmask = jnp.asarray(emb.smask)
+
+    def normal_equations(th):
+        H, g, c = _normal_equations(jnp.asarray(emb.pad(th)), big, *arrays, jmask)
+        H, g = np.asarray(H), np.asarray(g)
+        return H[np.ix_(act, act)], g[act], float(c)
+
     theta = np.asarray(theta0, float)
     if _spectral_radius(predictor_matrix(s, theta)) >= 1:
         raise DataError("the starting predictor is unstable")
     lam = 1e-3
     converged, message, it = False, "maximum number of iterations reached", 0
-    H, g, c = (np.asarray(a) for a in _normal_equations(jnp.asarray(theta), s, *arrays))
+    H, g, c = normal_equations(theta)
     c0 = float(c)
     for it in range(1, max_iters + 1):
         dg = np.diag(H).copy()
@@ -271,7 +368,7 @@ def levenberg_marquardt(s: PEMStructure, theta0, arrays, *, max_iters=100, tol=1
                 step = step / 2
                 cand = theta - step
             if _spectral_radius(predictor_matrix(s, cand)) < RHO_MAX:
-                cc = float(_cost(jnp.asarray(cand), s, *arrays, arrays[3]))
+                cc = float(_cost(jnp.asarray(emb.pad(cand)), big, *arrays, arrays[3], jmask))
                 if np.isfinite(cc) and cc < c:
                     accepted = True
                     break
@@ -284,8 +381,7 @@ def levenberg_marquardt(s: PEMStructure, theta0, arrays, *, max_iters=100, tol=1
         rel = (c - cc) / max(c, 1e-300)
         theta = cand
         lam = max(lam / 5, 1e-9)
-        H, g, c = (np.asarray(a) for a in _normal_equations(jnp.asarray(theta), s, *arrays))
-        c = float(c)
+        H, g, c = normal_equations(theta)
         if rel < tol:
             converged, message = True, f"relative decrease {rel:.1e} below {tol:.0e}"
             break
@@ -382,6 +478,25 @@ def _pad_theta(s: PEMStructure, theta, big: PEMStructure) -> np.ndarray:
 
 
 # ====================================================================== the fit
+PAD_BUCKETS = (2, 4, 7, 11, 16, 24, 36, 54, 80)
+"""Padded orders of the candidate fits: order n is fitted in the program of the smallest bucket
+at or above it (capped at the largest candidate order), so a search over orders 1..10 compiles
+four programs, not ten."""
+
+PAD_FLOPS = 3e8
+"""Largest extra Gauss–Newton work per iteration (rows × (P_padded² − P²)) that padding may add;
+beyond it (many outputs: the J^T J product dominates, measured 3 s per iteration at 30 outputs
+and order 10 against a compile of about 2 s) every order gets its own program."""
+
+
+def pad_order(s: PEMStructure, n_max: int, rows: float) -> int:
+    """The padded order that fits ``s`` when the candidates go up to ``n_max`` and the criterion
+    has ``rows`` residuals."""
+    N = min(next((b for b in PAD_BUCKETS if b >= s.n), s.n), max(n_max, s.n))
+    extra = rows * (s._replace(n=N).size ** 2 - s.size ** 2)
+    return N if extra <= PAD_FLOPS else s.n
+
+
 def _struct(n, m, p, feedthrough, criterion) -> PEMStructure:
     return PEMStructure(int(n), int(m), int(p), bool(feedthrough), criterion == "prediction")
 
@@ -445,7 +560,14 @@ def pem_fit(data, state_dim="auto", *, criterion="prediction", feedthrough=False
     # ---- screening: subspace estimates of every order and weighting on the fitting part
     sub = subspace_candidates(rec, orders, fitmask if auto else full, weightings=weightings,
                               feedthrough=feedthrough, horizon=horizon)
+    # padded structures: the screening pads every order to the largest (one program); the
+    # fits pad each order to its bucket of PAD_BUCKETS (a few programs, each at most ~1.6
+    # times the order, since the cost of an iteration grows with the padded size)
     big = _struct(max(orders), m, p, feedthrough, criterion)
+    small = {n: _struct(n, m, p, feedthrough, criterion) for n in orders}
+    rows = float(rec.w.sum())
+    emb = {n: embedding(small[n], small[n]._replace(n=pad_order(small[n], max(orders), rows))) for n in orders}
+    jmask = {n: jnp.asarray(e.smask) for n, e in emb.items()}
     screen = []
     thetas, keys = [], []
     for (n, wname), cand in sub.items():
@@ -453,14 +575,16 @@ def pem_fit(data, state_dim="auto", *, criterion="prediction", feedthrough=False
         th = _start(cand, s)
         if th is None:
             continue
-        thetas.append(_pad_theta(s, th, big))
+        thetas.append(embedding(s, big).pad(th))
         keys.append((n, wname, th))
     if not thetas:
         raise DataError("no subspace estimate gave a stable predictor; give state_dim or more data")
     score_mask = tailmask if auto else full
     step_err = np.asarray(_step_errors_batch(jnp.asarray(np.stack(thetas)), big, jnp.asarray(rec.y),
                                              jnp.asarray(rec.u), jnp.asarray(rec.w),
-                                             jnp.asarray(fitmask if auto else full), jnp.asarray(score_mask)))
+                                             jnp.asarray(fitmask if auto else full), jnp.asarray(score_mask),
+                                             jnp.asarray(np.stack([embedding(small[k[0]], big).smask
+                                                                   for k in keys]))))
     costs = step_err.sum((1, 2))
     n_scored = max(float((rec.w * score_mask[..., None]).sum()), 1.0)
     for (n, wname, th), c in zip(keys, costs):
@@ -483,10 +607,11 @@ def pem_fit(data, state_dim="auto", *, criterion="prediction", feedthrough=False
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)     # the final refit decides
                 # scoring fits: a looser tolerance (the chosen order is refitted to ``tol``)
-                th, info, _ = levenberg_marquardt(s, best_start[n][0], _jarrays(rec, fitmask),
+                th, info, _ = levenberg_marquardt(emb[n], best_start[n][0], _jarrays(rec, fitmask),
                                                   max_iters=min(max_iters, 30), tol=max(tol, 1e-5), what=what)
-            r = np.asarray(_scored_residuals(jnp.asarray(th), s, jnp.asarray(rec.y), jnp.asarray(rec.u),
-                                             jnp.asarray(rec.w), jfit, jtail)).reshape(K_, T, p)
+            r = np.asarray(_scored_residuals(jnp.asarray(emb[n].pad(th)), emb[n].big, jnp.asarray(rec.y),
+                                             jnp.asarray(rec.u), jnp.asarray(rec.w), jfit, jtail,
+                                             jmask[n])).reshape(K_, T, p)
             per_step = (r ** 2).sum(-1)
             fits[n] = (th, info, float(per_step.sum()) / n_scored, per_step)
             # Ascending orders: stop once `candidates` orders in a row fail to improve on the
@@ -523,7 +648,8 @@ def pem_fit(data, state_dim="auto", *, criterion="prediction", feedthrough=False
     for k, th0 in enumerate(starts):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            got = levenberg_marquardt(s, th0, _jarrays(rec, full), max_iters=max_iters, tol=tol, what=what)
+            got = levenberg_marquardt(emb[n_sel], th0, _jarrays(rec, full), max_iters=max_iters, tol=tol,
+                                      what=what)
         if best is None or got[2][2] < best[0][2][2]:
             best = (got, caught)
     (theta, info, (H, g, c)), caught = best
@@ -535,7 +661,10 @@ def pem_fit(data, state_dim="auto", *, criterion="prediction", feedthrough=False
     info["init"] = best_start[n_sel][2]
     # ---- read-out in the data's units
     A, B, C, D, Kg, d = unpack(s, theta)
-    yhat, xs, x0 = (np.asarray(a) for a in _outputs(jnp.asarray(theta), s, *_jarrays(rec, full)))
+    yhat, xs, x0 = (np.asarray(a) for a in _outputs(jnp.asarray(emb[n_sel].pad(theta)), emb[n_sel].big,
+                                                    *_jarrays(rec, full),
+                                                    jmask[n_sel]))
+    x0 = x0[:, :n_sel]
     res = (rec.y - yhat) * rec.w
     nobs = rec.w.sum(0).sum(0)
     Rs = np.einsum("ktp,ktq->pq", res, res) / np.maximum(np.sqrt(np.outer(nobs, nobs)), 1)
@@ -569,8 +698,8 @@ def pem_fit(data, state_dim="auto", *, criterion="prediction", feedthrough=False
         if n in fits:
             th_n = fits[n][0]
             s_n = _struct(n, m, p, feedthrough, criterion)
-            c_n = float(_cost(jnp.asarray(th_n), s_n, jnp.asarray(rec.y), jnp.asarray(rec.u), jnp.asarray(rec.w),
-                              jnp.asarray(fitmask), jnp.asarray(fitmask)))
+            c_n = float(_cost(jnp.asarray(emb[n].pad(th_n)), emb[n].big, jnp.asarray(rec.y), jnp.asarray(rec.u),
+                              jnp.asarray(rec.w), jnp.asarray(fitmask), jnp.asarray(fitmask), jmask[n]))
             nf = float((rec.w * fitmask[..., None]).sum())
             k_n = s_n.size - n * n + n * K_
             ll = -0.5 * nf * (np.log(2 * np.pi * c_n / nf) + 1)
@@ -617,7 +746,7 @@ def predict_records(A, B, C, D, K, y_offset, u_offset, data, kind="one-step", fi
     theta = pack(s, A, Bs, Cs, Ds, Kx, ds)
     wfit = rec.steps.astype(float) if fit_x0 is None else fit_x0
     yhat, xs, _ = (np.asarray(a) for a in _outputs(jnp.asarray(theta), s, jnp.asarray(rec.y), jnp.asarray(us),
-                                                    jnp.asarray(rec.w), jnp.asarray(wfit)))
+                                                    jnp.asarray(rec.w), jnp.asarray(wfit), jnp.ones(s.n)))
     if isinstance(kind, (int, np.integer)) and not isinstance(kind, bool) and kind > 1:
         # ŷ(t | t−k): from x̂_{t−k+1 | t−k}, k − 1 steps open loop.
         x = xs

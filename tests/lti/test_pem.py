@@ -156,3 +156,76 @@ def test_transfer_function_converges_at_the_rate_of_its_standard_errors():
     assert np.mean(errs[4800]) < np.mean(errs[600]) / 1.8
     # normalised errors are standard normal: mean square about 1 (72 correlated terms)
     assert 0.3 < np.mean(z2) < 2.5
+
+
+def test_padded_fit_is_the_fit_of_the_smaller_order():
+    """One compiled program of the largest order serves every order: an order-2 fit padded to
+    order 5 takes the same Levenberg–Marquardt path as the unpadded fit (float64 rounding only)."""
+    import jax.numpy as jnp
+
+    from causalid._x64 import float64
+    from causalid.lti.pem import PEMStructure, embedding, levenberg_marquardt, pack, records
+
+    recs = [innovations_record(400, s) for s in (20, 21)]
+    y = np.stack([r[1] for r in recs])
+    y[0, 50:60] = np.nan                                     # a gap: the predictor runs open loop over it
+    data = LTIData.from_arrays(y, inputs=np.stack([r[0] for r in recs]))
+    rec = records(data)
+    s, big = PEMStructure(2, 1, 1, True, True), PEMStructure(5, 1, 1, True, True)
+    sy, su = rec.y_scale[0], rec.u_scale[0]
+    theta0 = pack(s, A_TRUE * 0.97, B_TRUE * su / sy * 1.1, C_TRUE, np.zeros((1, 1)), K_TRUE * 0.8, np.zeros(1))
+
+    @float64
+    def fit(e):
+        arrays = tuple(jnp.asarray(a) for a in (rec.y, rec.u, rec.w, rec.steps.astype(float)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return levenberg_marquardt(e, theta0, arrays, tol=1e-10)
+
+    emb = embedding(s, big)
+    assert emb.active.size == s.size and emb.smask.tolist() == [1, 1, 0, 0, 0]
+    th_a, info_a, (H_a, g_a, c_a) = fit(embedding(s))
+    th_b, info_b, (H_b, g_b, c_b) = fit(emb)
+    assert info_a["converged"] and info_b["converged"]
+    assert info_a["iterations"] == info_b["iterations"] > 2
+    assert info_a["initial_cost"] == pytest.approx(info_b["initial_cost"], rel=1e-12)
+    assert c_b == pytest.approx(c_a, rel=1e-11)
+    np.testing.assert_allclose(th_b, th_a, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(H_b, H_a, rtol=1e-7, atol=1e-9 * np.abs(H_a).max())
+    padded = emb.pad(th_b)
+    assert np.count_nonzero(padded) == np.count_nonzero(th_b)      # the padding stays at zero
+
+
+@pytest.mark.parametrize("feedthrough,noise", [(False, True), (True, True), (True, False)])
+def test_sensitivity_recursion_is_the_forward_mode_jacobian(feedthrough, noise):
+    """The Gauss–Newton equations from the sensitivity recursion equal J^T J, J^T r from
+    jax.jacfwd through the predictor (missing outputs and a partial fitting mask included)."""
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+
+    from causalid._x64 import float64
+    from causalid.lti import pem
+
+    rng = np.random.default_rng(3)
+
+    @float64
+    def check():
+        K_, T, m, p, n = 2, 60, 2, 3, 3
+        y, u = jnp.asarray(rng.normal(size=(K_, T, p))), jnp.asarray(rng.normal(size=(K_, T, m)))
+        w = jnp.asarray((rng.random((K_, T, p)) > 0.1).astype(float))
+        wf = jnp.asarray((rng.random((K_, T)) > 0.2).astype(float))
+        s = pem.PEMStructure(n, m, p, feedthrough, noise)
+        th = jnp.asarray(rng.normal(size=s.size) * 0.3)
+        sm = jnp.ones(n)
+        x0 = pem._initial_states(th, s, y, u, w, wf, sm)
+        fun = functools.partial(pem._residuals_from, s=s, y=y, u=u, w=w, wfit=wf, x0=x0)
+        J, r = jax.jacfwd(fun)(th), fun(th)
+        H, g, c = pem._normal_equations(th, s, y, u, w, wf, sm)
+        return (np.asarray(a) for a in (H, J.T @ J, g, J.T @ r, c, r @ r))
+
+    H, H0, g, g0, c, c0 = check()
+    np.testing.assert_allclose(H, H0, rtol=1e-12, atol=1e-12 * np.abs(H0).max())
+    np.testing.assert_allclose(g, g0, rtol=1e-12, atol=1e-12 * np.abs(g0).max())
+    assert c == pytest.approx(c0, rel=1e-14)
