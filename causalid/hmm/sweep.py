@@ -17,6 +17,7 @@ r"""Sweep plug-in of the HMM wing (:mod:`causalid.verify.plugin`).
 from __future__ import annotations
 
 import functools
+import contextlib
 import warnings
 
 import jax
@@ -27,6 +28,7 @@ from scipy.optimize import linear_sum_assignment
 from causalid.errors import CausalIDError, ConvergenceWarning
 from causalid.hmm.compare import compare_mechanisms
 from causalid.hmm.fit import fit_hmm, fit_hmm_batch
+from causalid.hmm.starts import DegenerateFitWarning
 from causalid._compile import compiled, to_device
 from causalid.models.hmm import HMMConfig, random_hmm_params, sequence_log_likelihoods, simulate_arrays
 from causalid.verify.plugin import (
@@ -141,6 +143,36 @@ def _true_log_likelihoods(params, y, *, config):
     return jax.vmap(lambda p, yy: jnp.sum(sequence_log_likelihoods(p, yy, config, partial=False)))(params, y)
 
 
+class _Degenerate:
+    """Counts the replicates whose fits warned of degenerate states, for one summary per cell.
+
+    A sweep fits hundreds of replicates, and short simulated sequences leave a state unvisited
+    in some environment often enough that a warning per fit would bury everything else; the
+    scores of those replicates are kept, and the cell says once how many there were."""
+
+    def __init__(self):
+        self.count, self.example = 0, None
+
+    @contextlib.contextmanager
+    def watch(self):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("ignore", ConvergenceWarning)  # recorded as a metric or scored
+            warnings.simplefilter("always", DegenerateFitWarning)
+            yield
+        hits = [w for w in caught if issubclass(w.category, DegenerateFitWarning)]
+        for w in caught:
+            if not issubclass(w.category, DegenerateFitWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if hits:
+            self.count += 1
+            self.example = self.example or str(hits[0].message).split(". ")[0]
+
+    def report(self, R: int, method: str) -> None:
+        if self.count:
+            warnings.warn(f"{self.count} of {R} replicates of this cell had degenerate '{method}' fits "
+                          f"(e.g. {self.example}); their scores are kept", DegenerateFitWarning, stacklevel=3)
+
+
 def _hmm_fit_score(method, options, sim, key, metrics):
 
     s, config = sim["settings"], sim["config"]
@@ -172,14 +204,12 @@ def _hmm_fit_score(method, options, sim, key, metrics):
                 )
         except CausalIDError:
             batch = None  # scored one at a time below, each replicate with its own error
+    degenerate = _Degenerate()
     for r in range(R):
         y = sim["y"][r]
         if method == "compare":
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter(
-                        "ignore", ConvergenceWarning
-                    )  # restarts: the verdict is scored
+                with degenerate.watch():  # restarts: the verdict is scored
                     rep = compare_mechanisms(
                         y,
                         s["states"],
@@ -204,10 +234,7 @@ def _hmm_fit_score(method, options, sim, key, metrics):
             )
             continue
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter(
-                    "ignore", ConvergenceWarning
-                )  # recorded as the 'converged' metric
+            with degenerate.watch():  # convergence is recorded as the 'converged' metric
                 res = batch[r] if batch is not None else fit_hmm(
                     y,
                     s["states"],
@@ -249,6 +276,7 @@ def _hmm_fit_score(method, options, sim, key, metrics):
             "converged": float(res.converged),
         }
         scores.set(r, got, f"{NOT_APPLICABLE}: scores the verdict of engine method 'compare'")
+    degenerate.report(R, method)
     return scores
 
 
