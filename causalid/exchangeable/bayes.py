@@ -1231,6 +1231,27 @@ def _check_options(d: int, edge_prior: float, max_parents: int | None, default: 
     return int(min(max(max_parents, 0), max(d - 1, 0)))
 
 
+def _search_options(d: int, method, sampler, edge_prior, max_parents, key, *, mcmc_parents: int):
+    """The checked search settings of both structure engines: the method ('auto' resolved),
+    the parent limit (every parent when exhaustive, ``mcmc_parents`` for MCMC by default) and
+    the PRNG key."""
+    if method == "auto":
+        method = "exhaustive" if d <= MAX_EXHAUSTIVE_NODES else "mcmc"
+    if method not in ("exhaustive", "mcmc"):
+        raise ValueError(f"unknown method {method!r}; use 'auto', 'exhaustive' or 'mcmc'")
+    if sampler not in ("order", "structure"):
+        raise ValueError(f"unknown sampler {sampler!r}; use 'order' or 'structure'")
+    if method == "exhaustive" and d > MAX_EXHAUSTIVE_NODES:
+        raise ValueError(
+            f"exhaustive enumeration supports at most {MAX_EXHAUSTIVE_NODES} variables, got {d}"
+        )
+    max_parents = _check_options(d, edge_prior, max_parents,
+                                 default=d - 1 if method == "exhaustive" else mcmc_parents)
+    if isinstance(key, (int, np.integer)):
+        key = jax.random.key(int(key))
+    return method, max_parents, key
+
+
 @float64
 def bayes_structure(
     values,
@@ -1330,21 +1351,8 @@ def bayes_structure(
     """
     values = np.asarray(values, dtype=np.float64)
     d = values.shape[-1]
-    if method == "auto":
-        method = "exhaustive" if d <= MAX_EXHAUSTIVE_NODES else "mcmc"
-    if method not in ("exhaustive", "mcmc"):
-        raise ValueError(f"unknown method {method!r}; use 'auto', 'exhaustive' or 'mcmc'")
-    if sampler not in ("order", "structure"):
-        raise ValueError(f"unknown sampler {sampler!r}; use 'order' or 'structure'")
-    if method == "exhaustive" and d > MAX_EXHAUSTIVE_NODES:
-        raise ValueError(
-            f"exhaustive enumeration supports at most {MAX_EXHAUSTIVE_NODES} variables, got {d}"
-        )
-    max_parents = _check_options(d, edge_prior, max_parents,
-                                 default=d - 1 if method == "exhaustive" else min(3, d - 1))
-    if isinstance(key, (int, np.integer)):
-        key = jax.random.key(int(key))
-
+    method, max_parents, key = _search_options(d, method, sampler, edge_prior, max_parents, key,
+                                               mcmc_parents=min(3, d - 1))
     prep = _prepare(values, mask, family)
     sets = parent_sets(d, max_parents)
     cand = _resolve_candidates(values, mask, d, max_candidates) if family == "linear_gaussian" else None
@@ -1581,18 +1589,8 @@ def interventional_structure(
     d = values.shape[-1]
     if intervention not in ("soft", "perfect"):
         raise DataError(f"unknown intervention {intervention!r}; use 'soft' or 'perfect'")
-    if method == "auto":
-        method = "exhaustive" if d <= MAX_EXHAUSTIVE_NODES else "mcmc"
-    if method not in ("exhaustive", "mcmc"):
-        raise ValueError(f"unknown method {method!r}; use 'auto', 'exhaustive' or 'mcmc'")
-    if method == "exhaustive" and d > MAX_EXHAUSTIVE_NODES:
-        raise ValueError(
-            f"exhaustive enumeration supports at most {MAX_EXHAUSTIVE_NODES} variables, got {d}"
-        )
-    max_parents = _check_options(d, edge_prior, max_parents,
-                                 default=d - 1 if method == "exhaustive" else _budget_parents(d))
-    if isinstance(key, (int, np.integer)):
-        key = jax.random.key(int(key))
+    method, max_parents, key = _search_options(d, method, sampler, edge_prior, max_parents, key,
+                                               mcmc_parents=_budget_parents(d))
     prep = _prepare(values, mask, "linear_gaussian")
     pi = np.asarray(change_prior, dtype=np.float64)
     if pi.shape != (values.shape[0], d):
